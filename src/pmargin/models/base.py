@@ -1,0 +1,97 @@
+"""The interface every margin model implements, and pieces common to all of them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import scipy.sparse as sp
+
+from pmargin._typing import FloatArray
+from pmargin.book import Book
+from pmargin.market import MarketSnapshot
+from pmargin.models.params import PMParams, SMParams, params_digest
+from pmargin.models.result import AccountMargin, BookMarginResult
+from pmargin.models.valuation import InstrumentTable, build_table
+from pmargin.portfolio import Portfolio
+
+__all__ = ["MarginModel", "account_greeks"]
+
+
+def account_greeks(positions: sp.csr_matrix, table: InstrumentTable) -> dict[str, FloatArray]:
+    """Aggregate per-unit Greeks over accounts.
+
+    Parameters
+    ----------
+    positions : scipy.sparse.csr_matrix
+        Quantities (accounts x instruments).
+    table : InstrumentTable
+        Market inputs of the columns.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``delta`` (coin; summed across underlyings of one account), ``delta_usd``, ``gamma``
+        (coin per USD), ``vega`` (USD per vol point), ``theta`` (USD per day).
+    """
+    g = table.greeks()
+    out = {k: np.asarray(positions @ v, dtype=np.float64) for k, v in g.items()}
+    out["delta_usd"] = np.asarray(positions @ (g["delta"] * table.index), dtype=np.float64)
+    return out
+
+
+class MarginModel(ABC):
+    """A margin model: pure, vectorised over the accounts of a book.
+
+    One account is a book of one; :meth:`margin` is a convenience around :meth:`compute` that adds
+    the explanation (scenario table, per-position breakdown).
+    """
+
+    params: SMParams | PMParams
+
+    def __init__(self, params: SMParams | PMParams) -> None:
+        self.params = params
+        self.digest = params_digest(params)
+
+    @property
+    def name(self) -> str:
+        """Preset name."""
+        return self.params.name
+
+    def table(self, book: Book, market: MarketSnapshot) -> InstrumentTable:
+        """Build the instrument table of a book's columns."""
+        return build_table(book.instruments, market, book.margin_currency)
+
+    @abstractmethod
+    def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
+        """Compute IM, MM, equity and components of every account of ``book``.
+
+        Parameters
+        ----------
+        book : Book
+            Accounts.
+        market : MarketSnapshot
+            Market data.
+
+        Returns
+        -------
+        BookMarginResult
+            Arrays over accounts, in the book's margin currency.
+        """
+
+    @abstractmethod
+    def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
+        """Compute and explain the margin of one account.
+
+        Parameters
+        ----------
+        portfolio : Portfolio
+            The account.
+        market : MarketSnapshot
+            Market data.
+
+        Returns
+        -------
+        AccountMargin
+            Margins with their breakdown.
+        """

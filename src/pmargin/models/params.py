@@ -1,0 +1,374 @@
+"""Parameter schemas of the margin models and the TOML preset loader.
+
+Every preset is a TOML file in ``pmargin/models/presets/`` validated into frozen pydantic models
+with ``extra="forbid"`` (a typo fails loudly). Overrides are deep-merged dictionaries with the same
+keys as the file, or dotted keys (``{"underlyings.BTC.grid.price_range": 0.2}``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pmargin.errors import ParamsError
+
+__all__ = [
+    "CollateralHaircut",
+    "CompositionParams",
+    "DeltaShockParams",
+    "ExtendedParams",
+    "FutureRules",
+    "GridParams",
+    "MinChargeParams",
+    "MinDeltaParams",
+    "NakedShortParams",
+    "OptionRules",
+    "PMParams",
+    "PerpContingencyParams",
+    "RollShockParams",
+    "SMParams",
+    "ScenarioSpec",
+    "UnderlyingPMParams",
+    "VolShockParams",
+    "deep_merge",
+    "list_presets",
+    "load_params",
+    "params_digest",
+    "read_preset",
+]
+
+VolMode = Literal["up", "none", "down"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CollateralHaircut(_Frozen):
+    """Fractions of a collateral currency's USD value deducted for IM and for MM."""
+
+    im: float = Field(ge=0.0, le=1.0)
+    mm: float = Field(ge=0.0, le=1.0)
+
+
+# ----------------------------------------------------------------------------- standard margin
+class OptionRules(_Frozen):
+    """Standard-margin rules for options, per coin of underlying (linear: times the forward)."""
+
+    short_im_rate: float = Field(ge=0.0)
+    """``a`` in ``max(a - OTM/S, b) + mark``."""
+    short_im_min_rate: float = Field(ge=0.0)
+    """``b`` in ``max(a - OTM/S, b) + mark``."""
+    short_mm_rate: float = Field(ge=0.0)
+    """``c`` in ``c + mark`` (calls) and ``max(c, c * mark) + mark`` (puts)."""
+    put_mm_mark_rate: float = Field(ge=0.0)
+    """Rate on the mark in the short-put MM floor ``max(c, rate * mark)``."""
+
+
+class FutureRules(_Frozen):
+    """Size-dependent rates of futures and perpetuals: ``rate = base + per_coin * |size|``."""
+
+    im_base: float = Field(ge=0.0)
+    im_per_coin: float = Field(ge=0.0)
+    mm_base: float = Field(ge=0.0)
+    mm_per_coin: float = Field(ge=0.0)
+
+
+class SMParams(_Frozen):
+    """Parameters of the standard (rules-based, per position) margin model."""
+
+    schema_version: int = 1
+    name: str
+    model: Literal["standard"]
+    source: str
+    assumptions: list[str] = []
+    options: dict[str, OptionRules]
+    futures: dict[str, FutureRules]
+    haircuts: dict[str, CollateralHaircut] = {}
+
+    @model_validator(mode="after")
+    def _has_default(self) -> SMParams:
+        for table in ("options", "futures"):
+            if "default" not in getattr(self, table):
+                raise ValueError(f"{table} needs a 'default' entry")
+        return self
+
+    def option_rules(self, underlying: str) -> OptionRules:
+        """Return the option rules of an underlying (or the default)."""
+        return self.options.get(underlying, self.options["default"])
+
+    def future_rules(self, underlying: str) -> FutureRules:
+        """Return the futures rules of an underlying (or the default)."""
+        return self.futures.get(underlying, self.futures["default"])
+
+
+# ----------------------------------------------------------------------------- portfolio margin
+class VolShockParams(_Frozen):
+    """Term-scaled volatility shock ``1 +/- range * (pivot / max(DTE, floor)) ** p``."""
+
+    kind: Literal["multiplicative", "additive"] = "multiplicative"
+    up: float = Field(ge=0.0)
+    down: float = Field(ge=0.0)
+    short_power: float = 0.0
+    long_power: float = 0.0
+    floor_days: float = Field(default=1.0, gt=0.0)
+    pivot_days: float = Field(default=30.0, gt=0.0)
+    short_inclusive: bool = False
+    min_vol_up: float = Field(default=0.0, ge=0.0)
+    """Floor on the up-shocked volatility (Deribit 0.5)."""
+    min_vol: float = Field(default=0.01, gt=0.0)
+    """Floor on any shocked volatility (keeps Black-76 away from zero vol)."""
+
+
+class ScenarioSpec(_Frozen):
+    """One explicit scenario: relative price move, vol direction and weight."""
+
+    price_shock: float = Field(gt=-1.0)
+    vol: VolMode
+    weight: float = Field(default=1.0, gt=0.0)
+    name: str | None = None
+
+
+class ExtendedParams(_Frozen):
+    """Extended (tail) moves weighted by ``factor * range / |move|`` and dampened in USD."""
+
+    moves: list[float]
+    factor: float = Field(default=1.0, gt=0.0)
+    dampener_usd: float = Field(default=0.0, ge=0.0)
+    vol: VolMode = "up"
+    range_edge_conversion: bool = True
+    """Re-express coin P&L at the range-edge price (Deribit); no effect for USD margin."""
+
+
+class GridParams(_Frozen):
+    """Scenario grid of one underlying."""
+
+    price_range: float = Field(gt=0.0, lt=1.0)
+    buckets: int | None = Field(default=None, ge=1)
+    """Symmetric grid ``k * range / buckets`` for ``k = -buckets..buckets``."""
+    vol_scenarios: list[VolMode] = ["up", "none", "down"]
+    explicit: list[ScenarioSpec] | None = None
+    """Scenarios given one by one (used instead of ``buckets``)."""
+    extended: ExtendedParams | None = None
+    horizon_days: float = Field(default=0.0, ge=0.0)
+    """Time shift applied to every scenario (theta over the horizon)."""
+
+    @model_validator(mode="after")
+    def _one_grid(self) -> GridParams:
+        if (self.buckets is None) == (self.explicit is None):
+            raise ValueError("give exactly one of 'buckets' or 'explicit'")
+        return self
+
+
+class RollShockParams(_Frozen):
+    """Roll (basis) shock: ``|net delta per expiry| * max(floor, f(rate, T))``."""
+
+    annualised_move_risk: float = Field(ge=0.0)
+    min_annualised_move: float = Field(ge=0.0)
+    form: Literal["exp", "linear"] = "exp"
+    """``exp``: ``exp(rate*T) - 1`` (third-party replica); ``linear``: ``rate*T``."""
+
+
+class DeltaShockParams(_Frozen):
+    """Delta (liquidity) shock above a USD threshold of net delta."""
+
+    max_delta_shock: float = Field(ge=0.0)
+    threshold_usd: float = Field(ge=0.0)
+    m_inc: float = Field(ge=0.0)
+
+
+class NakedShortParams(_Frozen):
+    """Contingency per net short option contract per strike (calls and puts netted)."""
+
+    rate: float = Field(ge=0.0)
+    """Fraction of the index per net short contract."""
+
+
+class PerpContingencyParams(_Frozen):
+    """Contingency on the gross notional of futures and perpetuals."""
+
+    rate: float = Field(ge=0.0)
+
+
+class MinDeltaParams(_Frozen):
+    """Paradex minimum delta requirement ``(net_rate |net delta| + hedged_rate hedged) S``."""
+
+    net_rate: float = Field(ge=0.0)
+    hedged_rate: float = Field(ge=0.0)
+
+
+class MinChargeParams(_Frozen):
+    """OKX MR7-style minimum charge on |delta| notional, scaled by tiers."""
+
+    rate: float = Field(ge=0.0)
+    tiers: list[tuple[float, float]]
+    """``(upper bound in USD, multiplier)`` for the raw charge falling in each tier."""
+
+
+class UnderlyingPMParams(_Frozen):
+    """Portfolio-margin parameters of one underlying (risk unit)."""
+
+    grid: GridParams
+    vol_shock: VolShockParams
+    roll_shock: RollShockParams | None = None
+    delta_shock: DeltaShockParams | None = None
+    naked_short: NakedShortParams | None = None
+    perp_contingency: PerpContingencyParams | None = None
+    min_delta: MinDeltaParams | None = None
+    min_charge: MinChargeParams | None = None
+
+
+class CompositionParams(_Frozen):
+    """How IM and MM follow from the risk: ``mm_from_im`` (MM = factor x IM) or ``im_from_mm``."""
+
+    mode: Literal["mm_from_im", "im_from_mm"]
+    factor: float = Field(gt=0.0)
+
+
+class PMParams(_Frozen):
+    """Parameters of the portfolio (risk-array) margin model."""
+
+    schema_version: int = 1
+    name: str
+    model: Literal["portfolio"]
+    source: str
+    assumptions: list[str] = []
+    composition: CompositionParams
+    underlyings: dict[str, UnderlyingPMParams]
+    haircuts: dict[str, CollateralHaircut] = {}
+
+    @model_validator(mode="after")
+    def _has_default(self) -> PMParams:
+        if "default" not in self.underlyings:
+            raise ValueError("underlyings needs a 'default' entry")
+        return self
+
+    def for_underlying(self, underlying: str) -> UnderlyingPMParams:
+        """Return the parameters of an underlying (or the default)."""
+        return self.underlyings.get(underlying, self.underlyings["default"])
+
+
+# ----------------------------------------------------------------------------- loading
+def list_presets() -> list[str]:
+    """Return the names of the shipped presets."""
+    folder = resources.files("pmargin.models") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def read_preset(name_or_path: str | Path) -> dict[str, Any]:
+    """Read a preset TOML file (shipped name or path) into a plain dictionary.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        Shipped preset name (``"deribit-pm"``) or a path to a TOML file.
+
+    Returns
+    -------
+    dict
+        Raw parameters.
+
+    Raises
+    ------
+    ParamsError
+        If the preset does not exist or is not valid TOML.
+    """
+    path = Path(name_or_path)
+    try:
+        if path.suffix == ".toml" and path.exists():
+            text = path.read_text()
+        else:
+            res = resources.files("pmargin.models") / "presets" / f"{name_or_path}.toml"
+            if not res.is_file():
+                raise ParamsError("model", str(name_or_path),
+                                  f"unknown preset; shipped presets are {list_presets()}")
+            text = res.read_text()
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParamsError("model", str(name_or_path), f"is not valid TOML: {exc}") from exc
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overrides`` into a copy of ``base``; dotted keys address nested tables.
+
+    Parameters
+    ----------
+    base : mapping
+        Original parameters.
+    overrides : mapping
+        Nested dictionaries or dotted keys.
+
+    Returns
+    -------
+    dict
+        Merged parameters.
+    """
+    out: dict[str, Any] = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[part] = nxt
+            node = nxt
+        leaf = parts[-1]
+        if isinstance(value, Mapping) and isinstance(node.get(leaf), dict):
+            node[leaf] = deep_merge(node[leaf], value)
+        else:
+            node[leaf] = copy.deepcopy(value)
+    return out
+
+
+def load_params(
+    name_or_path: str | Path, overrides: Mapping[str, Any] | None = None
+) -> SMParams | PMParams:
+    """Load and validate a preset with optional overrides.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        Preset name or TOML path.
+    overrides : mapping, optional
+        Parameter overrides (see :func:`deep_merge`).
+
+    Returns
+    -------
+    SMParams or PMParams
+        Frozen, validated parameters.
+
+    Raises
+    ------
+    ParamsError
+        If a parameter is missing, unknown or out of range; the message names it.
+    """
+    raw = deep_merge(read_preset(name_or_path), overrides or {})
+    kind = raw.get("model")
+    schema: type[SMParams] | type[PMParams]
+    if kind == "standard":
+        schema = SMParams
+    elif kind == "portfolio":
+        schema = PMParams
+    else:
+        raise ParamsError("model", kind, "must be 'standard' or 'portfolio'")
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ParamsError(f"params.{loc}", err.get("input"), err["msg"]) from exc
+
+
+def params_digest(params: BaseModel) -> str:
+    """Return the sha256 of the canonical JSON of validated parameters."""
+    text = json.dumps(params.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

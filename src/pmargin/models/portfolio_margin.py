@@ -1,0 +1,435 @@
+"""Portfolio (risk-array) margin: full revaluation under scenario grids, tails and add-ons.
+
+Currently implemented
+---------------------
+* Risk arrays per underlying (risk unit): every instrument and collateral currency revalued with
+  Black-76 under every scenario, P&L per unit in the margin currency.
+* Account P&L per scenario as a sparse matrix product; extended scenarios weighted by
+  ``factor * range / |move|``, re-expressed at the range edge and dampened by a USD amount
+  (Deribit); explicitly weighted scenarios (Paradex tails, SPAN extremes, OKX MR6).
+* Add-ons per risk unit: roll (basis) shock per expiry bucket, delta (liquidity) shock, per-strike
+  naked-short contingency, futures/perpetual contingency, Paradex minimum delta requirement and
+  OKX MR7-style tiered minimum charge.
+* IM/MM composition ``mm_from_im`` (MM = k x IM) or ``im_from_mm`` (IM = k x MM); open orders as
+  if filled (worse side); collateral haircuts.
+
+Risk units are margined separately and added (no diversification across underlyings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from pmargin._typing import FloatArray, IntArray
+from pmargin.book import Book
+from pmargin.market import MarketSnapshot
+from pmargin.models.accounts import (
+    collateral_haircuts,
+    collateral_value,
+    order_cost,
+    order_matrices,
+    position_values,
+)
+from pmargin.models.base import MarginModel, account_greeks
+from pmargin.models.grid import ScenarioGrid, build_grid, shocked_vol
+from pmargin.models.params import PMParams, UnderlyingPMParams
+from pmargin.models.result import AccountMargin, BookMarginResult
+from pmargin.models.valuation import KIND_FUTURE, KIND_OPTION, KIND_PERPETUAL, InstrumentTable, \
+    is_stable
+from pmargin.pricing import black76
+from pmargin.portfolio import Portfolio
+
+__all__ = ["PortfolioMarginModel", "RiskUnit", "build_risk_units"]
+
+ADDONS = ("roll_shock", "delta_shock", "naked_short", "perp_contingency")
+
+
+@dataclass(frozen=True)
+class RiskUnit:
+    """Risk arrays of one underlying.
+
+    Attributes
+    ----------
+    underlying : str
+        Coin.
+    params : UnderlyingPMParams
+        Its parameters.
+    grid : ScenarioGrid
+        Its scenarios.
+    columns : ndarray of int
+        Book columns (instruments) of this underlying.
+    risk : ndarray, shape (len(columns), scenarios)
+        Weighted P&L per unit held, margin currency.
+    collateral_risk : ndarray, shape (collateral currencies, scenarios)
+        Weighted P&L per unit of each collateral currency.
+    damp : ndarray, shape (scenarios,)
+        Dampener of each scenario in the margin currency.
+    index : float
+        Index price of the underlying (USD).
+    coin_to_mc : float
+        Value of one coin of the underlying in the margin currency.
+    """
+
+    underlying: str
+    params: UnderlyingPMParams
+    grid: ScenarioGrid
+    columns: IntArray
+    risk: FloatArray
+    collateral_risk: FloatArray
+    damp: FloatArray
+    index: float
+    coin_to_mc: float
+
+
+def _price_ratio(ccy: str, unit: str, move: FloatArray, market: MarketSnapshot) -> FloatArray:
+    """USD price of ``ccy`` under each scenario of ``unit`` (moves only the unit's coin)."""
+    px = market.collateral_price(ccy)
+    return np.asarray(px * (1.0 + move) if ccy == unit else np.full(move.shape, px))
+
+
+def build_risk_units(book: Book, t: InstrumentTable, market: MarketSnapshot, params: PMParams
+                     ) -> list[RiskUnit]:
+    """Revalue every instrument and collateral currency of a book under every scenario.
+
+    Parameters
+    ----------
+    book : Book
+        Accounts (only its columns and collateral currencies are used).
+    t : InstrumentTable
+        Market inputs of the columns.
+    market : MarketSnapshot
+        Market data (index and collateral prices).
+    params : PMParams
+        Model parameters.
+
+    Returns
+    -------
+    list of RiskUnit
+        One per underlying held or per non-stable collateral currency.
+    """
+    mc = book.margin_currency
+    units: list[str] = sorted({str(u) for u in t.underlying}
+                              | {c for c in book.collateral_currencies if not is_stable(c)})
+    out: list[RiskUnit] = []
+    for u in units:
+        up = params.for_underlying(u)
+        grid = build_grid(up)
+        m = grid.move
+        cols = np.flatnonzero(t.underlying == u)
+        p_mc = _price_ratio(mc, u, m, market)           # (S,)
+        p_mc0 = market.collateral_price(mc)
+        edge_mc = _price_ratio(mc, u, grid.edge_move, market)
+        # extended scenarios: re-express at the range edge (coin margin), then weight
+        scale = grid.weight * np.where(grid.extended, p_mc / edge_mc, 1.0)
+        risk = _instrument_risk(t, cols, grid, up, p_mc, p_mc0, u, market)
+        risk *= scale[None, :]
+        coll = np.zeros((len(book.collateral_currencies), grid.size))
+        for k, c in enumerate(book.collateral_currencies):
+            pc = _price_ratio(c, u, m, market)
+            coll[k] = (pc / p_mc - market.collateral_price(c) / p_mc0) * scale
+        damp = np.where(grid.extended, grid.dampener_usd / edge_mc, 0.0)
+        index = market.index_price(u)
+        out.append(RiskUnit(u, up, grid, cols, risk, coll, damp, index, index / p_mc0))
+    return out
+
+
+def _instrument_risk(t: InstrumentTable, cols: IntArray, grid: ScenarioGrid,
+                     up: UnderlyingPMParams, p_mc: FloatArray, p_mc0: float, unit: str,
+                     market: MarketSnapshot) -> FloatArray:
+    """Unweighted P&L per unit (margin currency) of the given columns under every scenario."""
+    if cols.size == 0:
+        return np.zeros((0, grid.size))
+    m = grid.move[None, :]
+    f = t.forward[cols][:, None]
+    f_s = f * (1.0 + m)
+    inv = t.inverse[cols][:, None]
+    kind = t.kind[cols][:, None]
+    opt = (kind == KIND_OPTION)[:, 0]
+    v_s = np.where(inv, 1.0 - f / f_s, f_s)          # futures and perpetuals
+    v_0 = np.where(inv, 0.0, f)
+    if opt.any():
+        o = cols[opt]
+        tau = t.tau[o]
+        tau_s = np.maximum(tau - grid.horizon_days / 365.0, 0.0)[:, None]
+        sig_s = shocked_vol(t.vol[o], tau, grid.vol_mode, up.vol_shock)
+        c_s = black76.price(f_s[opt], t.strike[o][:, None], tau_s, sig_s, t.is_call[o][:, None])
+        c_0 = black76.price(t.forward[o], t.strike[o], tau, t.vol[o], t.is_call[o])[:, None]
+        inv_o = t.inverse[o][:, None]
+        v_s[opt] = np.where(inv_o, c_s / f_s[opt], c_s)
+        v_0 = np.broadcast_to(v_0, v_s.shape).copy()
+        v_0[opt] = np.where(inv_o, c_0 / t.forward[o][:, None], c_0)
+    # conversion settlement currency -> margin currency under each scenario
+    settle_s = np.where(inv, market.index_price(unit) * (1.0 + m), 1.0)
+    settle_0 = np.where(inv, market.index_price(unit), 1.0)
+    stable_px = t.settle_price[cols][:, None]
+    settle_s = np.where(inv, settle_s, stable_px)
+    settle_0 = np.where(inv, settle_0, stable_px)
+    return np.asarray(v_s * settle_s / p_mc[None, :] - v_0 * settle_0 / p_mc0)
+
+
+def _damped(pnl: FloatArray, damp: FloatArray) -> FloatArray:
+    """Move each P&L toward zero by its dampener (never across zero)."""
+    return np.asarray(np.sign(pnl) * np.maximum(np.abs(pnl) - damp[None, :], 0.0))
+
+
+def _tiered(raw: FloatArray, tiers: list[tuple[float, float]]) -> FloatArray:
+    """Apply a piecewise multiplier schedule to raw amounts (OKX MR7 scaling)."""
+    out = np.zeros_like(raw)
+    lower = 0.0
+    for upper, mult in tiers:
+        out += np.clip(raw - lower, 0.0, upper - lower) * mult
+        lower = upper
+    return out
+
+
+class PortfolioMarginModel(MarginModel):
+    """Scenario (risk-array) portfolio margin; venue methodologies are presets of it."""
+
+    params: PMParams
+
+    def __init__(self, params: PMParams) -> None:
+        super().__init__(params)
+
+    # ------------------------------------------------------------------ core
+    def _unit_core(self, unit: RiskUnit, pos: sp.csr_matrix, coll: FloatArray,
+                   t: InstrumentTable) -> tuple[FloatArray, FloatArray, dict[str, FloatArray],
+                                                FloatArray]:
+        """IM and MM of one risk unit for every account, with components and the P&L matrix."""
+        n = pos.shape[0]
+        q = sp.csr_matrix(pos[:, unit.columns]) if unit.columns.size else sp.csr_matrix((n, 0))
+        pnl = np.asarray(q @ unit.risk) if unit.columns.size else np.zeros((n, unit.grid.size))
+        if coll.shape[1]:
+            pnl = pnl + coll @ unit.collateral_risk
+        pnl = _damped(pnl, unit.damp) if unit.damp.any() else pnl
+        worst = np.maximum(0.0, -pnl.min(axis=1)) if pnl.shape[1] else np.zeros(n)
+        comps: dict[str, FloatArray] = {"worst_case": worst}
+        p = unit.params
+        cols = unit.columns
+        delta = t.coin_delta()[cols]
+        c2m = unit.coin_to_mc
+        zero = np.zeros(n)
+        # roll shock per expiry bucket (perpetual its own bucket)
+        if p.roll_shock is not None and cols.size:
+            keys, bucket = np.unique(t.expiry_key[cols], return_inverse=True)
+            tau_b = np.zeros(keys.size)
+            np.maximum.at(tau_b, bucket, t.tau[cols])
+            rs = p.roll_shock
+            f = (np.expm1(rs.annualised_move_risk * tau_b) if rs.form == "exp"
+                 else rs.annualised_move_risk * tau_b)
+            rate = np.maximum(rs.min_annualised_move, f)
+            b = sp.csr_matrix((delta, (np.arange(cols.size), bucket)), shape=(cols.size, keys.size))
+            net = np.asarray((q @ b).toarray()) if keys.size else np.zeros((n, 0))
+            comps["roll_shock"] = np.abs(net) @ rate * c2m
+        else:
+            comps["roll_shock"] = zero
+        net_delta = np.asarray(q @ delta) if cols.size else zero
+        if p.delta_shock is not None:
+            ds = p.delta_shock
+            ad = np.abs(net_delta)
+            pct = np.minimum(ds.max_delta_shock,
+                             ds.m_inc * np.maximum(0.0, ad - ds.threshold_usd / unit.index))
+            comps["delta_shock"] = pct * ad * c2m
+        else:
+            comps["delta_shock"] = zero
+        if p.naked_short is not None and cols.size:
+            opt = t.kind[cols] == KIND_OPTION
+            key = np.where(opt, t.expiry_key[cols] * 1e-3 + 0.0, -1.0)
+            pairs = np.stack([key, np.where(opt, t.strike[cols], -1.0)], axis=1)
+            _, grp = np.unique(pairs, axis=0, return_inverse=True)
+            grp = grp.ravel()
+            g = sp.csr_matrix((opt.astype(np.float64), (np.arange(cols.size), grp)),
+                              shape=(cols.size, int(grp.max()) + 1))
+            net = (q @ g).toarray()
+            comps["naked_short"] = (np.maximum(-net, 0.0).sum(axis=1)
+                                    * p.naked_short.rate * c2m)
+        else:
+            comps["naked_short"] = zero
+        if p.perp_contingency is not None and cols.size:
+            lin = ((t.kind[cols] == KIND_FUTURE) | (t.kind[cols] == KIND_PERPETUAL)).astype(float)
+            comps["perp_contingency"] = (abs(q) @ lin) * p.perp_contingency.rate * c2m
+        else:
+            comps["perp_contingency"] = zero
+        risk = worst + sum(comps[k] for k in ADDONS)
+        comp = self.params.composition
+        if p.min_delta is not None and cols.size:
+            e = q.multiply(delta[None, :]).tocsr()
+            longd = np.asarray(e.maximum(0).sum(axis=1)).ravel()
+            shortd = -np.asarray(e.minimum(0).sum(axis=1)).ravel()
+            hedged = np.minimum(longd, shortd)
+            md = (p.min_delta.net_rate * np.abs(longd - shortd)
+                  + p.min_delta.hedged_rate * hedged) * c2m
+            comps["min_delta"] = md
+            risk = np.maximum(risk, md)
+        if p.min_charge is not None:
+            raw = p.min_charge.rate * np.abs(net_delta) * unit.index
+            adj = _tiered(raw, p.min_charge.tiers) * c2m / unit.index
+            comps["min_charge"] = adj
+            risk = np.maximum(risk, adj)
+        if comp.mode == "mm_from_im":
+            im, mm = risk, comp.factor * risk
+        else:
+            im, mm = comp.factor * risk, risk
+        return im, mm, comps, pnl
+
+    def _core(self, units: list[RiskUnit], pos: sp.csr_matrix, coll: FloatArray,
+              t: InstrumentTable) -> tuple[FloatArray, FloatArray, dict[str, FloatArray],
+                                           list[FloatArray]]:
+        n = pos.shape[0]
+        im = np.zeros(n)
+        mm = np.zeros(n)
+        comps: dict[str, FloatArray] = {}
+        pnls: list[FloatArray] = []
+        for unit in units:
+            i_u, m_u, c_u, pnl = self._unit_core(unit, pos, coll, t)
+            im += i_u
+            mm += m_u
+            for k, v in c_u.items():
+                comps[k] = comps.get(k, np.zeros(n)) + v
+            pnls.append(pnl)
+        for k in ("worst_case", *ADDONS):
+            comps.setdefault(k, np.zeros(n))
+        return im, mm, comps, pnls
+
+    def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
+        """Compute portfolio margin of every account of a book.
+
+        Parameters
+        ----------
+        book : Book
+            Accounts.
+        market : MarketSnapshot
+            Market data.
+
+        Returns
+        -------
+        BookMarginResult
+            IM, MM, equity and components ``worst_case``, ``roll_shock``, ``delta_shock``,
+            ``naked_short``, ``perp_contingency`` (and ``min_delta``/``min_charge`` where
+            enabled), ``open_orders``, ``collateral_haircut_im``, ``collateral_haircut_mm``.
+        """
+        return self._compute(book, market)[0]
+
+    def _compute(self, book: Book, market: MarketSnapshot
+                 ) -> tuple[BookMarginResult, list[RiskUnit], list[FloatArray], InstrumentTable]:
+        t = self.table(book, market)
+        units = build_risk_units(book, t, market, self.params)
+        pos = sp.csr_matrix(book.positions)
+        im, mm, comps, pnls = self._core(units, pos, book.collateral, t)
+        orders_im = np.zeros(book.n_accounts)
+        if len(book.orders):
+            rows = np.unique(book.orders.account)
+            buys, sells = order_matrices(book)
+            cb, cs = order_cost(book, t)
+            sub = pos[rows]
+            coll = book.collateral[rows]
+            im_b = self._core(units, sp.csr_matrix(sub + buys[rows]), coll, t)[0]
+            im_s = self._core(units, sp.csr_matrix(sub + sells[rows]), coll, t)[0]
+            orders_im[rows] = np.maximum(
+                0.0, np.maximum(im_b + cb[rows], im_s + cs[rows]) - im[rows])
+        h_im, h_mm = collateral_haircuts(book, market, self.params.haircuts)
+        comps["open_orders"] = orders_im
+        comps["collateral_haircut_im"] = h_im
+        comps["collateral_haircut_mm"] = h_mm
+        values = position_values(pos, book.entry_notional, t)
+        equity = collateral_value(book, market) + np.asarray(values.sum(axis=1)).ravel()
+        res = BookMarginResult(
+            model=self.name,
+            params_digest=self.digest,
+            margin_currency=book.margin_currency,
+            mc_usd=t.mc_price,
+            account_ids=list(book.account_ids),
+            initial_margin=im + orders_im + h_im,
+            maintenance_margin=mm + h_mm,
+            equity=equity,
+            components=comps,
+            greeks=account_greeks(pos, t),
+        )
+        return res, units, pnls, t
+
+    # ------------------------------------------------------------------ one account
+    def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
+        """Compute and explain portfolio margin of one account.
+
+        Parameters
+        ----------
+        portfolio : Portfolio
+            The account.
+        market : MarketSnapshot
+            Market data.
+
+        Returns
+        -------
+        AccountMargin
+            Margins, the scenario table (weighted and dampened P&L per scenario), the risk
+            matrix (price move x vol direction), the worst scenario of each underlying, and each
+            position's P&L at that scenario.
+        """
+        book = Book.from_portfolios([portfolio])
+        res, units, pnls, t = self._compute(book, market)
+        pos = sp.csr_matrix(book.positions)
+        rows: list[dict[str, Any]] = []
+        worst: dict[str, Any] = {}
+        contrib = np.zeros(pos.nnz)
+        col_unit = {}
+        for unit, pnl in zip(units, pnls, strict=True):
+            g = unit.grid
+            vec = pnl[0]
+            vol_names = g.vol_names()
+            for s in range(g.size):
+                rows.append({
+                    "underlying": unit.underlying,
+                    "name": g.names[s],
+                    "price_shock": float(g.move[s]),
+                    "vol_shock": vol_names[s],
+                    "weight": float(g.weight[s]),
+                    "extended": bool(g.extended[s]),
+                    "pnl": float(vec[s]),
+                })
+            s_star = int(np.argmin(vec))
+            worst[unit.underlying] = {
+                "index": s_star,
+                "name": g.names[s_star],
+                "price_shock": float(g.move[s_star]),
+                "vol_shock": vol_names[s_star],
+                "weight": float(g.weight[s_star]),
+                "extended": bool(g.extended[s_star]),
+                "pnl": float(vec[s_star]),
+            }
+            for k, c in enumerate(unit.columns):
+                col_unit[int(c)] = (unit, k, s_star)
+        for n_, j in enumerate(pos.indices):
+            unit, k, s_star = col_unit[int(j)]
+            contrib[n_] = pos.data[n_] * unit.risk[k, s_star]
+        scen = pd.DataFrame(rows)
+        vals = position_values(pos, book.entry_notional, t).data
+        frame = pd.DataFrame({
+            "instrument": [book.instruments[j].name for j in pos.indices],
+            "quantity": pos.data,
+            "mark_usd": t.mark[pos.indices],
+            "value": vals,
+            "pnl_at_worst": contrib,
+        }).set_index("instrument")
+        std = scen[~scen["extended"]] if len(scen) else scen
+        matrix = (std.pivot_table(index=["underlying", "price_shock"], columns="vol_shock",
+                                  values="pnl", aggfunc="first") if len(std) else None)
+        return AccountMargin(
+            model=self.name,
+            margin_currency=book.margin_currency,
+            mode="portfolio",
+            initial_margin=float(res.initial_margin[0]),
+            maintenance_margin=float(res.maintenance_margin[0]),
+            equity=float(res.equity[0]),
+            mc_usd=res.mc_usd,
+            params_digest=self.digest,
+            components={k: float(v[0]) for k, v in res.components.items()},
+            by_position=frame,
+            scenarios=scen,
+            risk_matrix=matrix,
+            worst_scenario=worst or None,
+            greeks={k: float(v[0]) for k, v in res.greeks.items()},
+        )

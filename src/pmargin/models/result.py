@@ -1,0 +1,203 @@
+"""Margin results: arrays over a book, and a detailed view of one account.
+
+Signs: margins are positive amounts in the margin currency; ``equity`` is the account value
+(collateral plus position values); P&L is positive for a gain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pmargin._typing import FloatArray, IntArray
+
+__all__ = ["HEALTH_NAMES", "AccountMargin", "BookMarginResult", "health_codes"]
+
+HEALTH_NAMES = ("healthy", "margin_call", "liquidation", "bankrupt")
+
+
+def health_codes(equity: FloatArray, im: FloatArray, mm: FloatArray) -> IntArray:
+    """Classify accounts: 0 healthy, 1 margin call (equity < IM), 2 liquidation (< MM), 3 < 0.
+
+    Parameters
+    ----------
+    equity, im, mm : ndarray
+        Per-account equity, initial and maintenance margin.
+
+    Returns
+    -------
+    ndarray of int
+        Health code per account.
+    """
+    e = np.asarray(equity)
+    code = np.zeros(e.shape, np.int64)
+    code[e < np.asarray(im)] = 1
+    code[e < np.asarray(mm)] = 2
+    code[e < 0] = 3
+    return code
+
+
+@dataclass
+class BookMarginResult:
+    """Margin of every account of a book.
+
+    Attributes
+    ----------
+    model : str
+        Preset name.
+    params_digest : str
+        sha256 of the parameters used.
+    margin_currency : str
+        Currency of every amount.
+    mc_usd : float
+        USD price of the margin currency (multiply to get USD).
+    account_ids : list of str
+        Row labels.
+    initial_margin, maintenance_margin, equity : ndarray
+        Per account.
+    components : dict of str to ndarray
+        Named parts of the requirement (``worst_case``, ``roll_shock``, ``open_orders`` ...).
+    greeks : dict of str to ndarray
+        Account Greeks: ``delta`` (coin), ``delta_usd``, ``gamma``, ``vega`` (USD per vol point),
+        ``theta`` (USD per day).
+    """
+
+    model: str
+    params_digest: str
+    margin_currency: str
+    mc_usd: float
+    account_ids: list[str]
+    initial_margin: FloatArray
+    maintenance_margin: FloatArray
+    equity: FloatArray
+    components: dict[str, FloatArray] = field(default_factory=dict)
+    greeks: dict[str, FloatArray] = field(default_factory=dict)
+
+    @property
+    def available_margin(self) -> FloatArray:
+        """Equity minus initial margin (what can be withdrawn or used for new risk)."""
+        return self.equity - self.initial_margin
+
+    @property
+    def margin_ratio(self) -> FloatArray:
+        """Maintenance margin over equity (>= 1 means liquidation; inf when equity <= 0)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(self.equity > 0, self.maintenance_margin / np.where(
+                self.equity > 0, self.equity, 1.0), np.inf)
+        return np.where((self.maintenance_margin == 0) & (self.equity >= 0), 0.0, r)
+
+    @property
+    def health(self) -> IntArray:
+        """Health code per account (see :func:`health_codes`)."""
+        return health_codes(self.equity, self.initial_margin, self.maintenance_margin)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return one row per account with margins, equity, ratios, health and components."""
+        df = pd.DataFrame({
+            "account_id": self.account_ids,
+            "initial_margin": self.initial_margin,
+            "maintenance_margin": self.maintenance_margin,
+            "equity": self.equity,
+            "available_margin": self.available_margin,
+            "margin_ratio": self.margin_ratio,
+            "health": [HEALTH_NAMES[c] for c in self.health],
+        })
+        for k, v in self.components.items():
+            df[k] = v
+        return df.set_index("account_id")
+
+
+@dataclass
+class AccountMargin:
+    """Margin of one account with everything needed to explain it.
+
+    Attributes
+    ----------
+    model, margin_currency, mode : str
+        Preset, currency of all amounts, and mode (``cross``, ``isolated`` or ``portfolio``).
+    initial_margin, maintenance_margin, equity : float
+        Requirement and account value.
+    mc_usd : float
+        USD price of the margin currency.
+    components : dict of str to float
+        Named parts of the requirement.
+    by_position : pandas.DataFrame
+        One row per position: quantity, value, its requirement or its P&L at the worst scenario.
+    scenarios : pandas.DataFrame or None
+        Portfolio margin only: one row per scenario (``underlying``, ``name``, ``price_shock``,
+        ``vol_shock``, ``weight``, ``pnl``).
+    worst_scenario : dict or None
+        Portfolio margin only: the binding scenario per underlying.
+    greeks : dict of str to float
+        Account Greeks (see :class:`BookMarginResult`).
+    """
+
+    model: str
+    margin_currency: str
+    mode: str
+    initial_margin: float
+    maintenance_margin: float
+    equity: float
+    mc_usd: float
+    params_digest: str = ""
+    components: dict[str, float] = field(default_factory=dict)
+    by_position: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scenarios: pd.DataFrame | None = None
+    risk_matrix: pd.DataFrame | None = None
+    worst_scenario: dict[str, Any] | None = None
+    greeks: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def available_margin(self) -> float:
+        """Equity minus initial margin."""
+        return self.equity - self.initial_margin
+
+    @property
+    def margin_ratio(self) -> float:
+        """Maintenance margin over equity (inf when equity <= 0 and MM > 0)."""
+        if self.maintenance_margin == 0 and self.equity >= 0:
+            return 0.0
+        return self.maintenance_margin / self.equity if self.equity > 0 else float("inf")
+
+    @property
+    def health(self) -> str:
+        """``healthy``, ``margin_call``, ``liquidation`` or ``bankrupt``."""
+        code = health_codes(np.array([self.equity]), np.array([self.initial_margin]),
+                            np.array([self.maintenance_margin]))[0]
+        return HEALTH_NAMES[int(code)]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return the per-position breakdown (a copy)."""
+        return self.by_position.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready summary (margins in margin currency and USD)."""
+        out: dict[str, Any] = {
+            "model": self.model,
+            "mode": self.mode,
+            "margin_currency": self.margin_currency,
+            "initial_margin": self.initial_margin,
+            "maintenance_margin": self.maintenance_margin,
+            "equity": self.equity,
+            "available_margin": self.available_margin,
+            "margin_ratio": self.margin_ratio,
+            "health": self.health,
+            "usd": {
+                "rate": self.mc_usd,
+                "initial_margin": self.initial_margin * self.mc_usd,
+                "maintenance_margin": self.maintenance_margin * self.mc_usd,
+                "equity": self.equity * self.mc_usd,
+            },
+            "components": dict(self.components),
+            "greeks": dict(self.greeks),
+            "params_digest": self.params_digest,
+            "positions": self.by_position.reset_index().to_dict(orient="records"),
+        }
+        if self.worst_scenario is not None:
+            out["worst_scenario"] = self.worst_scenario
+        if self.scenarios is not None:
+            out["scenarios"] = self.scenarios.to_dict(orient="records")
+        return out

@@ -1,0 +1,253 @@
+"""Standard (rules-based, per position) margin: Deribit SM for inverse and linear instruments.
+
+Currently implemented
+---------------------
+* Options (per contract, settlement currency; linear: rates times the forward ``S``):
+  short call IM ``max(a - OTM/S, b) + mark``, MM ``c + mark``; short put MM
+  ``max(c, r * mark) + mark``, IM ``max(max(a - OTM/S, b) + mark, MM)``; long IM = mark value,
+  long MM = 0 (a long option has no loan value for new risk, but its value counts in equity).
+* Futures and perpetuals: ``rate = base + per_coin * |size|`` of the net size in coin, times the
+  size (inverse, coin) or the notional (linear, USD).
+* Open orders margined as if filled, worse side (all buys or all sells), including the equity
+  lost by filling at the limit instead of the mark.
+* Collateral haircuts (IM and MM) added to the requirement.
+* Modes: ``cross`` (one pool: equity = collateral + position values; requirement = sum of
+  per-position requirements) and ``isolated`` (each position judged with its own collateral).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from pmargin._typing import FloatArray
+from pmargin.book import Book
+from pmargin.errors import InvalidInput
+from pmargin.market import MarketSnapshot
+from pmargin.models.accounts import (
+    collateral_haircuts,
+    collateral_value,
+    order_cost,
+    order_matrices,
+    position_values,
+)
+from pmargin.models.base import MarginModel, account_greeks
+from pmargin.models.params import SMParams
+from pmargin.models.result import AccountMargin, BookMarginResult, health_codes, HEALTH_NAMES
+from pmargin.models.valuation import KIND_OPTION, InstrumentTable
+from pmargin.portfolio import Portfolio
+
+__all__ = ["StandardMarginModel"]
+
+Mode = Literal["cross", "isolated"]
+
+
+class StandardMarginModel(MarginModel):
+    """Deribit-style standard margin (``deribit-sm``, ``linear-sm`` presets)."""
+
+    params: SMParams
+
+    def __init__(self, params: SMParams, mode: Mode = "cross") -> None:
+        super().__init__(params)
+        if mode not in ("cross", "isolated"):
+            raise InvalidInput("mode", mode, "must be 'cross' or 'isolated'")
+        self.mode: Mode = mode
+
+    # ------------------------------------------------------------------ per-unit rules
+    def _unit_rules(self, t: InstrumentTable) -> tuple[FloatArray, FloatArray, FloatArray,
+                                                      FloatArray, FloatArray]:
+        """Per-contract short IM, short MM, long IM (settlement currency) and futures rates."""
+        n = t.n
+        a = np.empty(n)
+        b = np.empty(n)
+        c = np.empty(n)
+        r = np.empty(n)
+        f_im0 = np.empty(n)
+        f_imk = np.empty(n)
+        f_mm0 = np.empty(n)
+        f_mmk = np.empty(n)
+        for j, u in enumerate(t.underlying):
+            o = self.params.option_rules(str(u))
+            fr = self.params.future_rules(str(u))
+            a[j], b[j], c[j], r[j] = o.short_im_rate, o.short_im_min_rate, o.short_mm_rate, \
+                o.put_mm_mark_rate
+            f_im0[j], f_imk[j], f_mm0[j], f_mmk[j] = fr.im_base, fr.im_per_coin, fr.mm_base, \
+                fr.mm_per_coin
+        s = t.forward
+        m = t.settle_value()  # coin price (inverse) or USD mark (linear)
+        scale = np.where(t.inverse, 1.0, s)  # linear: rates apply to S
+        otm = np.where(t.is_call, np.maximum(t.strike - s, 0.0), np.maximum(s - t.strike, 0.0))
+        base_im = np.maximum(a - otm / s, b) * scale + m
+        mm_call = c * scale + m
+        mm_put = np.maximum(c * scale, r * m) + m
+        mm_short = np.where(t.is_call, mm_call, mm_put)
+        im_short = np.where(t.is_call, base_im, np.maximum(base_im, mm_put))
+        long_im = m
+        self._fut = (f_im0, f_imk, f_mm0, f_mmk)
+        return im_short, mm_short, long_im, f_im0, f_imk
+
+    def cell_requirements(self, positions: sp.csr_matrix, t: InstrumentTable
+                          ) -> tuple[FloatArray, FloatArray]:
+        """IM and MM of every nonzero cell of ``positions`` (margin currency, CSR data order).
+
+        Parameters
+        ----------
+        positions : scipy.sparse.csr_matrix
+            Net quantities.
+        t : InstrumentTable
+            Market inputs.
+
+        Returns
+        -------
+        (ndarray, ndarray)
+            IM and MM per stored cell.
+        """
+        im_short, mm_short, long_im, _, _ = self._unit_rules(t)
+        f_im0, f_imk, f_mm0, f_mmk = self._fut
+        pos = sp.csr_matrix(positions)
+        q = pos.data
+        j = pos.indices
+        aq = np.abs(q)
+        opt = t.kind[j] == KIND_OPTION
+        short = q < 0
+        im_opt = np.where(short, aq * im_short[j], aq * long_im[j])
+        mm_opt = np.where(short, aq * mm_short[j], 0.0)
+        notional = np.where(t.inverse[j], aq, aq * t.forward[j])
+        im_fut = (f_im0[j] + f_imk[j] * aq) * notional
+        mm_fut = (f_mm0[j] + f_mmk[j] * aq) * notional
+        conv = t.to_mc()[j]
+        return np.where(opt, im_opt, im_fut) * conv, np.where(opt, mm_opt, mm_fut) * conv
+
+    def _requirement(self, positions: sp.csr_matrix, t: InstrumentTable
+                     ) -> tuple[FloatArray, FloatArray]:
+        pos = sp.csr_matrix(positions)
+        im_c, mm_c = self.cell_requirements(pos, t)
+        rows = np.repeat(np.arange(pos.shape[0]), np.diff(pos.indptr))
+        n = pos.shape[0]
+        return (np.bincount(rows, weights=im_c, minlength=n),
+                np.bincount(rows, weights=mm_c, minlength=n))
+
+    # ------------------------------------------------------------------ book
+    def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
+        """Compute standard margin of every account (cross aggregation).
+
+        Parameters
+        ----------
+        book : Book
+            Accounts.
+        market : MarketSnapshot
+            Market data.
+
+        Returns
+        -------
+        BookMarginResult
+            Per-account IM, MM, equity and components ``positions_im``, ``positions_mm``,
+            ``open_orders``, ``collateral_haircut_im``, ``collateral_haircut_mm``.
+        """
+        t = self.table(book, market)
+        pos = sp.csr_matrix(book.positions)
+        im_pos, mm_pos = self._requirement(pos, t)
+        orders_im = np.zeros(book.n_accounts)
+        if len(book.orders):
+            buys, sells = order_matrices(book)
+            cb, cs = order_cost(book, t)
+            im_b, _ = self._requirement(pos + buys, t)
+            im_s, _ = self._requirement(pos + sells, t)
+            orders_im = np.maximum(0.0, np.maximum(im_b + cb, im_s + cs) - im_pos)
+        h_im, h_mm = collateral_haircuts(book, market, self.params.haircuts)
+        values = position_values(pos, book.entry_notional, t)
+        equity = collateral_value(book, market) + np.asarray(values.sum(axis=1)).ravel()
+        return BookMarginResult(
+            model=self.name,
+            params_digest=self.digest,
+            margin_currency=book.margin_currency,
+            mc_usd=t.mc_price,
+            account_ids=list(book.account_ids),
+            initial_margin=im_pos + orders_im + h_im,
+            maintenance_margin=mm_pos + h_mm,
+            equity=equity,
+            components={
+                "positions_im": im_pos,
+                "positions_mm": mm_pos,
+                "open_orders": orders_im,
+                "collateral_haircut_im": h_im,
+                "collateral_haircut_mm": h_mm,
+            },
+            greeks=account_greeks(pos, t),
+        )
+
+    # ------------------------------------------------------------------ one account
+    def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
+        """Compute and explain standard margin of one account in the model's mode.
+
+        In isolated mode each position is judged with its own collateral
+        (``isolated_collateral``, by default exactly its IM) and the per-position table gains
+        ``isolated_equity`` and ``isolated_health``; the account's ``available_margin`` is the
+        collateral not assigned to any position, less open-order margin.
+
+        Parameters
+        ----------
+        portfolio : Portfolio
+            The account.
+        market : MarketSnapshot
+            Market data.
+
+        Returns
+        -------
+        AccountMargin
+            Margins and per-position breakdown.
+        """
+        book = Book.from_portfolios([portfolio])
+        res = self.compute(book, market)
+        t = self.table(book, market)
+        pos = sp.csr_matrix(book.positions)
+        im_c, mm_c = self.cell_requirements(pos, t)
+        vals = position_values(pos, book.entry_notional, t).data
+        names = [book.instruments[j].name for j in pos.indices]
+        frame = pd.DataFrame({
+            "instrument": names,
+            "quantity": pos.data,
+            "mark_usd": t.mark[pos.indices],
+            "value": vals,
+            "initial_margin": im_c,
+            "maintenance_margin": mm_c,
+        }).set_index("instrument")
+        comps = {k: float(v[0]) for k, v in res.components.items()}
+        equity = float(res.equity[0])
+        if self.mode == "isolated":
+            iso = _isolated_collateral(portfolio)
+            alloc = np.array([iso.get(n, np.nan) for n in names])
+            alloc = np.where(np.isnan(alloc), im_c, alloc)
+            frame["isolated_collateral"] = alloc
+            frame["isolated_equity"] = alloc + vals
+            frame["isolated_health"] = [
+                HEALTH_NAMES[int(h)] for h in health_codes(alloc + vals, im_c, mm_c)
+            ]
+            coll = float(collateral_value(book, market)[0])
+            comps["free_collateral"] = coll - float(alloc.sum())
+            comps["isolated_shortfall_mm"] = float(np.maximum(0.0, mm_c - (alloc + vals)).sum())
+        greeks = {k: float(v[0]) for k, v in res.greeks.items()}
+        return AccountMargin(
+            model=self.name,
+            margin_currency=book.margin_currency,
+            mode=self.mode,
+            initial_margin=float(res.initial_margin[0]),
+            maintenance_margin=float(res.maintenance_margin[0]),
+            equity=equity,
+            mc_usd=res.mc_usd,
+            params_digest=self.digest,
+            components=comps,
+            by_position=frame,
+            greeks=greeks,
+        )
+
+
+def _isolated_collateral(portfolio: Portfolio) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for p in portfolio.positions:
+        if p.isolated_collateral is not None:
+            out[p.instrument.name] = out.get(p.instrument.name, 0.0) + p.isolated_collateral
+    return out

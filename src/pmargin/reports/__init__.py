@@ -1,0 +1,1 @@
+"""Rendering of results: rich tables for the terminal, matplotlib figures."""

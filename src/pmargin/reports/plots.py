@@ -1,0 +1,77 @@
+"""Figures (matplotlib, Agg backend): risk-matrix heat map and P&L-versus-spot profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pmargin.errors import InvalidInput
+from pmargin.market import MarketSnapshot
+from pmargin.models.portfolio_margin import PortfolioMarginModel
+from pmargin.models.result import AccountMargin
+from pmargin.portfolio import Portfolio
+
+__all__ = ["plot_margin"]
+
+
+def plot_margin(res: AccountMargin, model: PortfolioMarginModel, portfolio: Portfolio,
+                market: MarketSnapshot, path: str | Path) -> Path:
+    """Draw the risk matrix heat map and the P&L-versus-spot profile into a PNG.
+
+    Parameters
+    ----------
+    res : AccountMargin
+        Result of ``model.margin(portfolio, market)``.
+    model : PortfolioMarginModel
+        The model (used to revalue the profile on a fine spot grid).
+    portfolio : Portfolio
+        The account.
+    market : MarketSnapshot
+        Market data.
+    path : str or Path
+        Output PNG.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - optional extra
+        raise InvalidInput("plot", str(path), "needs matplotlib (pip install pmargin[plot])") from exc
+    if res.risk_matrix is None:
+        raise InvalidInput("model", res.model, "has no risk matrix to plot")
+    units = sorted({u for u, _ in res.risk_matrix.index})
+    fig, axes = plt.subplots(len(units), 2, figsize=(12, 4.5 * len(units)), squeeze=False)
+    for r, u in enumerate(units):
+        mat = res.risk_matrix.loc[u]
+        ax = axes[r, 0]
+        data = mat.to_numpy().T
+        lim = float(np.nanmax(np.abs(data))) or 1.0
+        im = ax.imshow(data, cmap="RdYlGn", vmin=-lim, vmax=lim, aspect="auto")
+        ax.set_xticks(range(len(mat.index)), [f"{m * 100:+.1f}%" for m in mat.index], rotation=45)
+        ax.set_yticks(range(len(mat.columns)), [f"vol {c}" for c in mat.columns])
+        ax.set_title(f"{u} risk matrix: P&L ({res.margin_currency})")
+        fig.colorbar(im, ax=ax)
+        moves = np.linspace(float(mat.index.min()) * 2, float(mat.index.max()) * 2, 81)
+        pnl = [model.margin(portfolio, market.bumped({u: float(m)})).equity - res.equity
+               for m in moves]
+        ax2 = axes[r, 1]
+        ax2.plot(moves * 100, pnl, label="P&L, vol unchanged")
+        ax2.axhline(-res.initial_margin, color="red", linestyle="--", label="-IM")
+        ax2.axhline(-res.maintenance_margin, color="orange", linestyle=":", label="-MM")
+        ax2.axvline(0.0, color="grey", linewidth=0.5)
+        ax2.set_xlabel(f"{u} move (%)")
+        ax2.set_ylabel(f"P&L ({res.margin_currency})")
+        ax2.set_title(f"{u} P&L versus spot")
+        ax2.legend()
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
