@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -61,6 +62,14 @@ class MarginModel(ABC):
     def table(self, book: Book, market: MarketSnapshot) -> InstrumentTable:
         """Build the instrument table of a book's columns."""
         return build_table(book.instruments, market, book.margin_currency)
+
+    @abstractmethod
+    def prepare(self, book: Book, market: MarketSnapshot) -> Any:
+        """Do the per-market-update work for the columns of ``book`` (pricing, risk arrays)."""
+
+    @abstractmethod
+    def evaluate(self, prep: Any, book: Book) -> BookMarginResult:
+        """Margin every account of ``book`` against the output of :meth:`prepare`."""
 
     @abstractmethod
     def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:

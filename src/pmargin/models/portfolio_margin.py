@@ -44,7 +44,7 @@ from pmargin.models.valuation import KIND_FUTURE, KIND_OPTION, KIND_PERPETUAL, I
 from pmargin.pricing import black76
 from pmargin.portfolio import Portfolio
 
-__all__ = ["PortfolioMarginModel", "RiskUnit", "build_risk_units"]
+__all__ = ["PMPrepared", "PortfolioMarginModel", "RiskUnit", "build_risk_units"]
 
 ADDONS = ("roll_shock", "delta_shock", "naked_short", "perp_contingency")
 
@@ -84,6 +84,15 @@ class RiskUnit:
     damp: FloatArray
     index: float
     coin_to_mc: float
+
+
+@dataclass(frozen=True)
+class PMPrepared:
+    """What one market update prepares: the instrument table and the risk units."""
+
+    table: InstrumentTable
+    units: list[RiskUnit]
+    market: MarketSnapshot
 
 
 def _price_ratio(ccy: str, unit: str, move: FloatArray, market: MarketSnapshot) -> FloatArray:
@@ -295,8 +304,46 @@ class PortfolioMarginModel(MarginModel):
             comps.setdefault(k, np.zeros(n))
         return im, mm, comps, pnls
 
+    def prepare(self, book: Book, market: MarketSnapshot) -> PMPrepared:
+        """Price every column of ``book`` under every scenario (once per market update).
+
+        Parameters
+        ----------
+        book : Book
+            Only its columns, collateral currencies and margin currency are used; any book with
+            the same columns (a subset of accounts, say) can be evaluated against the result.
+        market : MarketSnapshot
+            Market data.
+
+        Returns
+        -------
+        PMPrepared
+            Instrument table and risk units.
+        """
+        t = self.table(book, market)
+        return PMPrepared(t, build_risk_units(book, t, market, self.params), market)
+
+    def evaluate(self, prep: PMPrepared, book: Book) -> BookMarginResult:
+        """Margin every account of ``book`` against prepared risk arrays.
+
+        Parameters
+        ----------
+        prep : PMPrepared
+            Output of :meth:`prepare` for a book with the same columns and collateral currencies.
+        book : Book
+            Accounts.
+
+        Returns
+        -------
+        BookMarginResult
+            IM, MM, equity and components ``worst_case``, ``roll_shock``, ``delta_shock``,
+            ``naked_short``, ``perp_contingency`` (and ``min_delta``/``min_charge`` where
+            enabled), ``open_orders``, ``collateral_haircut_im``, ``collateral_haircut_mm``.
+        """
+        return self._evaluate(prep, book)[0]
+
     def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
-        """Compute portfolio margin of every account of a book.
+        """Compute portfolio margin of every account of a book (prepare, then evaluate).
 
         Parameters
         ----------
@@ -308,16 +355,13 @@ class PortfolioMarginModel(MarginModel):
         Returns
         -------
         BookMarginResult
-            IM, MM, equity and components ``worst_case``, ``roll_shock``, ``delta_shock``,
-            ``naked_short``, ``perp_contingency`` (and ``min_delta``/``min_charge`` where
-            enabled), ``open_orders``, ``collateral_haircut_im``, ``collateral_haircut_mm``.
+            See :meth:`evaluate`.
         """
-        return self._compute(book, market)[0]
+        return self.evaluate(self.prepare(book, market), book)
 
-    def _compute(self, book: Book, market: MarketSnapshot
-                 ) -> tuple[BookMarginResult, list[RiskUnit], list[FloatArray], InstrumentTable]:
-        t = self.table(book, market)
-        units = build_risk_units(book, t, market, self.params)
+    def _evaluate(self, prep: PMPrepared, book: Book
+                  ) -> tuple[BookMarginResult, list[FloatArray]]:
+        t, units, market = prep.table, prep.units, prep.market
         pos = sp.csr_matrix(book.positions)
         im, mm, comps, pnls = self._core(units, pos, book.collateral, t)
         orders_im = np.zeros(book.n_accounts)
@@ -349,7 +393,7 @@ class PortfolioMarginModel(MarginModel):
             components=comps,
             greeks=account_greeks(pos, t),
         )
-        return res, units, pnls, t
+        return res, pnls
 
     # ------------------------------------------------------------------ one account
     def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
@@ -370,7 +414,9 @@ class PortfolioMarginModel(MarginModel):
             position's P&L at that scenario.
         """
         book = Book.from_portfolios([portfolio])
-        res, units, pnls, t = self._compute(book, market)
+        prep = self.prepare(book, market)
+        res, pnls = self._evaluate(prep, book)
+        units, t = prep.units, prep.table
         pos = sp.csr_matrix(book.positions)
         rows: list[dict[str, Any]] = []
         worst: dict[str, Any] = {}

@@ -17,6 +17,7 @@ Currently implemented
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -40,9 +41,17 @@ from pmargin.models.result import AccountMargin, BookMarginResult, health_codes,
 from pmargin.models.valuation import KIND_OPTION, InstrumentTable
 from pmargin.portfolio import Portfolio
 
-__all__ = ["StandardMarginModel"]
+__all__ = ["SMPrepared", "StandardMarginModel"]
 
 Mode = Literal["cross", "isolated"]
+
+
+@dataclass(frozen=True)
+class SMPrepared:
+    """What one market update prepares for standard margin: the instrument table."""
+
+    table: InstrumentTable
+    market: MarketSnapshot
 
 
 class StandardMarginModel(MarginModel):
@@ -131,15 +140,23 @@ class StandardMarginModel(MarginModel):
                 np.bincount(rows, weights=mm_c, minlength=n))
 
     # ------------------------------------------------------------------ book
+    def prepare(self, book: Book, market: MarketSnapshot) -> SMPrepared:
+        """Collect market inputs of the columns of ``book`` (once per market update)."""
+        return SMPrepared(self.table(book, market), market)
+
     def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
+        """Compute standard margin of every account (prepare, then evaluate)."""
+        return self.evaluate(self.prepare(book, market), book)
+
+    def evaluate(self, prep: SMPrepared, book: Book) -> BookMarginResult:
         """Compute standard margin of every account (cross aggregation).
 
         Parameters
         ----------
+        prep : SMPrepared
+            Output of :meth:`prepare` for a book with the same columns.
         book : Book
             Accounts.
-        market : MarketSnapshot
-            Market data.
 
         Returns
         -------
@@ -147,7 +164,7 @@ class StandardMarginModel(MarginModel):
             Per-account IM, MM, equity and components ``positions_im``, ``positions_mm``,
             ``open_orders``, ``collateral_haircut_im``, ``collateral_haircut_mm``.
         """
-        t = self.table(book, market)
+        t, market = prep.table, prep.market
         pos = sp.csr_matrix(book.positions)
         im_pos, mm_pos = self._requirement(pos, t)
         orders_im = np.zeros(book.n_accounts)

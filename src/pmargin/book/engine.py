@@ -1,0 +1,397 @@
+"""Book engine: every account of a venue margined in one pass, kept current incrementally.
+
+Currently implemented
+---------------------
+* Full recompute on a market update: the model prices each instrument once per scenario
+  (``prepare``) and evaluates all accounts as sparse products (``evaluate``), optionally in
+  account chunks on an executor (local or Dask).
+* Incremental updates: a trade, deposit or withdrawal re-evaluates only that account's row, in
+  time proportional to its positions.
+* What-if / pre-trade checks and withdrawal checks against the current prepared market.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from pmargin._typing import FloatArray
+from pmargin.book.executors import Executor, LocalExecutor
+from pmargin.book.positions import Book, OrderTable
+from pmargin.errors import BookError, InvalidInput
+from pmargin.instruments import Instrument, parse_instrument
+from pmargin.market import MarketSnapshot
+from pmargin.models.base import MarginModel
+from pmargin.models.result import BookMarginResult
+
+__all__ = ["BookEngine", "WhatIf", "concat_results", "evaluate_chunk"]
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """Outcome of a pre-trade or withdrawal check.
+
+    Attributes
+    ----------
+    account_id : str
+        Account checked.
+    initial_margin, maintenance_margin, equity : float
+        After the hypothetical change (margin currency).
+    before_initial_margin, before_equity : float
+        Current figures.
+    passed : bool
+        Whether equity stays at or above initial margin (or the change reduces risk:
+        a change that lowers IM and does not lower equity is always allowed).
+    excess : float
+        ``equity - initial_margin`` after the change (negative = shortfall).
+    """
+
+    account_id: str
+    initial_margin: float
+    maintenance_margin: float
+    equity: float
+    before_initial_margin: float
+    before_equity: float
+    passed: bool
+    excess: float
+
+
+def evaluate_chunk(shared: tuple[MarginModel, Any], book: Book) -> BookMarginResult:
+    """Evaluate one chunk of accounts (module-level so executors can pickle it)."""
+    model, prep = shared
+    return model.evaluate(prep, book)
+
+
+def concat_results(parts: Sequence[BookMarginResult]) -> BookMarginResult:
+    """Concatenate per-chunk results in order."""
+    first = parts[0]
+    cat = np.concatenate
+    return BookMarginResult(
+        model=first.model,
+        params_digest=first.params_digest,
+        margin_currency=first.margin_currency,
+        mc_usd=first.mc_usd,
+        account_ids=[a for p in parts for a in p.account_ids],
+        initial_margin=cat([p.initial_margin for p in parts]),
+        maintenance_margin=cat([p.maintenance_margin for p in parts]),
+        equity=cat([p.equity for p in parts]),
+        components={k: cat([p.components[k] for p in parts]) for k in first.components},
+        greeks={k: cat([p.greeks[k] for p in parts]) for k in first.greeks},
+    )
+
+
+class BookEngine:
+    """Holds a book, the prepared market and the current margin of every account.
+
+    Parameters
+    ----------
+    model : MarginModel
+        Margin model (any preset).
+    book : Book
+        Accounts; its columns should cover every instrument that may be traded (new
+        instruments are added on the fly at the cost of a re-preparation).
+    market : MarketSnapshot
+        Initial market.
+    chunk_size : int, optional
+        Accounts per chunk for the full recompute (default: all in one).
+    executor : Executor, optional
+        Where chunks run (default in-process).
+    """
+
+    def __init__(self, model: MarginModel, book: Book, market: MarketSnapshot,
+                 chunk_size: int | None = None, executor: Executor | None = None) -> None:
+        self.model = model
+        self.book = book
+        self.chunk_size = chunk_size
+        self.executor: Executor = executor or LocalExecutor()
+        self._row = {a: i for i, a in enumerate(book.account_ids)}
+        if len(self._row) != book.n_accounts:
+            raise BookError("account_ids", "duplicates", "account ids must be unique")
+        self._col = book.instrument_index()
+        self._ccy = {c: k for k, c in enumerate(book.collateral_currencies)}
+        self.market = market
+        self.prep: Any = None
+        self.result: BookMarginResult
+        self._overlay: dict[int, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
+        self.update_market(market)
+
+    # ------------------------------------------------------------------ full recompute
+    def update_market(self, market: MarketSnapshot) -> BookMarginResult:
+        """Re-price risk arrays for ``market`` and recompute every account.
+
+        Parameters
+        ----------
+        market : MarketSnapshot
+            New market data.
+
+        Returns
+        -------
+        BookMarginResult
+            Margins of every account.
+        """
+        self.market = market
+        self._flush()
+        self.prep = self.model.prepare(self.book, market)
+        self.result = self.recompute()
+        return self.result
+
+    def chunks(self) -> list[Book]:
+        """Split the book into account chunks of ``chunk_size``."""
+        n = self.book.n_accounts
+        size = self.chunk_size or max(n, 1)
+        if size >= n:
+            return [self.book]
+        return [self.book.subset(np.arange(s, min(s + size, n))) for s in range(0, n, size)]
+
+    def recompute(self) -> BookMarginResult:
+        """Evaluate every account against the prepared market (no re-pricing)."""
+        self._flush()
+        parts = self.executor.map_chunks(evaluate_chunk, (self.model, self.prep), self.chunks())
+        self.result = concat_results(parts)
+        return self.result
+
+    # ------------------------------------------------------------------ one account
+    def row(self, account_id: str) -> int:
+        """Row of an account."""
+        try:
+            return self._row[account_id]
+        except KeyError as exc:
+            raise BookError("account_id", account_id, "is not in the book") from exc
+
+    def _account_book(self, r: int, positions: sp.csr_matrix | None = None,
+                      entry: sp.csr_matrix | None = None, collateral: FloatArray | None = None,
+                      orders: OrderTable | None = None) -> Book:
+        b = self.book
+        if r in self._overlay and positions is None:
+            positions, entry = self._overlay[r]
+        if orders is None:
+            keep = b.orders.account == r
+            orders = OrderTable(np.zeros(int(keep.sum()), np.int64), b.orders.instrument[keep],
+                                b.orders.quantity[keep], b.orders.price[keep])
+        return Book(
+            b.margin_currency, [b.account_ids[r]], b.instruments,
+            positions if positions is not None else b.positions[r],
+            entry if entry is not None else b.entry_notional[r],
+            b.collateral_currencies,
+            collateral if collateral is not None else b.collateral[r:r + 1],
+            orders,
+        )
+
+    def _column(self, inst: Instrument | str) -> int:
+        i = parse_instrument(inst) if isinstance(inst, str) else inst
+        j = self._col.get(i.name)
+        if j is None:
+            self._add_column(i)
+            j = self._col[i.name]
+        return j
+
+    def _add_column(self, inst: Instrument) -> None:
+        self._flush()
+        b = self.book
+        b.instruments = [*b.instruments, inst]
+        shape = (b.n_accounts, len(b.instruments))
+        b.positions = sp.csr_matrix((b.positions.data, b.positions.indices, b.positions.indptr),
+                                    shape=shape)
+        b.entry_notional = sp.csr_matrix(
+            (b.entry_notional.data, b.entry_notional.indices, b.entry_notional.indptr),
+            shape=shape)
+        self._col[inst.name] = len(b.instruments) - 1
+        self.prep = self.model.prepare(b, self.market)
+
+    def _ccy_col(self, currency: str) -> int:
+        c = currency.upper()
+        if c not in self._ccy:
+            b = self.book
+            b.collateral_currencies = [*b.collateral_currencies, c]
+            b.collateral = np.hstack([b.collateral, np.zeros((b.n_accounts, 1))])
+            self._ccy[c] = len(b.collateral_currencies) - 1
+            self.prep = self.model.prepare(b, self.market)
+        return self._ccy[c]
+
+    def _row_with_trades(self, r: int, trades: Sequence[tuple[int, float, float]]
+                         ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Row r's positions and entry notionals after fills ``(column, quantity, price)``."""
+        if r in self._overlay:
+            pos, ent = self._overlay[r]
+        else:
+            pos = self.book.positions[r]
+            ent = self.book.entry_notional[r]
+        cols = list(pos.indices)
+        q = dict(zip(cols, pos.data, strict=True))
+        e = dict(zip(ent.indices, ent.data, strict=True))
+        for j, dq, px in trades:
+            old_q = q.get(j, 0.0)
+            old_e = e.get(j, old_q * px if np.isnan(e.get(j, 0.0)) else e.get(j, 0.0))
+            if np.isnan(old_e):
+                old_e = old_q * px
+            new_q = old_q + dq
+            # entry notional: add on increase; scale down proportionally on reduction
+            if old_q == 0 or np.sign(dq) == np.sign(old_q):
+                new_e = old_e + dq * px
+            elif abs(dq) <= abs(old_q):
+                new_e = old_e * (new_q / old_q)
+            else:
+                new_e = new_q * px
+            q[j] = new_q
+            e[j] = new_e
+        keys = sorted(k for k in q if q[k] != 0.0)
+        n_i = self.book.n_instruments
+        row_q = sp.csr_matrix((np.array([q[k] for k in keys]), np.array(keys, np.int64),
+                               np.array([0, len(keys)])), shape=(1, n_i))
+        row_e = sp.csr_matrix((np.array([e[k] for k in keys]), np.array(keys, np.int64),
+                               np.array([0, len(keys)])), shape=(1, n_i))
+        return row_q, row_e
+
+    def what_if(self, account_id: str,
+                orders: Sequence[tuple[Instrument | str, float, float]]) -> WhatIf:
+        """Margin an account as if ``orders`` were filled, without changing the book.
+
+        Parameters
+        ----------
+        account_id : str
+            Account.
+        orders : sequence of (instrument, signed quantity, price)
+            Hypothetical fills; price in USD per unit of underlying.
+
+        Returns
+        -------
+        WhatIf
+            New IM/MM/equity, pass/fail and excess.
+        """
+        r = self.row(account_id)
+        trades = [(self._column(i), float(q), float(p)) for i, q, p in orders]
+        for _, q, p in trades:
+            if not np.isfinite(q) or not np.isfinite(p) or p <= 0:
+                raise InvalidInput("orders", (q, p), "quantity must be finite and price positive")
+        pos, ent = self._row_with_trades(r, trades)
+        res = self.model.evaluate(self.prep, self._account_book(r, pos, ent))
+        return self._verdict(r, res)
+
+    def check_withdrawal(self, account_id: str, currency: str, amount: float) -> WhatIf:
+        """Check that withdrawing ``amount`` of ``currency`` leaves equity at or above IM.
+
+        Parameters
+        ----------
+        account_id : str
+            Account.
+        currency : str
+            Collateral currency.
+        amount : float
+            Positive amount to withdraw.
+
+        Returns
+        -------
+        WhatIf
+            Outcome; a withdrawal never counts as risk-reducing.
+        """
+        if not np.isfinite(amount) or amount <= 0:
+            raise InvalidInput("amount", amount, "must be positive and finite")
+        r = self.row(account_id)
+        k = self._ccy_col(currency)
+        coll = self.book.collateral[r:r + 1].copy()
+        coll[0, k] -= amount
+        res = self.model.evaluate(self.prep, self._account_book(r, collateral=coll))
+        return self._verdict(r, res, allow_risk_reducing=False)
+
+    def _verdict(self, r: int, res: BookMarginResult, allow_risk_reducing: bool = True) -> WhatIf:
+        im = float(res.initial_margin[0])
+        eq = float(res.equity[0])
+        before_im = float(self.result.initial_margin[r])
+        before_eq = float(self.result.equity[r])
+        ok = eq >= im or (allow_risk_reducing and im <= before_im and eq >= before_eq)
+        return WhatIf(self.book.account_ids[r], im, float(res.maintenance_margin[0]), eq,
+                      before_im, before_eq, bool(ok), eq - im)
+
+    # ------------------------------------------------------------------ mutations
+    def _store_row(self, r: int, pos: sp.csr_matrix, ent: sp.csr_matrix) -> None:
+        """Keep the new row in an overlay (O(row)); merged into the CSR at the next recompute."""
+        self._overlay[r] = (pos, ent)
+
+    def _flush(self) -> None:
+        """Merge overlaid rows into the book's CSR matrices in one pass."""
+        if not self._overlay:
+            return
+        b = self.book
+        rows = sorted(self._overlay)
+        b.positions = _replace_rows(b.positions, rows, [self._overlay[r][0] for r in rows])
+        b.entry_notional = _replace_rows(b.entry_notional, rows,
+                                         [self._overlay[r][1] for r in rows])
+        self._overlay.clear()
+
+    def _refresh_row(self, r: int) -> None:
+        res = self.model.evaluate(self.prep, self._account_book(r))
+        out = self.result
+        out.initial_margin[r] = res.initial_margin[0]
+        out.maintenance_margin[r] = res.maintenance_margin[0]
+        out.equity[r] = res.equity[0]
+        for k, v in res.components.items():
+            out.components[k][r] = v[0]
+        for k, v in res.greeks.items():
+            out.greeks[k][r] = v[0]
+
+    def apply_trade(self, account_id: str, instrument: Instrument | str, quantity: float,
+                    price: float) -> None:
+        """Book a fill and update that account's margin.
+
+        Parameters
+        ----------
+        account_id : str
+            Account.
+        instrument : Instrument or str
+            Instrument traded.
+        quantity : float
+            Signed quantity.
+        price : float
+            Fill price in USD per unit of underlying.
+        """
+        r = self.row(account_id)
+        j = self._column(instrument)
+        pos, ent = self._row_with_trades(r, [(j, float(quantity), float(price))])
+        self._store_row(r, pos, ent)
+        self._refresh_row(r)
+
+    def deposit(self, account_id: str, currency: str, amount: float) -> None:
+        """Add collateral and update that account's margin."""
+        if not np.isfinite(amount) or amount <= 0:
+            raise InvalidInput("amount", amount, "must be positive and finite")
+        r = self.row(account_id)
+        k = self._ccy_col(currency)
+        self.book.collateral[r, k] += amount
+        self._refresh_row(r)
+
+    def withdraw(self, account_id: str, currency: str, amount: float) -> WhatIf:
+        """Withdraw collateral if the check passes (else nothing changes).
+
+        Returns
+        -------
+        WhatIf
+            The check's outcome.
+        """
+        verdict = self.check_withdrawal(account_id, currency, amount)
+        if verdict.passed:
+            r = self.row(account_id)
+            self.book.collateral[r, self._ccy[currency.upper()]] -= amount
+            self._refresh_row(r)
+        return verdict
+
+
+def _replace_rows(m: sp.csr_matrix, rows: list[int], new: list[sp.csr_matrix]) -> sp.csr_matrix:
+    """Return ``m`` with the given rows (sorted) replaced, in one pass over the matrix."""
+    data: list[np.ndarray] = []
+    idx: list[np.ndarray] = []
+    counts = np.diff(m.indptr).astype(np.int64)
+    prev = 0
+    for r, row in zip(rows, new, strict=True):
+        data += [m.data[m.indptr[prev]:m.indptr[r]], row.data]
+        idx += [m.indices[m.indptr[prev]:m.indptr[r]], row.indices]
+        counts[r] = row.nnz
+        prev = r + 1
+    data.append(m.data[m.indptr[prev]:])
+    idx.append(m.indices[m.indptr[prev]:])
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return sp.csr_matrix((np.concatenate(data), np.concatenate(idx).astype(m.indices.dtype),
+                          indptr), shape=m.shape)
