@@ -1,0 +1,202 @@
+"""Book benchmark: full recompute versus its floor, a per-account loop, and what-if latency.
+
+Used by ``pmargin bench book`` and ``make bench``. Timings are wall-clock medians on this
+machine; every figure is measured in the same run so ratios are meaningful.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from pmargin.book.engine import BookEngine
+from pmargin.book.generator import generate_book
+from pmargin.book.positions import Book
+from pmargin.market import MarketSnapshot
+from pmargin.models.base import MarginModel
+from pmargin.models.registry import load_model
+from pmargin.portfolio import Portfolio, Position
+
+__all__ = ["BenchResult", "book_portfolio", "machine_info", "run_book_bench"]
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Figures of one benchmark run (keys match ``pmargin bench book --json``)."""
+
+    preset: str
+    accounts: int
+    positions: int
+    instruments: int
+    scenarios: int
+    generate_s: float
+    risk_array_s: float
+    evaluate_s: float
+    recompute_s: float
+    floor_s: float
+    ratio_to_floor: float
+    loop_sample: int
+    loop_per_account_s: float
+    loop_extrapolated_s: float
+    speedup_vs_loop: float
+    what_if_positions: int
+    what_if_p50_us: float
+    what_if_p99_us: float
+    peak_rss_mb: float
+    max_rel_diff: float
+    runs: int
+
+
+def machine_info() -> dict[str, Any]:
+    """Describe the machine (CPU model, cores, memory, Python)."""
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+
+    import psutil
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def book_portfolio(book: Book, row: int) -> Portfolio:
+    """Rebuild the :class:`Portfolio` of one book row (for the per-account reference)."""
+    pos = book.positions[row]
+    ent = book.entry_notional[row]
+    ent_map = dict(zip(ent.indices, ent.data, strict=True))
+    positions = []
+    for j, q in zip(pos.indices, pos.data, strict=True):
+        e = ent_map.get(j, np.nan)
+        avg = None if np.isnan(e) or q == 0 else float(e / q)
+        positions.append(Position(book.instruments[j], float(q), avg))
+    coll = {c: float(book.collateral[row, k]) for k, c in enumerate(book.collateral_currencies)
+            if book.collateral[row, k] != 0}
+    return Portfolio(book.margin_currency, tuple(positions), coll, (), book.account_ids[row])
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_book_bench(market: MarketSnapshot, instruments: list[Any], accounts: int,
+                   preset: str = "deribit-pm", runs: int = 5, loop_sample: int = 200,
+                   seed: int = 7, model: MarginModel | None = None) -> BenchResult:
+    """Generate a book and measure everything :class:`BenchResult` lists.
+
+    Parameters
+    ----------
+    market : MarketSnapshot
+        Market (a real Deribit snapshot in ``make bench``).
+    instruments : list of Instrument
+        Instrument universe of the book.
+    accounts : int
+        Number of accounts.
+    preset : str
+        Margin model preset.
+    runs : int
+        Repetitions of the full recompute (the median is reported).
+    loop_sample : int
+        Accounts computed one by one for the loop reference and the difference check.
+    seed : int
+        Book generator seed.
+    model : MarginModel, optional
+        Use this model instead of loading ``preset``.
+
+    Returns
+    -------
+    BenchResult
+        Figures of this run.
+    """
+    mdl = model or load_model(preset)
+    t0 = time.perf_counter()
+    book = generate_book(market, instruments, accounts, seed=seed)
+    gen_s = time.perf_counter() - t0
+    engine = BookEngine(mdl, book, market)
+    prep_times, eval_times = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        prep = mdl.prepare(book, market)
+        t1 = time.perf_counter()
+        res = mdl.evaluate(prep, book)
+        t2 = time.perf_counter()
+        prep_times.append(t1 - t0)
+        eval_times.append(t2 - t1)
+    risk_s = statistics.median(prep_times)
+    eval_s = statistics.median(eval_times)
+    recompute_s = statistics.median([a + b for a, b in zip(prep_times, eval_times, strict=True)])
+    units = getattr(prep, "units", None)
+    n_scen = max((u.grid.size for u in units), default=1) if units else 1
+    # floor: one sparse product of the same shape (positions x per-unit-P&L matrix)
+    r_mat = np.random.default_rng(0).standard_normal((book.n_instruments, n_scen))
+    q = sp.csr_matrix(book.positions)
+    floor_times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = q @ r_mat
+        out.min(axis=1)
+        floor_times.append(time.perf_counter() - t0)
+    floor_s = statistics.median(floor_times)
+    # per-account loop on a sample, and max difference against the book
+    rng = np.random.default_rng(seed + 1)
+    sample = rng.choice(book.n_accounts, size=min(loop_sample, book.n_accounts), replace=False)
+    max_rel = 0.0
+    t0 = time.perf_counter()
+    singles = [mdl.margin(book_portfolio(book, int(r)), market) for r in sample]
+    loop_s = (time.perf_counter() - t0) / max(len(sample), 1)
+    for r, one in zip(sample, singles, strict=True):
+        for got, want in ((res.initial_margin[r], one.initial_margin),
+                          (res.maintenance_margin[r], one.maintenance_margin),
+                          (res.equity[r], one.equity)):
+            denom = max(abs(want), 1e-12)
+            max_rel = max(max_rel, abs(got - want) / denom if abs(got - want) > 1e-12 else 0.0)
+    loop_total = loop_s * book.n_accounts
+    # what-if latency on the account closest to 50 positions
+    nnz = np.diff(book.positions.indptr)
+    row = int(np.argmin(np.abs(nnz - 50)))
+    acc = book.account_ids[row]
+    inst = book.instruments[int(book.positions[row].indices[0])] if nnz[row] else \
+        book.instruments[0]
+    px = float(engine.prep.table.mark[book.instrument_index()[inst.name]])
+    lat = []
+    for _ in range(300):
+        t0 = time.perf_counter()
+        engine.what_if(acc, [(inst, 1.0, px)])
+        lat.append(time.perf_counter() - t0)
+    lat_us = np.array(lat[20:]) * 1e6
+    return BenchResult(
+        preset=mdl.name, accounts=book.n_accounts, positions=int(book.positions.nnz),
+        instruments=book.n_instruments, scenarios=n_scen, generate_s=gen_s,
+        risk_array_s=risk_s, evaluate_s=eval_s, recompute_s=recompute_s, floor_s=floor_s,
+        ratio_to_floor=recompute_s / floor_s if floor_s > 0 else float("inf"),
+        loop_sample=len(sample), loop_per_account_s=loop_s, loop_extrapolated_s=loop_total,
+        speedup_vs_loop=loop_total / recompute_s if recompute_s > 0 else float("inf"),
+        what_if_positions=int(nnz[row]),
+        what_if_p50_us=float(np.percentile(lat_us, 50)),
+        what_if_p99_us=float(np.percentile(lat_us, 99)),
+        peak_rss_mb=_rss_mb(), max_rel_diff=max_rel, runs=runs,
+    )
+
+
+def as_dict(result: BenchResult) -> dict[str, Any]:
+    """Return the figures as a plain dictionary."""
+    return asdict(result)

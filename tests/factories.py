@@ -1,0 +1,57 @@
+"""Test factories: markets and portfolios in the conformance JSON format."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pmargin.instruments import format_expiry
+from pmargin.market.loaders import load_market_json
+from pmargin.market.snapshot import MarketSnapshot
+from pmargin.portfolio import Portfolio, portfolio_from_dict
+
+VALUATION = datetime(2026, 5, 20, 8, 0, tzinfo=UTC)
+
+
+def expiry_code(days: int) -> str:
+    """Deribit code of the expiry ``days`` after the valuation date."""
+    return format_expiry(VALUATION + timedelta(days=days))
+
+
+def make_market(
+    index: dict[str, float] | None = None,
+    vol: float = 0.6,
+    expiries: tuple[int, ...] = (7, 30, 90),
+    strikes: dict[str, list[float]] | None = None,
+    basis: float = 0.0,
+) -> MarketSnapshot:
+    """A flat-vol market with futures and a few option strikes per expiry."""
+    idx = index or {"BTC": 80000.0, "ETH": 2500.0}
+    instruments: dict[str, Any] = {}
+    for u, s in idx.items():
+        instruments[f"{u}-PERPETUAL"] = {"mark_price": s * (1 + basis / 10)}
+        ks = (strikes or {}).get(u) or [round(s * f, -1 if s < 10000 else -3)
+                                         for f in (0.8, 0.9, 1.0, 1.1, 1.2)]
+        for d in expiries:
+            code = expiry_code(d)
+            fwd = s * (1 + basis * d / 365)
+            instruments[f"{u}-{code}"] = {"mark_price": fwd}
+            for k in ks:
+                for cp in ("C", "P"):
+                    instruments[f"{u}-{code}-{int(k)}-{cp}"] = {"mark_iv": vol,
+                                                                "underlying_price": fwd}
+    return load_market_json({
+        "valuation_time": VALUATION.isoformat(),
+        "market": {"index": idx, "instruments": instruments},
+    })
+
+
+def pf(margin_currency: str, positions: list[tuple[str, float]],
+       collateral: dict[str, float] | None = None, **kw: Any) -> Portfolio:
+    """Portfolio from (instrument, quantity) pairs."""
+    return portfolio_from_dict({
+        "margin_currency": margin_currency,
+        "collateral": collateral or {},
+        "positions": [{"instrument": n, "quantity": q} for n, q in positions],
+        **kw,
+    })
