@@ -21,7 +21,7 @@ from pmargin.instruments import Instrument, InstrumentKind
 from pmargin.market import MarketSnapshot
 from pmargin.models.valuation import KIND_OPTION, build_table
 
-__all__ = ["Archetypes", "generate_book"]
+__all__ = ["Archetypes", "chain_universe", "generate_book"]
 
 
 @dataclass(frozen=True)
@@ -179,3 +179,45 @@ def generate_book(
     ent.data[lin] = pos.data[lin] * t.mark[jj[lin]] * rng.normal(1.0, 0.03, int(lin.sum()))
     return Book(margin_currency, [f"acc{i}" for i in range(n_accounts)], insts,
                 pos, ent, [margin_currency], coll[:, None], OrderTable.empty())
+
+
+def chain_universe(market: MarketSnapshot, underlying: str = "BTC",
+                   linear: bool = False) -> list[Instrument]:
+    """Instrument universe of one underlying from a market: its options, listed futures and
+    the perpetual.
+
+    Parameters
+    ----------
+    market : MarketSnapshot
+        Market (e.g. a Deribit chain snapshot).
+    underlying : str
+        Coin.
+    linear : bool
+        If True, return the USDC-settled twins (``BTC_USDC-...``) of the same contracts.
+
+    Returns
+    -------
+    list of Instrument
+        Options sorted by name, then futures, then the perpetual.
+    """
+    from pmargin.instruments import parse_instrument
+
+    opts: list[Instrument] = []
+    futs: list[Instrument] = []
+    for name in market.instrument_names:
+        try:
+            inst = parse_instrument(name)
+        except InvalidInput:
+            continue
+        if inst.underlying != underlying or inst.is_inverse == linear:
+            continue
+        if inst.kind is InstrumentKind.OPTION:
+            opts.append(inst)
+        elif inst.kind is InstrumentKind.FUTURE:
+            futs.append(inst)
+    if linear and not opts:
+        base = chain_universe(market, underlying, linear=False)
+        return [parse_instrument(i.name.replace(underlying, f"{underlying}_USDC", 1))
+                for i in base]
+    perp = parse_instrument(f"{underlying}_USDC-PERPETUAL" if linear else f"{underlying}-PERPETUAL")
+    return [*opts, *futs, perp]
