@@ -187,3 +187,29 @@ def demo() -> None:
 def main() -> None:
     """Entry point of the ``pmargin`` console script."""
     app()
+
+
+@app.command()
+def hedges(
+    market: Annotated[Path | None, typer.Option("--market", "-m", help="Market file")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the Markdown table here")] = None,
+) -> None:
+    """Compare cross standard margin and portfolio margin on classic hedged structures."""
+    from pmargin.demo import demo_market
+    from pmargin.market.loaders import load_market
+    from pmargin.reports.hedges import hedge_markdown, hedge_table
+    from pmargin.reports.tables import print_frame
+
+    try:
+        if market is None:
+            mkt, label = demo_market()
+        else:
+            mkt, label = load_market(market), market.name
+        table = hedge_table(mkt)
+    except PmarginError as exc:
+        _fail(exc)
+        return
+    print_frame(console, table.drop(columns=["legs"]).round(2), f"Initial margin (USD), {label}")
+    if markdown is not None:
+        markdown.write_text(hedge_markdown(table, label))
+        console.print(f"written {markdown}")
