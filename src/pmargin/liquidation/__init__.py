@@ -1,0 +1,132 @@
+"""Liquidation machinery: money ledger, insurance fund, ADL, socialised loss, auctions.
+
+Currently implemented
+---------------------
+* :mod:`~pmargin.liquidation.ledger`: double-entry Decimal ledger with exact conservation.
+* :mod:`~pmargin.liquidation.insurance_fund`: penalties in, bankruptcy cover out, history.
+* :mod:`~pmargin.liquidation.adl`: BitMEX ADL ranking and deleveraging; pro-rata socialised loss.
+* :mod:`~pmargin.liquidation.auction`: Derive Dutch auction (solvent and insolvent phases) and
+  liquidator takeover.
+* :mod:`~pmargin.liquidation.liquidity`: closing cost from spread and linear impact.
+* :mod:`~pmargin.liquidation.health`: healthy / margin call / liquidation / bankrupt.
+
+The partial-liquidation planner and the cascade simulation, which need a margin model, are not
+part of this package yet (see ``docs/liquidation.md``).
+"""
+
+from __future__ import annotations
+
+from pmargin.liquidation.adl import (
+    ADLFill,
+    ADLRanking,
+    ADLResult,
+    SocialisedLoss,
+    adl_scores,
+    auto_deleverage,
+    effective_leverage,
+    pnl_fraction,
+    rank_adl,
+    socialise_loss,
+    socialised_loss_shares,
+)
+from pmargin.liquidation.auction import (
+    AuctionFill,
+    AuctionLot,
+    AuctionParams,
+    AuctionPhase,
+    AuctionResult,
+    Bidder,
+    InsolventAuctionParams,
+    SolventAuctionParams,
+    TakeoverParams,
+    TakeoverResult,
+    buffer_margin,
+    discount_at,
+    discount_curve,
+    insolvent_bid_price,
+    load_auction_params,
+    max_liquidation_fraction,
+    run_auction,
+    takeover,
+)
+from pmargin.liquidation.health import HealthState, classify, classify_one
+from pmargin.liquidation.insurance_fund import Coverage, FundEvent, FundEventKind, InsuranceFund
+from pmargin.liquidation.ledger import (
+    EXTERNAL_DEPOSITS,
+    Ledger,
+    LedgerParams,
+    Transfer,
+    account_id,
+    allocate_pro_rata,
+    as_decimal,
+    fees_account,
+    floor_to_quantum,
+    insurance_fund_account,
+    liquidator_account,
+    load_ledger_params,
+    socialised_account,
+)
+from pmargin.liquidation.liquidity import (
+    ClosingCost,
+    KindLiquidity,
+    LiquidityParams,
+    closing_cost,
+    load_liquidity_params,
+)
+
+__all__ = [
+    "EXTERNAL_DEPOSITS",
+    "ADLFill",
+    "ADLRanking",
+    "ADLResult",
+    "AuctionFill",
+    "AuctionLot",
+    "AuctionParams",
+    "AuctionPhase",
+    "AuctionResult",
+    "Bidder",
+    "ClosingCost",
+    "Coverage",
+    "FundEvent",
+    "FundEventKind",
+    "HealthState",
+    "InsolventAuctionParams",
+    "InsuranceFund",
+    "KindLiquidity",
+    "Ledger",
+    "LedgerParams",
+    "LiquidityParams",
+    "SocialisedLoss",
+    "SolventAuctionParams",
+    "TakeoverParams",
+    "TakeoverResult",
+    "Transfer",
+    "account_id",
+    "adl_scores",
+    "allocate_pro_rata",
+    "as_decimal",
+    "auto_deleverage",
+    "buffer_margin",
+    "classify",
+    "classify_one",
+    "closing_cost",
+    "discount_at",
+    "discount_curve",
+    "effective_leverage",
+    "fees_account",
+    "floor_to_quantum",
+    "insolvent_bid_price",
+    "insurance_fund_account",
+    "liquidator_account",
+    "load_auction_params",
+    "load_ledger_params",
+    "load_liquidity_params",
+    "max_liquidation_fraction",
+    "pnl_fraction",
+    "rank_adl",
+    "run_auction",
+    "socialise_loss",
+    "socialised_account",
+    "socialised_loss_shares",
+    "takeover",
+]

@@ -11,5 +11,19 @@ from pmargin.pricing.black76 import (
     theta,
     vega,
 )
+from pmargin.pricing.implied_vol import ImpliedVolResult, implied_vol, implied_vol_inverse
 
-__all__ = ["delta", "gamma", "greeks", "inverse_delta", "inverse_price", "price", "rho", "theta", "vega"]
+__all__ = [
+    "ImpliedVolResult",
+    "delta",
+    "gamma",
+    "greeks",
+    "implied_vol",
+    "implied_vol_inverse",
+    "inverse_delta",
+    "inverse_price",
+    "price",
+    "rho",
+    "theta",
+    "vega",
+]

@@ -15,7 +15,7 @@ Units
 * rho: dV/dr per 1.00 of rate, with ``discount = exp(-r tau)`` (equals ``-tau * price``).
 
 Expired options (``tau == 0``) and zero volatility give the discounted intrinsic value; their
-delta is the discounted step function and gamma and vega are zero.
+delta is the discounted step function and gamma and vega are zero. A NaN vol or tau gives NaN.
 """
 
 from __future__ import annotations
@@ -42,15 +42,19 @@ _SQRT_2PI = np.sqrt(2.0 * np.pi)
 
 
 def _pdf(x: FloatArray) -> FloatArray:
-    return np.exp(-0.5 * x * x) / _SQRT_2PI
+    return np.asarray(np.exp(-0.5 * x * x) / _SQRT_2PI)
 
 
 def _d1_d2(
     forward: FloatArray, strike: FloatArray, tau: FloatArray, vol: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray, np.ndarray]:
-    """Return d1, d2, sigma*sqrt(tau) and the mask of live (sigma*sqrt(tau) > 0) options."""
+    """Return d1, d2, sigma*sqrt(tau) and the mask of live options.
+
+    Live means ``sigma*sqrt(tau) > 0`` or NaN: a NaN vol or tau must give NaN results, not the
+    intrinsic value of a dead option.
+    """
     sd = vol * np.sqrt(np.maximum(tau, 0.0))
-    live = sd > 0.0
+    live = ~(sd <= 0.0)
     safe_sd = np.where(live, sd, 1.0)
     with np.errstate(divide="ignore"):
         lnfk = np.log(forward / strike)
