@@ -101,7 +101,7 @@ def position_values(positions: sp.csr_matrix, entry: sp.csr_matrix, table: Instr
     opt = table.kind[cols] == KIND_OPTION
     inv = table.inverse[cols]
     opt_val = q * table.settle_value()[cols]
-    fut_val = np.where(inv, q - ent / mark, q * mark - ent)
+    fut_val = np.where(inv, q - ent / np.where(mark > 0, mark, 1.0), q * mark - ent)
     val = np.where(opt, opt_val, fut_val) * table.to_mc()[cols]
     return sp.csr_matrix((val, pos.indices.copy(), pos.indptr.copy()), shape=pos.shape)
 

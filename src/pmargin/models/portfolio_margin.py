@@ -178,7 +178,9 @@ def _instrument_risk(t: InstrumentTable, cols: IntArray, grid: ScenarioGrid,
     stable_px = t.settle_price[cols][:, None]
     settle_s = np.where(inv, settle_s, stable_px)
     settle_0 = np.where(inv, settle_0, stable_px)
-    return np.asarray(v_s * settle_s / p_mc[None, :] - v_0 * settle_0 / p_mc0)
+    out = v_s * settle_s / p_mc[None, :] - v_0 * settle_0 / p_mc0
+    out[t.expired[cols]] = 0.0  # settled value is fixed: no scenario risk
+    return np.asarray(out)
 
 
 def _damped(pnl: FloatArray, damp: FloatArray) -> FloatArray:
@@ -219,7 +221,7 @@ class PortfolioMarginModel(MarginModel):
         comps: dict[str, FloatArray] = {"worst_case": worst}
         p = unit.params
         cols = unit.columns
-        delta = t.coin_delta()[cols]
+        delta = np.where(t.expired[cols], 0.0, t.coin_delta()[cols])
         c2m = unit.coin_to_mc
         zero = np.zeros(n)
         # roll shock per expiry bucket (perpetual its own bucket)

@@ -127,7 +127,7 @@ class StandardMarginModel(MarginModel):
         notional = np.where(t.inverse[j], aq, aq * t.forward[j])
         im_fut = (f_im0[j] + f_imk[j] * aq) * notional
         mm_fut = (f_mm0[j] + f_mmk[j] * aq) * notional
-        conv = t.to_mc()[j]
+        conv = np.where(t.expired[j], 0.0, t.to_mc()[j])  # settled: no requirement
         return np.where(opt, im_opt, im_fut) * conv, np.where(opt, mm_opt, mm_fut) * conv
 
     def _requirement(self, positions: sp.csr_matrix, t: InstrumentTable

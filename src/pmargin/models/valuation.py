@@ -62,6 +62,12 @@ class InstrumentTable:
         USD price of the settlement currency.
     mc_price : float
         USD price of the margin currency.
+    margin_currency : str
+        Margin currency of the book.
+    expired : ndarray of bool
+        Instruments past expiry at the valuation time: valued at their settlement value against
+        the index (options at intrinsic, futures at the index) and carrying no scenario risk
+        and no margin until the position is settled and removed.
     """
 
     instruments: list[Instrument]
@@ -79,6 +85,7 @@ class InstrumentTable:
     settle_price: FloatArray
     mc_price: float
     margin_currency: str
+    expired: BoolArray
 
     @property
     def n(self) -> int:
@@ -117,7 +124,8 @@ class InstrumentTable:
         opt = self.kind == KIND_OPTION
         d = black76.delta(self.forward, self.strike, self.tau, self.vol, self.is_call)
         inv_d = d - self.model_price() / self.forward
-        return np.where(opt, np.where(self.inverse, inv_d, d), 1.0)
+        live = np.where(opt, np.where(self.inverse, inv_d, d), 1.0)
+        return np.where(self.expired, 0.0, live)
 
     def greeks(self) -> dict[str, FloatArray]:
         """Per-unit Greeks in USD terms (delta in coin, gamma per USD, vega per vol point).
@@ -160,7 +168,7 @@ def build_table(
     Raises
     ------
     InvalidInput
-        If an instrument is not allowed in a book of this margin currency, or is expired.
+        If an instrument is not allowed in a book of this margin currency.
     """
     n = len(instruments)
     und = np.empty(n, dtype=object)
@@ -175,6 +183,7 @@ def build_table(
     mark = np.zeros(n)
     exp_key = np.full(n, -1, np.int64)
     settle_px = np.ones(n)
+    expired = np.zeros(n, bool)
     mc_stable = is_stable(margin_currency)
     mc_price = market.collateral_price(margin_currency)
     for j, inst in enumerate(instruments):
@@ -197,11 +206,22 @@ def build_table(
             mark[j] = fwd[j]
             continue
         assert inst.expiry is not None
+        exp_key[j] = int(inst.expiry.timestamp())
         t = market.tau(inst.expiry)
         if t <= 0.0:
-            raise InvalidInput(fld, inst.name, "is expired at the valuation time")
+            expired[j] = True
+            fwd[j] = index[j]
+            kind[j] = KIND_OPTION if inst.is_option else KIND_FUTURE
+            if inst.is_option:
+                assert inst.strike is not None
+                strike[j] = inst.strike
+                is_call[j] = inst.is_call
+                mark[j] = max(index[j] - inst.strike, 0.0) if inst.is_call else \
+                    max(inst.strike - index[j], 0.0)
+            else:
+                mark[j] = index[j]
+            continue
         tau[j] = t
-        exp_key[j] = int(inst.expiry.timestamp())
         fwd[j] = market.forward(inst.underlying, inst.expiry)
         mark[j] = market.mark_price(inst)
         if inst.kind is InstrumentKind.FUTURE:
@@ -214,4 +234,4 @@ def build_table(
             is_call[j] = inst.is_call
             vol[j] = market.implied_vol(inst.underlying, inst.expiry, inst.strike)
     return InstrumentTable(list(instruments), und, kind, inverse, index, fwd, strike, tau, vol,
-                           is_call, mark, exp_key, settle_px, mc_price, margin_currency)
+                           is_call, mark, exp_key, settle_px, mc_price, margin_currency, expired)

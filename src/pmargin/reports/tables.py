@@ -72,7 +72,7 @@ def print_conformance(console: Console, outcomes: Sequence[CaseOutcome]) -> None
     for o in outcomes:
         status = "PASS" if o.passed else "FAIL"
         console.print(
-            f"{status} {o.name} [{o.model}] IM {o.initial_margin:.10g} (expected "
+            f"{status} {o.name} ({o.model}) IM {o.initial_margin:.10g} (expected "
             f"{o.expected_im:.10g}) MM {o.maintenance_margin:.10g} (expected "
             f"{o.expected_mm:.10g}) {'' if o.passed else o.detail}",
             highlight=False, soft_wrap=True,

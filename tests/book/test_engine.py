@@ -1,0 +1,144 @@
+"""Book engine: a book gives exactly the answer of each account computed alone."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from pmargin.book import Book
+from pmargin.book.bench import book_portfolio
+from pmargin.book.engine import BookEngine
+from pmargin.book.generator import Archetypes, chain_universe, generate_book
+from pmargin.models import list_models, load_model
+from tests.factories import expiry_code, make_market
+
+MARKET = make_market()
+UNIVERSE = chain_universe(MARKET, "BTC")
+
+
+def random_book(seed: int, n: int = 40) -> Book:
+    arch = Archetypes(market_maker=0.1, collateral_only=0.1, empty=0.1, mm_options=(5, 30))
+    book = generate_book(MARKET, UNIVERSE, n, seed=seed, archetypes=arch)
+    # explicit zero-quantity cells must be harmless
+    pos = book.positions.tolil()
+    pos[0, 0] = 0.0
+    book.positions = sp.csr_matrix(pos)
+    book.entry_notional = sp.csr_matrix(book.positions.shape)  # no entries known
+    book.entry_notional = book.positions.copy()
+    book.entry_notional.data[:] = np.nan
+    return book
+
+
+def rel_diff(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return np.max(np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-9), initial=0.0)
+
+
+@pytest.mark.parametrize("preset", list_models())
+def test_book_equals_each_account_alone(preset):
+    model = load_model(preset)
+    book = random_book(1)
+    res = model.compute(book, MARKET)
+    for r in range(book.n_accounts):
+        one = model.margin(book_portfolio(book, r), MARKET)
+        assert rel_diff(res.initial_margin[r], one.initial_margin) <= 1e-9
+        assert rel_diff(res.maintenance_margin[r], one.maintenance_margin) <= 1e-9
+        assert rel_diff(res.equity[r], one.equity) <= 1e-9
+
+
+@pytest.mark.parametrize("preset", ["deribit-pm", "deribit-sm", "okx-pm"])
+@pytest.mark.parametrize("chunk", [1, 7, None])
+def test_chunking_and_permutation_do_not_change_results(preset, chunk):
+    model = load_model(preset)
+    book = random_book(2)
+    ref = model.compute(book, MARKET)
+    eng = BookEngine(model, book, MARKET, chunk_size=chunk)
+    assert rel_diff(eng.result.initial_margin, ref.initial_margin) <= 1e-9
+    perm = np.random.default_rng(3).permutation(book.n_accounts)
+    res_p = model.compute(book.subset(perm), MARKET)
+    assert rel_diff(res_p.initial_margin, ref.initial_margin[perm]) <= 1e-9
+    assert rel_diff(res_p.maintenance_margin, ref.maintenance_margin[perm]) <= 1e-9
+
+
+def test_expired_position_is_settled_value_without_margin():
+    from datetime import timedelta
+
+    from pmargin.market.loaders import load_market_json
+    from pmargin.portfolio import portfolio_from_dict
+
+    later = make_market()  # same data, valued after the 7-day expiry
+    data = later.to_dict()
+    data["valuation_time"] = (later.valuation_time + timedelta(days=8)).isoformat()
+    data["instruments"] = {k: v for k, v in data["instruments"].items()
+                           if expiry_code(7) not in k}
+    moved = load_market_json(data)
+    name = f"BTC-{expiry_code(7)}-72000-P"
+    res = load_model("deribit-pm").margin(
+        portfolio_from_dict({"margin_currency": "BTC", "positions": [
+            {"instrument": name, "quantity": -1}]}), moved)
+    assert res.initial_margin == pytest.approx(0.0, abs=1e-12)
+    assert res.equity == pytest.approx(0.0, abs=1e-12)  # 72000 put is out of the money at 80000
+
+
+def test_incremental_trade_and_deposit_match_full_recompute():
+    model = load_model("deribit-pm")
+    book = random_book(4)
+    eng = BookEngine(model, book, MARKET)
+    acc = book.account_ids[5]
+    inst = UNIVERSE[3]
+    px = float(eng.prep.table.mark[3])
+    eng.apply_trade(acc, inst, -2.5, px)
+    eng.deposit(acc, "BTC", 0.7)
+    inc = eng.result.initial_margin.copy()
+    eq = eng.result.equity.copy()
+    full = eng.recompute()
+    assert rel_diff(inc, full.initial_margin) <= 1e-12
+    assert rel_diff(eq, full.equity) <= 1e-12
+
+
+def test_what_if_equals_margin_of_modified_account_and_does_not_mutate():
+    model = load_model("pmargin")
+    book = random_book(5)
+    eng = BookEngine(model, book, MARKET)
+    acc = book.account_ids[7]
+    r = eng.row(acc)
+    inst = UNIVERSE[10]
+    px = float(eng.prep.table.mark[10])
+    before = eng.result.initial_margin[r]
+    w = eng.what_if(acc, [(inst, -3.0, px)])
+    assert eng.result.initial_margin[r] == before
+    eng.apply_trade(acc, inst, -3.0, px)
+    assert w.initial_margin == pytest.approx(eng.result.initial_margin[r], rel=1e-12)
+    assert w.passed == (w.equity >= w.initial_margin or
+                        (w.initial_margin <= w.before_initial_margin and
+                         w.equity >= w.before_equity))
+
+
+def test_withdrawal_never_leaves_equity_below_im():
+    model = load_model("deribit-pm")
+    book = random_book(6)
+    eng = BookEngine(model, book, MARKET)
+    for r in range(book.n_accounts):
+        acc = book.account_ids[r]
+        free = eng.result.equity[r] - eng.result.initial_margin[r]
+        if free > 1e-6:
+            assert eng.check_withdrawal(acc, "BTC", 0.999 * free).passed
+            assert not eng.check_withdrawal(acc, "BTC", free + 1e-3).passed
+        else:
+            assert not eng.check_withdrawal(acc, "BTC", 1e-3).passed
+
+
+def test_dask_local_cluster_equals_local():
+    distributed = pytest.importorskip("distributed")
+    from pmargin.book.executors import DaskExecutor
+
+    model = load_model("deribit-pm")
+    book = random_book(8, n=60)
+    local = BookEngine(model, book, MARKET, chunk_size=13).result
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        remote = BookEngine(model, book, MARKET, chunk_size=13,
+                            executor=DaskExecutor(client)).result
+    assert np.array_equal(remote.initial_margin, local.initial_margin)
+    assert np.array_equal(remote.maintenance_margin, local.maintenance_margin)
+    assert np.array_equal(remote.equity, local.equity)
