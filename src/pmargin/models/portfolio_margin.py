@@ -41,6 +41,7 @@ from pmargin.models.params import PMParams, UnderlyingPMParams
 from pmargin.models.result import AccountMargin, BookMarginResult
 from pmargin.models.valuation import KIND_FUTURE, KIND_OPTION, KIND_PERPETUAL, InstrumentTable, \
     is_stable
+from pmargin.models._pm_kernels import NUMBA_ENABLED, unit_aggregates
 from pmargin.pricing import black76
 from pmargin.portfolio import Portfolio
 
@@ -73,6 +74,18 @@ class RiskUnit:
         Index price of the underlying (USD).
     coin_to_mc : float
         Value of one coin of the underlying in the margin currency.
+    colmap : ndarray of int
+        Book column to row of ``risk`` (-1 for columns of other units).
+    delta : ndarray
+        Coin delta per unit of each column of the unit (0 for expired instruments).
+    bucket, n_buckets, roll_rate : ndarray, int, ndarray
+        Expiry bucket of each column (perpetual its own) and the roll-shock rate of each bucket
+        (no buckets when the roll shock is disabled).
+    group, n_groups : ndarray, int
+        (expiry, strike) group of each option column for the naked-short contingency (-1 for
+        non-options; no groups when the contingency is disabled).
+    is_lin : ndarray of bool
+        Futures and perpetual columns.
     """
 
     underlying: str
@@ -84,6 +97,14 @@ class RiskUnit:
     damp: FloatArray
     index: float
     coin_to_mc: float
+    colmap: IntArray
+    delta: FloatArray
+    bucket: IntArray
+    n_buckets: int
+    roll_rate: FloatArray
+    group: IntArray
+    n_groups: int
+    is_lin: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -143,8 +164,39 @@ def build_risk_units(book: Book, t: InstrumentTable, market: MarketSnapshot, par
             coll[k] = (pc / p_mc - market.collateral_price(c) / p_mc0) * scale
         damp = np.where(grid.extended, grid.dampener_usd / edge_mc, 0.0)
         index = market.index_price(u)
-        out.append(RiskUnit(u, up, grid, cols, risk, coll, damp, index, index / p_mc0))
+        out.append(RiskUnit(u, up, grid, cols, risk, coll, damp, index, index / p_mc0,
+                            *_column_maps(t, cols, up, book.n_instruments)))
     return out
+
+
+def _column_maps(t: InstrumentTable, cols: IntArray, up: UnderlyingPMParams, n_cols: int
+                 ) -> tuple[IntArray, FloatArray, IntArray, int, FloatArray, IntArray, int,
+                            np.ndarray]:
+    """Per-column lookup arrays of a unit used by the add-ons (see :class:`RiskUnit`)."""
+    colmap = np.full(n_cols, -1, np.int64)
+    colmap[cols] = np.arange(cols.size)
+    delta = np.where(t.expired[cols], 0.0, t.coin_delta()[cols])
+    bucket = np.zeros(cols.size, np.int64)
+    rate = np.zeros(0)
+    if up.roll_shock is not None and cols.size:
+        keys, bucket = np.unique(t.expiry_key[cols], return_inverse=True)
+        bucket = bucket.ravel().astype(np.int64)
+        tau_b = np.zeros(keys.size)
+        np.maximum.at(tau_b, bucket, t.tau[cols])
+        rs = up.roll_shock
+        f = (np.expm1(rs.annualised_move_risk * tau_b) if rs.form == "exp"
+             else rs.annualised_move_risk * tau_b)
+        rate = np.maximum(rs.min_annualised_move, f)
+    group = np.full(cols.size, -1, np.int64)
+    n_groups = 0
+    opt = t.kind[cols] == KIND_OPTION
+    if up.naked_short is not None and opt.any():
+        pairs = np.stack([t.expiry_key[cols][opt].astype(np.float64), t.strike[cols][opt]], axis=1)
+        _, g = np.unique(pairs, axis=0, return_inverse=True)
+        group[opt] = g.ravel()
+        n_groups = int(g.max()) + 1
+    is_lin = (t.kind[cols] == KIND_FUTURE) | (t.kind[cols] == KIND_PERPETUAL)
+    return colmap, delta, bucket, int(rate.size), rate, group, n_groups, is_lin
 
 
 def _instrument_risk(t: InstrumentTable, cols: IntArray, grid: ScenarioGrid,
@@ -207,80 +259,88 @@ class PortfolioMarginModel(MarginModel):
         super().__init__(params)
 
     # ------------------------------------------------------------------ core
-    def _unit_core(self, unit: RiskUnit, pos: sp.csr_matrix, coll: FloatArray,
-                   t: InstrumentTable) -> tuple[FloatArray, FloatArray, dict[str, FloatArray],
-                                                FloatArray]:
-        """IM and MM of one risk unit for every account, with components and the P&L matrix."""
+    def _unit_aggregates(self, unit: RiskUnit, pos: sp.csr_matrix, coll: FloatArray,
+                         need_pnl: bool) -> tuple[dict[str, FloatArray], FloatArray | None]:
+        """Per-account aggregates of one unit: worst loss and the add-on inputs.
+
+        Uses the fused Numba kernel when available and the P&L matrix is not needed; the NumPy
+        branch is the specification.
+        """
         n = pos.shape[0]
-        q = sp.csr_matrix(pos[:, unit.columns]) if unit.columns.size else sp.csr_matrix((n, 0))
-        pnl = np.asarray(q @ unit.risk) if unit.columns.size else np.zeros((n, unit.grid.size))
+        if NUMBA_ENABLED and not need_pnl and n > 0:
+            w, roll, net, naked, gross, longd, shortd = unit_aggregates(
+                pos.indptr, pos.indices, pos.data, unit.colmap, unit.risk, coll,
+                unit.collateral_risk, unit.damp, unit.delta, unit.bucket, unit.n_buckets,
+                unit.roll_rate, unit.group, unit.n_groups, unit.is_lin)
+            return {"worst_case": w, "roll": roll, "net": net, "naked": naked, "gross": gross,
+                    "long": longd, "short": shortd}, None
+        cols = unit.columns
+        q = sp.csr_matrix(pos[:, cols]) if cols.size else sp.csr_matrix((n, 0))
+        pnl = np.asarray(q @ unit.risk) if cols.size else np.zeros((n, unit.grid.size))
         if coll.shape[1]:
             pnl = pnl + coll @ unit.collateral_risk
         pnl = _damped(pnl, unit.damp) if unit.damp.any() else pnl
         worst = np.maximum(0.0, -pnl.min(axis=1)) if pnl.shape[1] else np.zeros(n)
-        comps: dict[str, FloatArray] = {"worst_case": worst}
-        p = unit.params
-        cols = unit.columns
-        delta = np.where(t.expired[cols], 0.0, t.coin_delta()[cols])
-        c2m = unit.coin_to_mc
-        zero = np.zeros(n)
-        # roll shock per expiry bucket (perpetual its own bucket)
-        if p.roll_shock is not None and cols.size:
-            keys, bucket = np.unique(t.expiry_key[cols], return_inverse=True)
-            tau_b = np.zeros(keys.size)
-            np.maximum.at(tau_b, bucket, t.tau[cols])
-            rs = p.roll_shock
-            f = (np.expm1(rs.annualised_move_risk * tau_b) if rs.form == "exp"
-                 else rs.annualised_move_risk * tau_b)
-            rate = np.maximum(rs.min_annualised_move, f)
-            b = sp.csr_matrix((delta, (np.arange(cols.size), bucket)), shape=(cols.size, keys.size))
-            net = np.asarray((q @ b).toarray()) if keys.size else np.zeros((n, 0))
-            comps["roll_shock"] = np.abs(net) @ rate * c2m
+        ncol = cols.size
+        if unit.n_buckets:
+            b = sp.csr_matrix((unit.delta, (np.arange(ncol), unit.bucket)),
+                              shape=(ncol, unit.n_buckets))
+            roll = np.abs((q @ b).toarray()) @ unit.roll_rate
         else:
-            comps["roll_shock"] = zero
-        net_delta = np.asarray(q @ delta) if cols.size else zero
+            roll = np.zeros(n)
+        if unit.n_groups:
+            opt = unit.group >= 0
+            g = sp.csr_matrix((np.ones(int(opt.sum())), (np.flatnonzero(opt), unit.group[opt])),
+                              shape=(ncol, unit.n_groups))
+            naked = np.maximum(-(q @ g).toarray(), 0.0).sum(axis=1)
+        else:
+            naked = np.zeros(n)
+        e = q.multiply(unit.delta[None, :]).tocsr() if ncol else sp.csr_matrix((n, 0))
+        return {
+            "worst_case": worst,
+            "roll": np.asarray(roll, np.float64),
+            "net": np.asarray(q @ unit.delta) if ncol else np.zeros(n),
+            "naked": np.asarray(naked, np.float64),
+            "gross": np.asarray(abs(q) @ unit.is_lin.astype(np.float64)) if ncol else np.zeros(n),
+            "long": np.asarray(e.maximum(0).sum(axis=1)).ravel() if ncol else np.zeros(n),
+            "short": -np.asarray(e.minimum(0).sum(axis=1)).ravel() if ncol else np.zeros(n),
+        }, pnl
+
+    def _unit_core(self, unit: RiskUnit, pos: sp.csr_matrix, coll: FloatArray,
+                   need_pnl: bool = False) -> tuple[FloatArray, FloatArray,
+                                                    dict[str, FloatArray], FloatArray | None]:
+        """IM and MM of one risk unit for every account, with components (and the P&L)."""
+        agg, pnl = self._unit_aggregates(unit, pos, coll, need_pnl)
+        n = pos.shape[0]
+        p = unit.params
+        c2m = unit.coin_to_mc
+        worst = agg["worst_case"]
+        comps: dict[str, FloatArray] = {"worst_case": worst, "roll_shock": agg["roll"] * c2m}
         if p.delta_shock is not None:
             ds = p.delta_shock
-            ad = np.abs(net_delta)
+            ad = np.abs(agg["net"])
             pct = np.minimum(ds.max_delta_shock,
                              ds.m_inc * np.maximum(0.0, ad - ds.threshold_usd / unit.index))
             comps["delta_shock"] = pct * ad * c2m
         else:
-            comps["delta_shock"] = zero
-        if p.naked_short is not None and cols.size:
-            opt = t.kind[cols] == KIND_OPTION
-            key = np.where(opt, t.expiry_key[cols] * 1e-3 + 0.0, -1.0)
-            pairs = np.stack([key, np.where(opt, t.strike[cols], -1.0)], axis=1)
-            _, grp = np.unique(pairs, axis=0, return_inverse=True)
-            grp = grp.ravel()
-            g = sp.csr_matrix((opt.astype(np.float64), (np.arange(cols.size), grp)),
-                              shape=(cols.size, int(grp.max()) + 1))
-            net = (q @ g).toarray()
-            comps["naked_short"] = (np.maximum(-net, 0.0).sum(axis=1)
-                                    * p.naked_short.rate * c2m)
-        else:
-            comps["naked_short"] = zero
-        if p.perp_contingency is not None and cols.size:
-            lin = ((t.kind[cols] == KIND_FUTURE) | (t.kind[cols] == KIND_PERPETUAL)).astype(float)
-            comps["perp_contingency"] = (abs(q) @ lin) * p.perp_contingency.rate * c2m
-        else:
-            comps["perp_contingency"] = zero
+            comps["delta_shock"] = np.zeros(n)
+        comps["naked_short"] = (agg["naked"] * p.naked_short.rate * c2m
+                                if p.naked_short is not None else np.zeros(n))
+        comps["perp_contingency"] = (agg["gross"] * p.perp_contingency.rate * c2m
+                                     if p.perp_contingency is not None else np.zeros(n))
         risk = worst + sum(comps[k] for k in ADDONS)
-        comp = self.params.composition
-        if p.min_delta is not None and cols.size:
-            e = q.multiply(delta[None, :]).tocsr()
-            longd = np.asarray(e.maximum(0).sum(axis=1)).ravel()
-            shortd = -np.asarray(e.minimum(0).sum(axis=1)).ravel()
-            hedged = np.minimum(longd, shortd)
-            md = (p.min_delta.net_rate * np.abs(longd - shortd)
+        if p.min_delta is not None:
+            hedged = np.minimum(agg["long"], agg["short"])
+            md = (p.min_delta.net_rate * np.abs(agg["long"] - agg["short"])
                   + p.min_delta.hedged_rate * hedged) * c2m
             comps["min_delta"] = md
             risk = np.maximum(risk, md)
         if p.min_charge is not None:
-            raw = p.min_charge.rate * np.abs(net_delta) * unit.index
+            raw = p.min_charge.rate * np.abs(agg["net"]) * unit.index
             adj = _tiered(raw, p.min_charge.tiers) * c2m / unit.index
             comps["min_charge"] = adj
             risk = np.maximum(risk, adj)
+        comp = self.params.composition
         if comp.mode == "mm_from_im":
             im, mm = risk, comp.factor * risk
         else:
@@ -288,15 +348,15 @@ class PortfolioMarginModel(MarginModel):
         return im, mm, comps, pnl
 
     def _core(self, units: list[RiskUnit], pos: sp.csr_matrix, coll: FloatArray,
-              t: InstrumentTable) -> tuple[FloatArray, FloatArray, dict[str, FloatArray],
-                                           list[FloatArray]]:
+              need_pnl: bool = False) -> tuple[FloatArray, FloatArray, dict[str, FloatArray],
+                                               list[FloatArray | None]]:
         n = pos.shape[0]
         im = np.zeros(n)
         mm = np.zeros(n)
         comps: dict[str, FloatArray] = {}
-        pnls: list[FloatArray] = []
+        pnls: list[FloatArray | None] = []
         for unit in units:
-            i_u, m_u, c_u, pnl = self._unit_core(unit, pos, coll, t)
+            i_u, m_u, c_u, pnl = self._unit_core(unit, pos, coll, need_pnl)
             im += i_u
             mm += m_u
             for k, v in c_u.items():
@@ -342,7 +402,7 @@ class PortfolioMarginModel(MarginModel):
             ``naked_short``, ``perp_contingency`` (and ``min_delta``/``min_charge`` where
             enabled), ``open_orders``, ``collateral_haircut_im``, ``collateral_haircut_mm``.
         """
-        return self._evaluate(prep, book)[0]
+        return self._evaluate(prep, book, need_pnl=False)[0]
 
     def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
         """Compute portfolio margin of every account of a book (prepare, then evaluate).
@@ -361,20 +421,21 @@ class PortfolioMarginModel(MarginModel):
         """
         return self.evaluate(self.prepare(book, market), book)
 
-    def _evaluate(self, prep: PMPrepared, book: Book
-                  ) -> tuple[BookMarginResult, list[FloatArray]]:
+    def _evaluate(self, prep: PMPrepared, book: Book, need_pnl: bool
+                  ) -> tuple[BookMarginResult, list[FloatArray | None]]:
         t, units, market = prep.table, prep.units, prep.market
         pos = sp.csr_matrix(book.positions)
-        im, mm, comps, pnls = self._core(units, pos, book.collateral, t)
+        coll = np.ascontiguousarray(book.collateral, dtype=np.float64)
+        im, mm, comps, pnls = self._core(units, pos, coll, need_pnl)
         orders_im = np.zeros(book.n_accounts)
         if len(book.orders):
             rows = np.unique(book.orders.account)
             buys, sells = order_matrices(book)
             cb, cs = order_cost(book, t)
             sub = pos[rows]
-            coll = book.collateral[rows]
-            im_b = self._core(units, sp.csr_matrix(sub + buys[rows]), coll, t)[0]
-            im_s = self._core(units, sp.csr_matrix(sub + sells[rows]), coll, t)[0]
+            c_rows = coll[rows]
+            im_b = self._core(units, sp.csr_matrix(sub + buys[rows]), c_rows)[0]
+            im_s = self._core(units, sp.csr_matrix(sub + sells[rows]), c_rows)[0]
             orders_im[rows] = np.maximum(
                 0.0, np.maximum(im_b + cb[rows], im_s + cs[rows]) - im[rows])
         h_im, h_mm = collateral_haircuts(book, market, self.params.haircuts)
@@ -417,7 +478,8 @@ class PortfolioMarginModel(MarginModel):
         """
         book = Book.from_portfolios([portfolio])
         prep = self.prepare(book, market)
-        res, pnls = self._evaluate(prep, book)
+        res, pnls_opt = self._evaluate(prep, book, need_pnl=True)
+        pnls = [p for p in pnls_opt if p is not None]
         units, t = prep.units, prep.table
         pos = sp.csr_matrix(book.positions)
         rows: list[dict[str, Any]] = []

@@ -1,0 +1,278 @@
+"""Loaders of market snapshots: the conformance JSON ``market`` block and Deribit chain CSVs.
+
+* :func:`load_market_json` reads the venue-neutral JSON format (a whole conformance vector or a
+  bare ``market`` block); every price is USD per unit of underlying.
+* :func:`load_deribit_csv` reads a Deribit option-chain snapshot (``.csv`` or ``.csv.gz``) whose
+  option prices are in coin, converting them to USD with each option's ``underlying``.
+* :func:`load_market` dispatches on the file suffix.
+
+The formats and every rule are described in ``docs/market-data.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pmargin.errors import MarketDataError, UnknownInstrument
+from pmargin.instruments import parse_instrument
+from pmargin.market.snapshot import MarketSnapshot, Quote, check_time
+
+__all__ = ["load_deribit_csv", "load_market", "load_market_json"]
+
+_MARKET_KEYS = ("valuation_time", "index", "instruments", "collateral_prices")
+
+_CSV_REQUIRED = ("timestamp", "instrument_name", "underlying", "strike", "mark_price",
+                 "implied_volatility", "currency", "index_price")
+_CSV_OPTIONAL = ("underlying_name", "bid_price", "ask_price", "futures_price",
+                 "futures_instrument_name", "open_interest", "volume")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MarketDataError("market", str(path), f"cannot be read: {exc.strerror}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MarketDataError("market", str(path),
+                              f"is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+
+
+def load_market_json(path_or_dict: str | Path | Mapping[str, Any]) -> MarketSnapshot:
+    """Load a snapshot from the JSON ``market`` format.
+
+    Parameters
+    ----------
+    path_or_dict : str, Path or mapping
+        A JSON file or its parsed content: either a whole conformance vector (top-level
+        ``valuation_time`` and a ``market`` block) or a bare market block that carries its own
+        ``valuation_time``. The market block holds ``index`` {currency: USD},
+        ``instruments`` {name: {mark_price, mark_iv, underlying_price, bid_price, ask_price,
+        open_interest, volume}} and optional ``collateral_prices`` {currency: USD}.
+
+    Returns
+    -------
+    MarketSnapshot
+        The validated snapshot.
+
+    Raises
+    ------
+    MarketDataError
+        On unreadable JSON, a missing or unknown key, or any invalid value (the field is named,
+        e.g. ``market.instruments['BTC-28JUN24-65000-C'].mark_iv``).
+    """
+    source = "dict"
+    if isinstance(path_or_dict, str | Path):
+        source = Path(path_or_dict).name
+        data = _read_json(Path(path_or_dict))
+    else:
+        data = path_or_dict
+    if not isinstance(data, Mapping):
+        raise MarketDataError("market", type(data).__name__, "must be a JSON object")
+    top_time = data.get("valuation_time")
+    if "market" in data:
+        block = data["market"]
+        if not isinstance(block, Mapping):
+            raise MarketDataError("market", block, "must be a JSON object")
+    else:
+        block, top_time = data, None
+    unknown = sorted(set(map(str, block)) - set(_MARKET_KEYS))
+    if unknown:
+        raise MarketDataError(f"market.{unknown[0]}", block[unknown[0]],
+                              f"unknown key; expected some of {', '.join(_MARKET_KEYS)}")
+    inner_time = block.get("valuation_time")
+    if (top_time is not None and inner_time is not None
+            and check_time(top_time, "valuation_time") != check_time(inner_time)):
+            raise MarketDataError("market.valuation_time", inner_time,
+                                  f"differs from the top-level valuation_time {top_time!r}")
+    vt = inner_time if inner_time is not None else top_time
+    if vt is None:
+        raise MarketDataError("market.valuation_time", None, "is required")
+    if "index" not in block:
+        raise MarketDataError("market.index", None, "is required ({currency: USD price})")
+    instruments = block.get("instruments")
+    instruments = {} if instruments is None else instruments
+    if not isinstance(instruments, Mapping):
+        raise MarketDataError("market.instruments", instruments,
+                              "must be an object {instrument name: {mark_price, ...}}")
+    coll = block.get("collateral_prices")
+    coll = {} if coll is None else coll
+    if not isinstance(coll, Mapping):
+        raise MarketDataError("market.collateral_prices", coll,
+                              "must be an object {currency: USD price}")
+    return MarketSnapshot(vt, block["index"], instruments, coll, source=source)
+
+
+def _first_bad(mask: np.ndarray) -> int | None:
+    bad = np.flatnonzero(mask)
+    return int(bad[0]) if bad.size else None
+
+
+def _check_column(df: pd.DataFrame, names: np.ndarray, column: str, key: str,
+                  allow_missing: bool, positive: bool, unit: str) -> np.ndarray:
+    """Return ``df[column]`` as floats after checking it row by row (vectorised)."""
+    try:
+        v = pd.to_numeric(df[column], errors="raise").to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raw = df[column].to_numpy()
+        num = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
+        i = _first_bad(np.isnan(num) & pd.notna(raw))
+        j = 0 if i is None else i
+        raise MarketDataError(f"market.instruments[{names[j]!r}].{key}", raw[j],
+                              f"CSV column {column} must be a number") from exc
+    missing = np.isnan(v)
+    bad = ~missing & (~np.isfinite(v) | ((v <= 0.0) if positive else (v < 0.0)))
+    if not allow_missing:
+        bad |= missing
+    i = _first_bad(bad)
+    if i is not None:
+        what = "positive" if positive else "non-negative"
+        raise MarketDataError(f"market.instruments[{names[i]!r}].{key}", float(v[i]),
+                              f"CSV column {column} ({unit}) must be finite and {what}")
+    return v
+
+
+def load_deribit_csv(path: str | Path) -> MarketSnapshot:
+    """Load a Deribit option-chain snapshot CSV (``.csv`` or gzip-compressed ``.csv.gz``).
+
+    Parameters
+    ----------
+    path : str or Path
+        A file in the format of ``../shared/data/deribit/README.md`` (one row per option).
+
+    Returns
+    -------
+    MarketSnapshot
+        Snapshot with:
+
+        * valuation time: the ``timestamp`` column (first row; the same on every row);
+        * index of each currency: the median of its ``index_price`` column;
+        * dated futures: each listed future named in ``futures_instrument_name`` (not ``SYN.*``)
+          with the median of its ``futures_price`` as mark;
+        * forward pillars: the options' ``underlying`` (listed future, synthetic ``SYN.*``
+          forward, or the index for the nearest expiries), median per expiry;
+        * options: ``mark_price`` and ``bid_price``/``ask_price`` converted from coin to USD by
+          multiplying by the row's ``underlying``; ``mark_iv`` = ``implied_volatility``;
+          ``open_interest`` and ``volume`` in contracts. Empty cells are missing values.
+        * perpetual: not in the file, so the perpetual mark is the index.
+
+    Raises
+    ------
+    MarketDataError
+        On a missing column, an unreadable file or any invalid value.
+    """
+    p = Path(path)
+    try:
+        df = pd.read_csv(p, dtype={"instrument_name": str, "timestamp": str,
+                                   "futures_instrument_name": str, "currency": str})
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise MarketDataError("market", str(p), f"cannot be read as a CSV: {exc}") from exc
+    missing = [c for c in _CSV_REQUIRED if c not in df.columns]
+    if missing:
+        raise MarketDataError("market.columns", missing,
+                              f"{p.name} lacks required Deribit columns")
+    if df.empty:
+        raise MarketDataError("market.instruments", str(p), "the CSV has no rows")
+    for c in _CSV_OPTIONAL:
+        if c not in df.columns:
+            df[c] = np.nan
+    names = df["instrument_name"].astype(str).to_numpy()
+    vt = check_time(str(df["timestamp"].iloc[0]))
+
+    und = _check_column(df, names, "underlying", "underlying_price", False, True, "USD")
+    strike = _check_column(df, names, "strike", "strike", False, True, "USD")
+    mark = _check_column(df, names, "mark_price", "mark_price", True, False, "coin")
+    bid = _check_column(df, names, "bid_price", "bid_price", True, False, "coin")
+    ask = _check_column(df, names, "ask_price", "ask_price", True, False, "coin")
+    iv = pd.to_numeric(df["implied_volatility"], errors="coerce").to_numpy(dtype=np.float64)
+    oi = pd.to_numeric(df["open_interest"], errors="coerce").to_numpy(dtype=np.float64)
+    vol = pd.to_numeric(df["volume"], errors="coerce").to_numpy(dtype=np.float64)
+
+    index_px = pd.to_numeric(df["index_price"], errors="coerce")
+    index = {str(c): float(v) for c, v in index_px.groupby(df["currency"]).median().items()}
+
+    def opt(x: float) -> float | None:
+        return None if math.isnan(x) else x
+
+    instruments: dict[str, Quote | Mapping[str, Any]] = {}
+    for n, f, m, b, a, s, o, vv in zip(names.tolist(), und.tolist(), mark.tolist(),
+                                       bid.tolist(), ask.tolist(), iv.tolist(), oi.tolist(),
+                                       vol.tolist(), strict=True):
+        if n in instruments:
+            raise MarketDataError(f"market.instruments[{n!r}]", n, "appears twice in the CSV")
+        instruments[n] = Quote(
+            mark_price=None if math.isnan(m) else m * f,
+            mark_iv=None if math.isnan(s) else s,
+            underlying_price=f,
+            bid_price=None if math.isnan(b) else b * f,
+            ask_price=None if math.isnan(a) else a * f,
+            open_interest=opt(o),
+            volume=opt(vv),
+        )
+    _check_strikes(instruments, strike)
+
+    fut_names = df["futures_instrument_name"]
+    listed = fut_names.notna() & ~fut_names.astype(str).str.startswith("SYN.")
+    if listed.any():
+        fut_px = pd.to_numeric(df.loc[listed, "futures_price"], errors="coerce")
+        for fname, px in fut_px.groupby(fut_names[listed].astype(str)).median().items():
+            fkey = str(fname)
+            if fkey in instruments:
+                raise MarketDataError(f"market.instruments[{fkey!r}]", fkey,
+                                      "is both an option row and a listed future")
+            instruments[fkey] = Quote(mark_price=float(px))
+    return MarketSnapshot(vt, index, instruments, source=p.name)
+
+
+def _check_strikes(instruments: Mapping[str, Quote | Mapping[str, Any]],
+                   strikes: np.ndarray) -> None:
+    """Check the ``strike`` column against the strike in each instrument name."""
+    for name, k in zip(instruments, strikes.tolist(), strict=True):
+        try:
+            inst = parse_instrument(name)
+        except UnknownInstrument as exc:
+            raise MarketDataError(f"market.instruments[{name!r}]", name,
+                                  f"is not a valid instrument name: {exc.reason}") from exc
+        if not inst.is_option:
+            raise MarketDataError(f"market.instruments[{name!r}]", name,
+                                  "a Deribit chain CSV row must be an option")
+        if inst.strike != k:
+            raise MarketDataError(f"market.instruments[{name!r}].strike", k,
+                                  f"CSV column strike differs from the name's strike "
+                                  f"{inst.strike:g}")
+
+
+def load_market(path: str | Path) -> MarketSnapshot:
+    """Load a snapshot, choosing the loader from the file suffix.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``*.json`` (conformance format) or ``*.csv`` / ``*.csv.gz`` (Deribit chain).
+
+    Returns
+    -------
+    MarketSnapshot
+        The validated snapshot.
+
+    Raises
+    ------
+    MarketDataError
+        For another suffix, or any error of the chosen loader.
+    """
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith(".json"):
+        return load_market_json(p)
+    if name.endswith((".csv", ".csv.gz")):
+        return load_deribit_csv(p)
+    raise MarketDataError("market", str(p),
+                          "unknown market file type; expected .json, .csv or .csv.gz")

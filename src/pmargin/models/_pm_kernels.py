@@ -1,0 +1,143 @@
+"""Fused per-account aggregation for portfolio margin (Numba), one pass over the CSR rows.
+
+For every account row and one risk unit it accumulates, in a single pass over the row's
+positions: the scenario P&L vector (positions @ risk + collateral @ collateral risk), the net
+coin delta per expiry bucket, the net quantity per (expiry, strike) group, the gross futures
+notional and the long/short delta sums; then it applies the extended-scenario dampener and
+takes the worst loss. The pure NumPy implementation in :mod:`pmargin.models.portfolio_margin` is
+the specification; tests assert both agree.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from pmargin._typing import FloatArray, IntArray
+
+__all__ = ["NUMBA_ENABLED", "unit_aggregates"]
+
+try:  # pragma: no cover - exercised when numba is installed
+    if os.environ.get("PMARGIN_DISABLE_NUMBA") == "1":
+        raise ImportError("disabled")
+    import numba
+
+    NUMBA_ENABLED = True
+except ImportError:  # pragma: no cover
+    numba = None
+    NUMBA_ENABLED = False
+
+
+def _kernel(indptr: Any, indices: Any, data: Any, colmap: Any, risk: Any, coll: Any,
+            coll_risk: Any, damp: Any, use_damp: bool, delta: Any, bucket: Any, n_buckets: int,
+            rate: Any, group: Any, n_groups: int, is_lin: Any, n_threads: int
+            ) -> tuple[Any, Any, Any, Any, Any, Any, Any]:
+    n_rows = indptr.size - 1
+    n_s = risk.shape[1]
+    n_c = coll.shape[1]
+    worst = np.zeros(n_rows)
+    roll = np.zeros(n_rows)
+    net = np.zeros(n_rows)
+    naked = np.zeros(n_rows)
+    gross = np.zeros(n_rows)
+    longd = np.zeros(n_rows)
+    shortd = np.zeros(n_rows)
+    pnl_s = np.zeros((n_threads, n_s))
+    bucket_s = np.zeros((n_threads, max(n_buckets, 1)))
+    group_s = np.zeros((n_threads, max(n_groups, 1)))
+    for r in numba.prange(n_rows):
+        tid = numba.get_thread_id()
+        pnl = pnl_s[tid]
+        nb = bucket_s[tid]
+        ng = group_s[tid]
+        for s in range(n_s):
+            pnl[s] = 0.0
+        for b in range(n_buckets):
+            nb[b] = 0.0
+        nd = 0.0
+        g_lin = 0.0
+        ld = 0.0
+        sd = 0.0
+        for k in range(indptr[r], indptr[r + 1]):
+            j = colmap[indices[k]]
+            if j < 0:
+                continue
+            q = data[k]
+            row = risk[j]
+            for s in range(n_s):
+                pnl[s] += q * row[s]
+            dq = q * delta[j]
+            nd += dq
+            if dq > 0:
+                ld += dq
+            else:
+                sd -= dq
+            if n_buckets > 0:
+                nb[bucket[j]] += dq
+            if n_groups > 0 and group[j] >= 0:
+                ng[group[j]] += q
+            if is_lin[j]:
+                g_lin += abs(q)
+        for c in range(n_c):
+            bal = coll[r, c]
+            if bal != 0.0:
+                crow = coll_risk[c]
+                for s in range(n_s):
+                    pnl[s] += bal * crow[s]
+        m = 0.0
+        for s in range(n_s):
+            v = pnl[s]
+            if use_damp:
+                a = abs(v) - damp[s]
+                v = 0.0 if a <= 0.0 else (a if v > 0 else -a)
+            if s == 0 or v < m:
+                m = v
+        worst[r] = -m if m < 0.0 else 0.0
+        rl = 0.0
+        for b in range(n_buckets):
+            rl += abs(nb[b]) * rate[b]
+        roll[r] = rl
+        if n_groups > 0:
+            nk = 0.0
+            for k in range(indptr[r], indptr[r + 1]):
+                j = colmap[indices[k]]
+                if j >= 0 and group[j] >= 0:
+                    gv = ng[group[j]]
+                    if gv < 0.0:
+                        nk -= gv
+                    ng[group[j]] = 0.0
+            naked[r] = nk
+        net[r] = nd
+        gross[r] = g_lin
+        longd[r] = ld
+        shortd[r] = sd
+    return worst, roll, net, naked, gross, longd, shortd
+
+
+_compiled: Any = None
+
+
+def unit_aggregates(indptr: IntArray, indices: IntArray, data: FloatArray, colmap: IntArray,
+                    risk: FloatArray, coll: FloatArray, coll_risk: FloatArray, damp: FloatArray,
+                    delta: FloatArray, bucket: IntArray, n_buckets: int, rate: FloatArray,
+                    group: IntArray, n_groups: int, is_lin: np.ndarray
+                    ) -> tuple[FloatArray, ...]:
+    """Run the fused kernel (requires Numba; see module docstring for the outputs).
+
+    Returns
+    -------
+    tuple of ndarray
+        ``worst, roll, net_delta, naked, gross_linear, long_delta, short_delta`` per row.
+    """
+    global _compiled
+    if not NUMBA_ENABLED:
+        raise RuntimeError("numba is not available")
+    if _compiled is None:
+        _compiled = numba.njit(parallel=True, cache=True, fastmath=False)(_kernel)
+    n_threads = numba.get_num_threads()
+    return tuple(_compiled(
+        indptr, indices, data, colmap, np.ascontiguousarray(risk), np.ascontiguousarray(coll),
+        np.ascontiguousarray(coll_risk), damp, bool(np.any(damp)), delta, bucket, n_buckets,
+        rate, group, n_groups, is_lin, n_threads))
