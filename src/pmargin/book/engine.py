@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from pmargin._typing import FloatArray
+from pmargin._typing import FloatArray, IntArray
 from pmargin.book.executors import Executor, LocalExecutor
 from pmargin.book.positions import Book, OrderTable
 from pmargin.errors import BookError, InvalidInput
@@ -212,38 +212,56 @@ class BookEngine:
             self.prep = self.model.prepare(b, self.market)
         return self._ccy[c]
 
-    def _row_with_trades(self, r: int, trades: Sequence[tuple[int, float, float]]
-                         ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """Row r's positions and entry notionals after fills ``(column, quantity, price)``."""
+    def _row_arrays(self, r: int) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Column indices (sorted), quantities and entry notionals of row ``r``."""
         if r in self._overlay:
             pos, ent = self._overlay[r]
+            return pos.indices, pos.data, ent.data
+        p = self.book.positions
+        e = self.book.entry_notional
+        a, b = p.indptr[r], p.indptr[r + 1]
+        idx = p.indices[a:b]
+        if e.indptr[r] == a and e.indptr[r + 1] == b and np.array_equal(e.indices[a:b], idx):
+            ent = e.data[a:b]
         else:
-            pos = self.book.positions[r]
-            ent = self.book.entry_notional[r]
-        cols = list(pos.indices)
-        q = dict(zip(cols, pos.data, strict=True))
-        e = dict(zip(ent.indices, ent.data, strict=True))
+            ent = np.asarray(e[r, idx].toarray()).ravel() if idx.size else np.zeros(0)
+        order = np.argsort(idx, kind="stable")
+        return idx[order], p.data[a:b][order], ent[order]
+
+    def _row_with_trades(self, r: int, trades: Sequence[tuple[int, float, float]]
+                         ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Row r's positions and entry notionals after fills ``(column, quantity, price)``.
+
+        The entry notional grows with a fill that adds to a position, shrinks in proportion when
+        a fill reduces it, and restarts at the fill price when the position flips side.
+        """
+        idx, q, ent = self._row_arrays(r)
+        idx = idx.astype(np.int64)
+        q = q.copy()
+        ent = ent.copy()
         for j, dq, px in trades:
-            old_q = q.get(j, 0.0)
-            old_e = e.get(j, old_q * px if np.isnan(e.get(j, 0.0)) else e.get(j, 0.0))
-            if np.isnan(old_e):
-                old_e = old_q * px
+            k = int(np.searchsorted(idx, j))
+            if k == idx.size or idx[k] != j:
+                idx = np.insert(idx, k, j)
+                q = np.insert(q, k, 0.0)
+                ent = np.insert(ent, k, 0.0)
+            old_q = q[k]
+            old_e = old_q * px if np.isnan(ent[k]) else ent[k]
             new_q = old_q + dq
-            # entry notional: add on increase; scale down proportionally on reduction
             if old_q == 0 or np.sign(dq) == np.sign(old_q):
                 new_e = old_e + dq * px
             elif abs(dq) <= abs(old_q):
                 new_e = old_e * (new_q / old_q)
             else:
                 new_e = new_q * px
-            q[j] = new_q
-            e[j] = new_e
-        keys = sorted(k for k in q if q[k] != 0.0)
+            q[k] = new_q
+            ent[k] = new_e
+        keep = q != 0.0
+        idx, q, ent = idx[keep], q[keep], ent[keep]
         n_i = self.book.n_instruments
-        row_q = sp.csr_matrix((np.array([q[k] for k in keys]), np.array(keys, np.int64),
-                               np.array([0, len(keys)])), shape=(1, n_i))
-        row_e = sp.csr_matrix((np.array([e[k] for k in keys]), np.array(keys, np.int64),
-                               np.array([0, len(keys)])), shape=(1, n_i))
+        ptr = np.array([0, idx.size], dtype=np.int64)
+        row_q = sp.csr_matrix((q, idx, ptr), shape=(1, n_i))
+        row_e = sp.csr_matrix((ent, idx, ptr.copy()), shape=(1, n_i))
         return row_q, row_e
 
     def what_if(self, account_id: str,
@@ -268,8 +286,25 @@ class BookEngine:
             if not np.isfinite(q) or not np.isfinite(p) or p <= 0:
                 raise InvalidInput("orders", (q, p), "quantity must be finite and price positive")
         pos, ent = self._row_with_trades(r, trades)
+        fast = self._fast_row(r, pos, ent, self.book.collateral[r:r + 1])
+        if fast is not None:
+            return self._verdict_values(r, *fast)
         res = self.model.evaluate(self.prep, self._account_book(r, pos, ent))
         return self._verdict(r, res)
+
+    def _fast_row(self, r: int, pos: sp.csr_matrix, ent: sp.csr_matrix, coll: FloatArray
+                  ) -> tuple[float, float, float, bool] | None:
+        """IM, MM, equity of one row via the model's kernel path, if it has one."""
+        from pmargin.models.portfolio_margin import PortfolioMarginModel, RowsCSR
+
+        if not isinstance(self.model, PortfolioMarginModel) or np.any(self.book.orders.account == r):
+            return None
+        out = self.model.evaluate_rows(
+            self.prep, RowsCSR(pos.indptr, pos.indices, pos.data), ent.data,
+            np.ascontiguousarray(coll, dtype=np.float64))
+        if out is None:
+            return None
+        return float(out[0][0]), float(out[1][0]), float(out[2][0]), True
 
     def check_withdrawal(self, account_id: str, currency: str, amount: float) -> WhatIf:
         """Check that withdrawing ``amount`` of ``currency`` leaves equity at or above IM.
@@ -298,13 +333,17 @@ class BookEngine:
         return self._verdict(r, res, allow_risk_reducing=False)
 
     def _verdict(self, r: int, res: BookMarginResult, allow_risk_reducing: bool = True) -> WhatIf:
-        im = float(res.initial_margin[0])
-        eq = float(res.equity[0])
+        return self._verdict_values(r, float(res.initial_margin[0]),
+                                    float(res.maintenance_margin[0]), float(res.equity[0]),
+                                    allow_risk_reducing)
+
+    def _verdict_values(self, r: int, im: float, mm: float, eq: float,
+                        allow_risk_reducing: bool = True) -> WhatIf:
         before_im = float(self.result.initial_margin[r])
         before_eq = float(self.result.equity[r])
         ok = eq >= im or (allow_risk_reducing and im <= before_im and eq >= before_eq)
-        return WhatIf(self.book.account_ids[r], im, float(res.maintenance_margin[0]), eq,
-                      before_im, before_eq, bool(ok), eq - im)
+        return WhatIf(self.book.account_ids[r], im, mm, eq, before_im, before_eq, bool(ok),
+                      eq - im)
 
     # ------------------------------------------------------------------ mutations
     def _store_row(self, r: int, pos: sp.csr_matrix, ent: sp.csr_matrix) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from pmargin._typing import FloatArray, IntArray
 
-__all__ = ["NUMBA_ENABLED", "unit_aggregates"]
+__all__ = ["NUMBA_ENABLED", "row_sums", "unit_aggregates"]
 
 try:  # pragma: no cover - exercised when numba is installed
     if os.environ.get("PMARGIN_DISABLE_NUMBA") == "1":
@@ -116,7 +116,18 @@ def _kernel(indptr: Any, indices: Any, data: Any, colmap: Any, risk: Any, coll: 
     return worst, roll, net, naked, gross, longd, shortd
 
 
-_compiled: Any = None
+_compiled: dict[bool, Any] = {}
+PARALLEL_MIN_ROWS = 2048
+"""Below this many rows the serial kernel is used (thread wake-up costs more than it saves)."""
+
+
+def _get(kernel: Any, cache: dict[bool, Any], parallel: bool) -> Any:
+    # Numba's on-disk cache is keyed by the Python function, not by the compile flags, so only
+    # the parallel variant is cached: sharing one cache entry between a serial and a parallel
+    # build of the same function would hand one of them the other's machine code.
+    if parallel not in cache:
+        cache[parallel] = numba.njit(parallel=parallel, cache=parallel)(kernel)
+    return cache[parallel]
 
 
 def unit_aggregates(indptr: IntArray, indices: IntArray, data: FloatArray, colmap: IntArray,
@@ -131,13 +142,57 @@ def unit_aggregates(indptr: IntArray, indices: IntArray, data: FloatArray, colma
     tuple of ndarray
         ``worst, roll, net_delta, naked, gross_linear, long_delta, short_delta`` per row.
     """
-    global _compiled
     if not NUMBA_ENABLED:
         raise RuntimeError("numba is not available")
-    if _compiled is None:
-        _compiled = numba.njit(parallel=True, cache=True, fastmath=False)(_kernel)
-    n_threads = numba.get_num_threads()
-    return tuple(_compiled(
+    parallel = indptr.size - 1 >= PARALLEL_MIN_ROWS
+    fn = _get(_kernel, _compiled, parallel)
+    n_threads = numba.get_num_threads() if parallel else 1
+    return tuple(fn(
         indptr, indices, data, colmap, np.ascontiguousarray(risk), np.ascontiguousarray(coll),
         np.ascontiguousarray(coll_risk), damp, bool(np.any(damp)), delta, bucket, n_buckets,
         rate, group, n_groups, is_lin, n_threads))
+
+
+def _row_sums_kernel(indptr: Any, indices: Any, data: Any, ent: Any, weights: Any, a: Any,
+                     b: Any, mark: Any) -> tuple[Any, Any]:
+    n_rows = indptr.size - 1
+    n_k = weights.shape[1]
+    sums = np.zeros((n_rows, n_k))
+    values = np.zeros(n_rows)
+    for r in numba.prange(n_rows):
+        v = 0.0
+        for k in range(indptr[r], indptr[r + 1]):
+            j = indices[k]
+            q = data[k]
+            e = ent[k]
+            if e != e:  # NaN: entry at the mark
+                e = q * mark[j]
+            v += q * a[j] + e * b[j]
+            w = weights[j]
+            for c in range(n_k):
+                sums[r, c] += q * w[c]
+        values[r] = v
+    return sums, values
+
+
+_compiled_sums: dict[bool, Any] = {}
+
+
+def row_sums(indptr: IntArray, indices: IntArray, data: FloatArray, ent: FloatArray,
+             weights: FloatArray, a: FloatArray, b: FloatArray, mark: FloatArray
+             ) -> tuple[FloatArray, FloatArray]:
+    """Per-row ``positions @ weights`` and position values ``q a + entry b`` in one pass.
+
+    ``ent`` holds the entry notional of each stored cell (NaN: entry at the mark).
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        Sums, shape (rows, weights columns), and values, shape (rows,).
+    """
+    if not NUMBA_ENABLED:
+        raise RuntimeError("numba is not available")
+    fn = _get(_row_sums_kernel, _compiled_sums, indptr.size - 1 >= PARALLEL_MIN_ROWS)
+    out: tuple[FloatArray, FloatArray] = fn(
+        indptr, indices, data, ent, np.ascontiguousarray(weights), a, b, mark)
+    return out

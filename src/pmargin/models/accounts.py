@@ -6,6 +6,7 @@ All functions are vectorised over the accounts of a :class:`~pmargin.book.Book`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,24 +18,61 @@ from pmargin.models.params import CollateralHaircut
 from pmargin.models.valuation import KIND_OPTION, InstrumentTable
 
 __all__ = [
+    "CollateralTerms",
     "collateral_haircuts",
+    "collateral_terms",
     "collateral_value",
     "order_cost",
     "order_matrices",
     "position_values",
+    "value_weights",
+    "values_and_greeks",
 ]
 
 
-def _coll_prices(book: Book, market: MarketSnapshot) -> FloatArray:
+@dataclass(frozen=True)
+class CollateralTerms:
+    """Per-currency collateral prices (in margin currency) and haircut rates of a book."""
+
+    price: FloatArray
+    haircut_im: FloatArray
+    """IM haircut per unit of currency, in margin currency (price times rate)."""
+    haircut_mm: FloatArray
+
+    def value(self, balances: FloatArray) -> FloatArray:
+        """Collateral value per account (margin currency)."""
+        if balances.shape[1] == 0:
+            return np.zeros(balances.shape[0])
+        return np.asarray(balances @ self.price, dtype=np.float64)
+
+    def haircut_amounts(self, balances: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """IM and MM haircut amounts on positive balances, per account."""
+        if balances.shape[1] == 0:
+            z = np.zeros(balances.shape[0])
+            return z, z.copy()
+        pos = np.maximum(balances, 0.0)
+        return np.asarray(pos @ self.haircut_im), np.asarray(pos @ self.haircut_mm)
+
+
+def collateral_terms(book: Book, market: MarketSnapshot,
+                     haircuts: Mapping[str, CollateralHaircut]) -> CollateralTerms:
+    """Prices and haircut rates of a book's collateral currencies.
+
+    Currencies without an entry in ``haircuts`` have none; the margin currency never has one.
+    """
     mc = market.collateral_price(book.margin_currency)
-    return np.array([market.collateral_price(c) / mc for c in book.collateral_currencies])
+    px = np.array([market.collateral_price(c) / mc for c in book.collateral_currencies],
+                  dtype=np.float64)
+    none = CollateralHaircut(im=0.0, mm=0.0)
+    h = [none if c == book.margin_currency else haircuts.get(c, none)
+         for c in book.collateral_currencies]
+    return CollateralTerms(px, px * np.array([x.im for x in h], dtype=np.float64),
+                           px * np.array([x.mm for x in h], dtype=np.float64))
 
 
 def collateral_value(book: Book, market: MarketSnapshot) -> FloatArray:
     """Value of every account's collateral in the margin currency, shape (accounts,)."""
-    if not book.collateral_currencies:
-        return np.zeros(book.n_accounts)
-    return np.asarray(book.collateral @ _coll_prices(book, market), dtype=np.float64)
+    return collateral_terms(book, market, {}).value(book.collateral)
 
 
 def collateral_haircuts(
@@ -42,42 +80,52 @@ def collateral_haircuts(
 ) -> tuple[FloatArray, FloatArray]:
     """IM and MM haircut amounts (margin currency) on positive collateral balances.
 
-    Currencies without an entry have no haircut; the margin currency itself never has one.
-
     Returns
     -------
     (ndarray, ndarray)
         IM and MM haircut per account.
     """
-    if not book.collateral_currencies:
-        z = np.zeros(book.n_accounts)
-        return z, z.copy()
-    px = _coll_prices(book, market)
-    h_im = np.array([
-        0.0 if c == book.margin_currency else haircuts.get(c, CollateralHaircut(im=0, mm=0)).im
-        for c in book.collateral_currencies
-    ])
-    h_mm = np.array([
-        0.0 if c == book.margin_currency else haircuts.get(c, CollateralHaircut(im=0, mm=0)).mm
-        for c in book.collateral_currencies
-    ])
-    pos = np.maximum(book.collateral, 0.0) * px
-    return np.asarray(pos @ h_im), np.asarray(pos @ h_mm)
+    return collateral_terms(book, market, haircuts).haircut_amounts(book.collateral)
+
+
+def value_weights(table: InstrumentTable) -> tuple[FloatArray, FloatArray]:
+    """Per-column weights of a position's value: ``value = q * a + entry * b`` (margin currency).
+
+    Options are valued at their mark (their premium went through cash when traded):
+    ``a = mark_settle``, ``b = 0``. Futures and perpetuals contribute their unrealised P&L against
+    the entry notional ``entry = sum q_k * price_k``: linear ``q * mark - entry``; inverse (coin)
+    ``q - entry / mark``. A cell without an entry price (NaN) has its entry at the mark.
+    """
+    def calc() -> tuple[FloatArray, FloatArray]:
+        conv = table.to_mc()
+        opt = table.kind == KIND_OPTION
+        safe_mark = np.where(table.mark > 0, table.mark, 1.0)
+        a = np.where(opt, table.settle_value(), np.where(table.inverse, 1.0, table.mark)) * conv
+        b = np.where(opt, 0.0, np.where(table.inverse, -1.0 / safe_mark, -1.0)) * conv
+        return np.asarray(a), np.asarray(b)
+
+    return table._memo("value_weights", calc)  # type: ignore[no-any-return]
+
+
+def _aligned_entry(positions: sp.csr_matrix, entry: sp.csr_matrix) -> FloatArray:
+    ent_m = sp.csr_matrix(entry)
+    if ent_m.nnz == positions.nnz and np.array_equal(ent_m.indptr, positions.indptr) and \
+            np.array_equal(ent_m.indices, positions.indices):
+        return np.asarray(ent_m.data, dtype=np.float64)
+    if positions.nnz == 0:
+        return np.zeros(0)
+    return np.asarray(ent_m[positions.nonzero()], dtype=np.float64).ravel()
 
 
 def position_values(positions: sp.csr_matrix, entry: sp.csr_matrix, table: InstrumentTable
                     ) -> sp.csr_matrix:
-    """Mark-to-market value of every position cell in the margin currency.
-
-    Options are valued at their mark (their premium went through cash when traded). Futures and
-    perpetuals contribute their unrealised P&L against the entry notional: linear
-    ``q * mark - entry``; inverse (coin) ``q - entry / mark``. A cell without an entry price has
-    none.
+    """Mark-to-market value of every position cell in the margin currency (see
+    :func:`value_weights`).
 
     Parameters
     ----------
     positions, entry : scipy.sparse.csr_matrix
-        Quantities and entry notionals (same sparsity; NaN entry = unknown).
+        Quantities and entry notionals (NaN entry = unknown, i.e. at the mark).
     table : InstrumentTable
         Market inputs of the columns.
 
@@ -89,21 +137,43 @@ def position_values(positions: sp.csr_matrix, entry: sp.csr_matrix, table: Instr
     pos = sp.csr_matrix(positions)
     q = pos.data
     cols = pos.indices
-    ent_m = sp.csr_matrix(entry)
-    if ent_m.nnz == pos.nnz and np.array_equal(ent_m.indices, pos.indices) and np.array_equal(
-        ent_m.indptr, pos.indptr
-    ):
-        ent = ent_m.data.copy()
-    else:
-        ent = np.asarray(ent_m[pos.nonzero()]).ravel() if pos.nnz else np.zeros(0)
-    mark = table.mark[cols]
-    ent = np.where(np.isnan(ent), q * mark, ent)
-    opt = table.kind[cols] == KIND_OPTION
-    inv = table.inverse[cols]
-    opt_val = q * table.settle_value()[cols]
-    fut_val = np.where(inv, q - ent / np.where(mark > 0, mark, 1.0), q * mark - ent)
-    val = np.where(opt, opt_val, fut_val) * table.to_mc()[cols]
+    ent = _aligned_entry(pos, entry)
+    ent = np.where(np.isnan(ent), q * table.mark[cols], ent)
+    a, b = value_weights(table)
+    val = q * a[cols] + ent * b[cols]
     return sp.csr_matrix((val, pos.indices.copy(), pos.indptr.copy()), shape=pos.shape)
+
+
+def values_and_greeks(positions: sp.csr_matrix, entry: sp.csr_matrix, table: InstrumentTable
+                      ) -> tuple[FloatArray, dict[str, FloatArray]]:
+    """Per-account position value and Greeks in one pass (Numba when available).
+
+    Returns
+    -------
+    (ndarray, dict)
+        Value of positions per account (margin currency) and account Greeks: ``delta``
+        (coin), ``delta_usd``, ``gamma`` (coin per USD), ``vega`` (USD per vol point), ``theta``
+        (USD per day).
+    """
+    from pmargin.models._pm_kernels import NUMBA_ENABLED, row_sums
+
+    pos = sp.csr_matrix(positions)
+    names = ["delta", "delta_usd", "gamma", "vega", "theta"]
+
+    def weights() -> FloatArray:
+        g = table.greeks()
+        return np.ascontiguousarray(np.stack(
+            [g["delta"], g["delta"] * table.index, g["gamma"], g["vega"], g["theta"]], axis=1))
+
+    w = table._memo("greek_weights", weights)
+    if NUMBA_ENABLED and pos.shape[0] > 0:
+        a, b = value_weights(table)
+        sums, values = row_sums(pos.indptr, pos.indices, pos.data, _aligned_entry(pos, entry),
+                                w, a, b, table.mark)
+    else:
+        sums = np.asarray(pos @ w).reshape(pos.shape[0], len(names))
+        values = np.asarray(position_values(pos, entry, table).sum(axis=1)).ravel()
+    return values, {k: sums[:, i] for i, k in enumerate(names)}
 
 
 def order_matrices(book: Book) -> tuple[sp.csr_matrix, sp.csr_matrix]:

@@ -5,10 +5,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
-
-from pmargin._typing import FloatArray
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
 from pmargin.models.params import PMParams, SMParams, params_digest
@@ -16,29 +12,7 @@ from pmargin.models.result import AccountMargin, BookMarginResult
 from pmargin.models.valuation import InstrumentTable, build_table
 from pmargin.portfolio import Portfolio
 
-__all__ = ["MarginModel", "account_greeks"]
-
-
-def account_greeks(positions: sp.csr_matrix, table: InstrumentTable) -> dict[str, FloatArray]:
-    """Aggregate per-unit Greeks over accounts.
-
-    Parameters
-    ----------
-    positions : scipy.sparse.csr_matrix
-        Quantities (accounts x instruments).
-    table : InstrumentTable
-        Market inputs of the columns.
-
-    Returns
-    -------
-    dict of str to ndarray
-        ``delta`` (coin; summed across underlyings of one account), ``delta_usd``, ``gamma``
-        (coin per USD), ``vega`` (USD per vol point), ``theta`` (USD per day).
-    """
-    g = table.greeks()
-    out = {k: np.asarray(positions @ v, dtype=np.float64) for k, v in g.items()}
-    out["delta_usd"] = np.asarray(positions @ (g["delta"] * table.index), dtype=np.float64)
-    return out
+__all__ = ["MarginModel"]
 
 
 class MarginModel(ABC):

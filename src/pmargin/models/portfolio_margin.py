@@ -29,13 +29,15 @@ from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
 from pmargin.models.accounts import (
-    collateral_haircuts,
-    collateral_value,
+    CollateralTerms,
+    collateral_terms,
     order_cost,
     order_matrices,
     position_values,
+    value_weights,
+    values_and_greeks,
 )
-from pmargin.models.base import MarginModel, account_greeks
+from pmargin.models.base import MarginModel
 from pmargin.models.grid import ScenarioGrid, build_grid, shocked_vol
 from pmargin.models.params import PMParams, UnderlyingPMParams
 from pmargin.models.result import AccountMargin, BookMarginResult
@@ -45,7 +47,7 @@ from pmargin.models._pm_kernels import NUMBA_ENABLED, unit_aggregates
 from pmargin.pricing import black76
 from pmargin.portfolio import Portfolio
 
-__all__ = ["PMPrepared", "PortfolioMarginModel", "RiskUnit", "build_risk_units"]
+__all__ = ["PMPrepared", "PortfolioMarginModel", "RiskUnit", "RowsCSR", "build_risk_units"]
 
 ADDONS = ("roll_shock", "delta_shock", "naked_short", "perp_contingency")
 
@@ -114,6 +116,21 @@ class PMPrepared:
     table: InstrumentTable
     units: list[RiskUnit]
     market: MarketSnapshot
+    collateral: CollateralTerms
+
+
+@dataclass(frozen=True)
+class RowsCSR:
+    """Bare CSR arrays of a few account rows (the what-if fast path builds these directly)."""
+
+    indptr: IntArray
+    indices: IntArray
+    data: FloatArray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Rows; the column count is not needed by the kernels."""
+        return (int(self.indptr.size - 1), -1)
 
 
 def _price_ratio(ccy: str, unit: str, move: FloatArray, market: MarketSnapshot) -> FloatArray:
@@ -259,7 +276,7 @@ class PortfolioMarginModel(MarginModel):
         super().__init__(params)
 
     # ------------------------------------------------------------------ core
-    def _unit_aggregates(self, unit: RiskUnit, pos: sp.csr_matrix, coll: FloatArray,
+    def _unit_aggregates(self, unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
                          need_pnl: bool) -> tuple[dict[str, FloatArray], FloatArray | None]:
         """Per-account aggregates of one unit: worst loss and the add-on inputs.
 
@@ -274,6 +291,7 @@ class PortfolioMarginModel(MarginModel):
                 unit.roll_rate, unit.group, unit.n_groups, unit.is_lin)
             return {"worst_case": w, "roll": roll, "net": net, "naked": naked, "gross": gross,
                     "long": longd, "short": shortd}, None
+        assert isinstance(pos, sp.csr_matrix), "the NumPy path needs a scipy CSR matrix"
         cols = unit.columns
         q = sp.csr_matrix(pos[:, cols]) if cols.size else sp.csr_matrix((n, 0))
         pnl = np.asarray(q @ unit.risk) if cols.size else np.zeros((n, unit.grid.size))
@@ -306,7 +324,7 @@ class PortfolioMarginModel(MarginModel):
             "short": -np.asarray(e.minimum(0).sum(axis=1)).ravel() if ncol else np.zeros(n),
         }, pnl
 
-    def _unit_core(self, unit: RiskUnit, pos: sp.csr_matrix, coll: FloatArray,
+    def _unit_core(self, unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
                    need_pnl: bool = False) -> tuple[FloatArray, FloatArray,
                                                     dict[str, FloatArray], FloatArray | None]:
         """IM and MM of one risk unit for every account, with components (and the P&L)."""
@@ -347,7 +365,7 @@ class PortfolioMarginModel(MarginModel):
             im, mm = comp.factor * risk, risk
         return im, mm, comps, pnl
 
-    def _core(self, units: list[RiskUnit], pos: sp.csr_matrix, coll: FloatArray,
+    def _core(self, units: list[RiskUnit], pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
               need_pnl: bool = False) -> tuple[FloatArray, FloatArray, dict[str, FloatArray],
                                                list[FloatArray | None]]:
         n = pos.shape[0]
@@ -383,7 +401,8 @@ class PortfolioMarginModel(MarginModel):
             Instrument table and risk units.
         """
         t = self.table(book, market)
-        return PMPrepared(t, build_risk_units(book, t, market, self.params), market)
+        return PMPrepared(t, build_risk_units(book, t, market, self.params), market,
+                          collateral_terms(book, market, self.params.haircuts))
 
     def evaluate(self, prep: PMPrepared, book: Book) -> BookMarginResult:
         """Margin every account of ``book`` against prepared risk arrays.
@@ -421,6 +440,40 @@ class PortfolioMarginModel(MarginModel):
         """
         return self.evaluate(self.prepare(book, market), book)
 
+    def evaluate_rows(self, prep: PMPrepared, rows: RowsCSR, entry: FloatArray,
+                      coll: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+        """IM, MM and equity of a few account rows without open orders (fast path).
+
+        Parameters
+        ----------
+        prep : PMPrepared
+            Prepared market.
+        rows : RowsCSR
+            Positions of the rows (column indices of the prepared book).
+        entry : ndarray
+            Entry notional of each stored cell (NaN: at the mark).
+        coll : ndarray
+            Collateral balances, shape (rows, collateral currencies of the prepared book).
+
+        Returns
+        -------
+        (ndarray, ndarray, ndarray) or None
+            IM, MM and equity; None when Numba is unavailable (use :meth:`evaluate`).
+        """
+        if not NUMBA_ENABLED:
+            return None
+        from pmargin.models._pm_kernels import row_sums
+
+        im, mm, _, _ = self._core(prep.units, rows, coll)
+        c = prep.collateral
+        t = prep.table
+        a, b = value_weights(t)
+        _, values = row_sums(rows.indptr, rows.indices, rows.data, entry,
+                             np.zeros((t.n, 0)), a, b, t.mark)
+        equity = coll @ c.price + values
+        return im + coll.clip(min=0.0) @ c.haircut_im, mm + coll.clip(min=0.0) @ c.haircut_mm, \
+            equity
+
     def _evaluate(self, prep: PMPrepared, book: Book, need_pnl: bool
                   ) -> tuple[BookMarginResult, list[FloatArray | None]]:
         t, units, market = prep.table, prep.units, prep.market
@@ -438,12 +491,12 @@ class PortfolioMarginModel(MarginModel):
             im_s = self._core(units, sp.csr_matrix(sub + sells[rows]), c_rows)[0]
             orders_im[rows] = np.maximum(
                 0.0, np.maximum(im_b + cb[rows], im_s + cs[rows]) - im[rows])
-        h_im, h_mm = collateral_haircuts(book, market, self.params.haircuts)
+        h_im, h_mm = prep.collateral.haircut_amounts(coll)
         comps["open_orders"] = orders_im
         comps["collateral_haircut_im"] = h_im
         comps["collateral_haircut_mm"] = h_mm
-        values = position_values(pos, book.entry_notional, t)
-        equity = collateral_value(book, market) + np.asarray(values.sum(axis=1)).ravel()
+        values, greeks = values_and_greeks(pos, book.entry_notional, t)
+        equity = prep.collateral.value(coll) + values
         res = BookMarginResult(
             model=self.name,
             params_digest=self.digest,
@@ -454,7 +507,7 @@ class PortfolioMarginModel(MarginModel):
             maintenance_margin=mm + h_mm,
             equity=equity,
             components=comps,
-            greeks=account_greeks(pos, t),
+            greeks=greeks,
         )
         return res, pnls
 

@@ -34,8 +34,9 @@ from pmargin.models.accounts import (
     order_cost,
     order_matrices,
     position_values,
+    values_and_greeks,
 )
-from pmargin.models.base import MarginModel, account_greeks
+from pmargin.models.base import MarginModel
 from pmargin.models.params import SMParams
 from pmargin.models.result import AccountMargin, BookMarginResult, health_codes, HEALTH_NAMES
 from pmargin.models.valuation import KIND_OPTION, InstrumentTable
@@ -175,8 +176,8 @@ class StandardMarginModel(MarginModel):
             im_s, _ = self._requirement(pos + sells, t)
             orders_im = np.maximum(0.0, np.maximum(im_b + cb, im_s + cs) - im_pos)
         h_im, h_mm = collateral_haircuts(book, market, self.params.haircuts)
-        values = position_values(pos, book.entry_notional, t)
-        equity = collateral_value(book, market) + np.asarray(values.sum(axis=1)).ravel()
+        values, greeks = values_and_greeks(pos, book.entry_notional, t)
+        equity = collateral_value(book, market) + values
         return BookMarginResult(
             model=self.name,
             params_digest=self.digest,
@@ -193,7 +194,7 @@ class StandardMarginModel(MarginModel):
                 "collateral_haircut_im": h_im,
                 "collateral_haircut_mm": h_mm,
             },
-            greeks=account_greeks(pos, t),
+            greeks=greeks,
         )
 
     # ------------------------------------------------------------------ one account

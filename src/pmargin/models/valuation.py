@@ -10,8 +10,9 @@ book may hold anything (inverse instruments are converted at the coin's index pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -92,6 +93,13 @@ class InstrumentTable:
         """Number of instruments."""
         return len(self.instruments)
 
+    def _memo(self, key: str, fn: Callable[[], Any]) -> Any:
+        # Per-column arrays are computed once per table (a table is immutable).
+        cache: dict[str, Any] = self.__dict__.setdefault("_cache", {})
+        if key not in cache:
+            cache[key] = fn()
+        return cache[key]
+
     def settle_value(self) -> FloatArray:
         """Mark value per unit in the settlement currency (options only; 0 for futures).
 
@@ -100,19 +108,25 @@ class InstrumentTable:
         ndarray
             Inverse options: coin price ``mark / F``; linear options: USD mark.
         """
-        opt = self.kind == KIND_OPTION
-        v = np.where(self.inverse, self.mark / self.forward, self.mark)
-        return np.where(opt, v, 0.0)
+        def calc() -> FloatArray:
+            opt = self.kind == KIND_OPTION
+            v = np.where(self.inverse, self.mark / self.forward, self.mark)
+            return np.where(opt, v, 0.0)
+
+        return self._memo("settle_value", calc)  # type: ignore[no-any-return]
 
     def to_mc(self) -> FloatArray:
         """Base conversion factor from settlement currency to margin currency."""
-        return self.settle_price / self.mc_price
+        return self._memo("to_mc", lambda: self.settle_price / self.mc_price)  # type: ignore[no-any-return]
 
     def model_price(self) -> FloatArray:
         """Black-76 USD price of options from forward and vol (0 for futures)."""
-        opt = self.kind == KIND_OPTION
-        p = black76.price(self.forward, self.strike, self.tau, self.vol, self.is_call)
-        return np.where(opt, p, 0.0)
+        def calc() -> FloatArray:
+            opt = self.kind == KIND_OPTION
+            p = black76.price(self.forward, self.strike, self.tau, self.vol, self.is_call)
+            return np.where(opt, p, 0.0)
+
+        return self._memo("model_price", calc)  # type: ignore[no-any-return]
 
     def coin_delta(self) -> FloatArray:
         """Delta in coin per unit held, the exposure the roll and delta shocks use.
@@ -121,11 +135,14 @@ class InstrumentTable:
         ``N(d1)`` (or ``N(d1) - 1``). Inverse options: Deribit's net transaction delta
         ``N(d1) - mark_coin``.
         """
-        opt = self.kind == KIND_OPTION
-        d = black76.delta(self.forward, self.strike, self.tau, self.vol, self.is_call)
-        inv_d = d - self.model_price() / self.forward
-        live = np.where(opt, np.where(self.inverse, inv_d, d), 1.0)
-        return np.where(self.expired, 0.0, live)
+        def calc() -> FloatArray:
+            opt = self.kind == KIND_OPTION
+            d = black76.delta(self.forward, self.strike, self.tau, self.vol, self.is_call)
+            inv_d = d - self.model_price() / self.forward
+            live = np.where(opt, np.where(self.inverse, inv_d, d), 1.0)
+            return np.where(self.expired, 0.0, live)
+
+        return self._memo("coin_delta", calc)  # type: ignore[no-any-return]
 
     def greeks(self) -> dict[str, FloatArray]:
         """Per-unit Greeks in USD terms (delta in coin, gamma per USD, vega per vol point).
@@ -136,14 +153,17 @@ class InstrumentTable:
             ``delta`` (coin), ``gamma`` (coin per USD), ``vega`` (USD per 1 vol point),
             ``theta`` (USD per day).
         """
-        opt = self.kind == KIND_OPTION
-        args = (self.forward, self.strike, self.tau, self.vol, self.is_call)
-        return {
-            "delta": self.coin_delta(),
-            "gamma": np.where(opt, black76.gamma(*args), 0.0),
-            "vega": np.where(opt, black76.vega(*args) / 100.0, 0.0),
-            "theta": np.where(opt, black76.theta(*args) / 365.0, 0.0),
-        }
+        def calc() -> dict[str, FloatArray]:
+            opt = self.kind == KIND_OPTION
+            args = (self.forward, self.strike, self.tau, self.vol, self.is_call)
+            return {
+                "delta": self.coin_delta(),
+                "gamma": np.where(opt, black76.gamma(*args), 0.0),
+                "vega": np.where(opt, black76.vega(*args) / 100.0, 0.0),
+                "theta": np.where(opt, black76.theta(*args) / 365.0, 0.0),
+            }
+
+        return self._memo("greeks", calc)  # type: ignore[no-any-return]
 
 
 def build_table(

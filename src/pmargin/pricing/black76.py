@@ -134,8 +134,11 @@ def delta(
     f, k, t, v, df = _prep(forward, strike, tau, vol, discount)
     c = np.asarray(is_call, dtype=bool)
     d1, _, _, live = _d1_d2(f, k, t, v)
-    n1 = np.where(live, ndtr(d1), np.where(f > k, 1.0, np.where(f == k, 0.5, 0.0)))
-    return np.asarray(df * np.where(c, n1, n1 - 1.0))
+    step = np.where(f > k, 1.0, np.where(f == k, 0.5, 0.0))
+    n1 = np.where(live, ndtr(d1), step)
+    # N(-d1), not 1 - N(d1): keeps full relative accuracy for far out-of-the-money puts.
+    n1_put = np.where(live, ndtr(-d1), 1.0 - step)
+    return np.asarray(df * np.where(c, n1, -n1_put))
 
 
 def gamma(

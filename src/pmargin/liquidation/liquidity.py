@@ -1,0 +1,264 @@
+r"""Liquidity cost of closing positions at once.
+
+The price at which a position can be unwound is the mark moved against the closer by half the
+bid/ask spread and by a linear price impact:
+
+.. math::
+
+    P_{exec} = P_{mark} \mp \left(h + \frac{k\,|N|}{D}\,1\%\,P_{mark}\right),
+    \qquad N = |q|\,c\,P_{mark},
+
+with :math:`h` the half-spread (from the quotes, or a floor when a quote is missing), :math:`D`
+the depth in USD of notional per 1 % of price impact for the instrument kind and :math:`k` a
+coefficient. The cost of closing is :math:`q\,c\,(P_{mark} - P_{exec}) \ge 0`.
+
+Currently implemented
+---------------------
+* :class:`LiquidityParams` from ``liquidity.toml`` (per-kind depth and half-spread floors).
+* :func:`closing_cost`, vectorised over positions (numpy broadcasting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+from numpy.typing import ArrayLike
+from pydantic import Field, model_validator
+
+from pmargin._typing import BoolArray, FloatArray
+from pmargin.errors import InvalidInput, MarketDataError
+from pmargin.instruments import InstrumentKind
+from pmargin.liquidation._params import FrozenParams, load_params_file
+
+__all__ = [
+    "ClosingCost",
+    "KindLiquidity",
+    "LiquidityParams",
+    "closing_cost",
+    "load_liquidity_params",
+]
+
+_PERCENT = 0.01  # depth is quoted per 1 % of price: a unit conversion, not a parameter
+
+
+class KindLiquidity(FrozenParams):
+    """Liquidity of one instrument kind."""
+
+    depth_usd_per_pct: float = Field(gt=0)
+    """USD notional that moves the price by 1 %."""
+    min_half_spread_fraction: float = Field(ge=0)
+    """Half-spread as a fraction of mark when the bid or ask is missing."""
+    min_half_spread_usd: float = Field(ge=0)
+    """Absolute floor of that half-spread, USD in price units."""
+
+
+class LiquidityParams(FrozenParams):
+    """Liquidity cost parameters (``liquidity.toml``)."""
+
+    schema_version: int = 1
+    name: str
+    source: str
+    assumptions: tuple[str, ...] = ()
+    impact_coefficient: float = Field(ge=0)
+    """``k`` in ``impact = k |N| / depth``."""
+    kinds: dict[InstrumentKind, KindLiquidity]
+
+    @model_validator(mode="after")
+    def _every_kind(self) -> Self:
+        missing = [k.value for k in InstrumentKind if k not in self.kinds]
+        if missing:
+            raise ValueError(f"kinds is missing {missing}")
+        return self
+
+    def columns(self, kind: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Return depth, half-spread fraction floor and USD floor for each kind.
+
+        Parameters
+        ----------
+        kind : InstrumentKind, str or array_like of them
+            Instrument kinds (``"option"``, ``"future"``, ``"perpetual"``, ``"spot"``).
+
+        Returns
+        -------
+        tuple of ndarray
+            Three float arrays of the shape of ``kind``.
+
+        Raises
+        ------
+        InvalidInput
+            If a kind is unknown.
+        """
+        names = np.asarray(kind, dtype=object)
+        flat = names.reshape(-1)
+        uniq, inverse = np.unique(
+            np.asarray([str(k) for k in flat], dtype=object), return_inverse=True
+        )
+        table = np.empty((len(uniq), 3), dtype=np.float64)
+        for j, name in enumerate(uniq.tolist()):
+            try:
+                spec = self.kinds[InstrumentKind(name)]
+            except ValueError as exc:
+                allowed = [k.value for k in InstrumentKind]
+                raise InvalidInput("kind", name, f"must be one of {allowed}") from exc
+            table[j] = (
+                spec.depth_usd_per_pct,
+                spec.min_half_spread_fraction,
+                spec.min_half_spread_usd,
+            )
+        rows = table[inverse.reshape(-1)]
+        shape = names.shape
+        return (rows[:, 0].reshape(shape), rows[:, 1].reshape(shape), rows[:, 2].reshape(shape))
+
+
+@lru_cache(maxsize=1)
+def _default_liquidity_params() -> LiquidityParams:
+    return load_params_file(LiquidityParams, "liquidity.toml")
+
+
+def load_liquidity_params(path: str | Path | None = None) -> LiquidityParams:
+    """Load liquidity cost parameters.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A TOML file; the shipped ``liquidity.toml`` when omitted (cached).
+
+    Returns
+    -------
+    LiquidityParams
+        Validated parameters.
+
+    Raises
+    ------
+    ParamsError
+        If the file is unreadable or invalid.
+    """
+    if path is None:
+        return _default_liquidity_params()
+    return load_params_file(LiquidityParams, "liquidity.toml", path)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosingCost:
+    """Execution price and cost of closing positions (arrays of the broadcast shape).
+
+    Parameters
+    ----------
+    execution_price : ndarray
+        Price at which the position is closed, USD per unit (never below 0).
+    half_spread : ndarray
+        Half-spread used, USD per unit.
+    impact : ndarray
+        Price impact, USD per unit.
+    notional_usd : ndarray
+        ``|quantity| * contract_size * mark_price``.
+    cost_usd : ndarray
+        ``quantity * contract_size * (mark_price - execution_price)``, non-negative.
+    quote_missing : ndarray of bool
+        Where the half-spread floor was used because a quote was missing or crossed.
+    """
+
+    execution_price: FloatArray
+    half_spread: FloatArray
+    impact: FloatArray
+    notional_usd: FloatArray
+    cost_usd: FloatArray
+    quote_missing: BoolArray
+
+    @property
+    def total_cost_usd(self) -> float:
+        """Sum of the costs."""
+        return float(np.sum(self.cost_usd))
+
+
+def _as_float(value: ArrayLike, field: str) -> FloatArray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(field, value, "must be numeric") from exc
+
+
+def closing_cost(
+    quantity: ArrayLike,
+    mark_price: ArrayLike,
+    bid: ArrayLike | None = None,
+    ask: ArrayLike | None = None,
+    *,
+    kind: InstrumentKind | str | Sequence[InstrumentKind | str] | ArrayLike,
+    contract_size: ArrayLike = 1.0,
+    params: LiquidityParams | None = None,
+) -> ClosingCost:
+    """Return the execution price and cost of closing signed positions at once.
+
+    Parameters
+    ----------
+    quantity : array_like
+        Signed position to close (positive: long, closed by selling).
+    mark_price : array_like
+        Mark price, USD per unit, positive.
+    bid, ask : array_like, optional
+        Best quotes in USD; NaN (or omitted) when missing. A non-positive or crossed pair is
+        treated as missing.
+    kind : InstrumentKind, str or array_like of them
+        Instrument kind of each position (selects depth and spread floors).
+    contract_size : array_like
+        Units of underlying per contract.
+    params : LiquidityParams, optional
+        Parameters; the shipped ``liquidity.toml`` when omitted.
+
+    Returns
+    -------
+    ClosingCost
+        Arrays of the broadcast shape of the inputs.
+
+    Raises
+    ------
+    MarketDataError
+        If a mark price is not positive and finite.
+    InvalidInput
+        If a quantity or contract size is not finite, or a kind is unknown.
+    """
+    p = params or load_liquidity_params()
+    q = _as_float(quantity, "quantity")
+    mark = _as_float(mark_price, "mark_price")
+    size = _as_float(contract_size, "contract_size")
+    if not np.all(np.isfinite(mark) & (mark > 0)):
+        raise MarketDataError("mark_price", mark_price, "must be positive and finite")
+    if not np.all(np.isfinite(q)):
+        raise InvalidInput("quantity", quantity, "must be finite")
+    if not np.all(np.isfinite(size) & (size > 0)):
+        raise InvalidInput("contract_size", contract_size, "must be positive and finite")
+    b = _as_float(np.nan if bid is None else bid, "bid")
+    a = _as_float(np.nan if ask is None else ask, "ask")
+    depth, floor_fraction, floor_usd = p.columns(kind)
+    q, mark, size, b, a, depth, floor_fraction, floor_usd = np.broadcast_arrays(
+        q, mark, size, b, a, depth, floor_fraction, floor_usd
+    )
+    with np.errstate(invalid="ignore"):
+        quoted = np.isfinite(b) & np.isfinite(a) & (b > 0) & (a >= b)
+    floor = np.maximum(floor_fraction * mark, floor_usd)
+    half_spread = np.where(
+        quoted, 0.5 * (np.where(quoted, a, 0.0) - np.where(quoted, b, 0.0)), floor
+    )
+    notional = np.abs(q) * size * mark
+    impact = p.impact_coefficient * notional / depth * _PERCENT * mark
+    side = np.sign(q)
+    execution = np.where(
+        side > 0,
+        np.maximum(mark - half_spread - impact, 0.0),
+        np.where(side < 0, mark + half_spread + impact, mark),
+    )
+    cost = q * size * (mark - execution)
+    return ClosingCost(
+        execution_price=np.asarray(execution, dtype=np.float64),
+        half_spread=np.asarray(half_spread, dtype=np.float64),
+        impact=np.asarray(impact, dtype=np.float64),
+        notional_usd=np.asarray(notional, dtype=np.float64),
+        cost_usd=np.asarray(cost, dtype=np.float64),
+        quote_missing=np.asarray(~quoted, dtype=np.bool_),
+    )

@@ -1,0 +1,321 @@
+"""Derive Dutch auction: schedule, insolvent phase, simulation cash flows, takeover."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pmargin.errors import InvalidInput, LiquidationError, ParamsError
+from pmargin.liquidation import (
+    AuctionLot,
+    AuctionPhase,
+    Bidder,
+    InsuranceFund,
+    Ledger,
+    buffer_margin,
+    discount_at,
+    discount_curve,
+    insolvent_bid_price,
+    load_auction_params,
+    max_liquidation_fraction,
+    run_auction,
+    takeover,
+)
+
+D = Decimal
+MIN = 60
+HOUR = 3600
+ACC = "account:1:USDC"
+LIQ1, LIQ2 = "liquidator:1:USDC", "liquidator:2:USDC"
+
+
+# ----------------------------------------------------------------------------- schedule
+@pytest.mark.parametrize(
+    ("t", "expected"),
+    [
+        (0, D("0.95")),
+        (15 * MIN, D("0.70")),
+        (15 * MIN + 6 * HOUR, D("0.35")),  # half-way through the slow phase: 0.70 / 2
+        (12 * HOUR + 15 * MIN, D(0)),
+        (13 * HOUR, D(0)),
+        (450, D("0.825")),  # half-way through the fast phase: (0.95 + 0.70) / 2
+        (D("7.5") * MIN, D("0.825")),
+        (900.0, D("0.70")),
+    ],
+)
+def test_discount_at_key_times(t: int | Decimal | float, expected: Decimal) -> None:
+    assert discount_at(t) == expected
+
+
+def test_discount_curve_matches_scalar_schedule() -> None:
+    times = np.array([0, 100, 450, 899, 900, 901, 10_000, 22_500, 44_099, 44_100, 50_000.0])
+    expected = [float(discount_at(float(t))) for t in times]
+    np.testing.assert_allclose(discount_curve(times), expected, rtol=0, atol=1e-15)
+    with pytest.raises(InvalidInput):
+        discount_curve([-1.0])
+    with pytest.raises(InvalidInput):
+        discount_at(-1)
+
+
+@pytest.mark.parametrize("target", ["0.95", "0.9", "0.7", "0.35", "0.0001"])
+def test_solvent_time_of_inverts_the_schedule(target: str) -> None:
+    params = load_auction_params()
+    t = params.solvent_time_of(D(target))
+    assert t is not None
+    assert abs(params.discount_at(t) - D(target)) < D("1E-20")
+    assert params.solvent_time_of(D(1)) == 0
+    assert params.solvent_time_of(D(0)) is None
+
+
+def test_params_document_their_source_and_assumptions() -> None:
+    params = load_auction_params()
+    assert "DutchAuction.sol" in params.source
+    assert params.assumptions
+    assert params.liquidator_fee_rate == D("0.10")
+    assert params.buffer_margin_fraction == D("0.15")
+    assert params.insolvent.length_seconds == 60 * MIN
+
+
+def test_invalid_params_files(tmp_path: Path) -> None:
+    shipped = resources.files("pmargin.liquidation").joinpath("auction.toml").read_text()
+    bad = tmp_path / "fee.toml"
+    bad.write_text(shipped.replace("\nliquidator_fee_rate = 0.10", "\nliquidator_fee_rate = 0.2"))
+    with pytest.raises(ParamsError, match="cap"):
+        load_auction_params(bad)
+    bad.write_text(shipped.replace("fast_cutoff_fraction = 0.70", "fast_cutoff_fraction = 0.99"))
+    with pytest.raises(ParamsError, match="fast_cutoff_fraction"):
+        load_auction_params(bad)
+
+
+# ----------------------------------------------------------------------------- insolvent price
+def test_insolvent_price_runs_from_zero_to_minus_mm() -> None:
+    # MtM = 0, MM = 20: 0 at the start, -10 half-way (30 min), -20 at 60 min and after
+    prices = [
+        insolvent_bid_price(t, mark_to_market=D(0), maintenance_margin=D(20))
+        for t in (0, 30 * MIN, 60 * MIN, 2 * HOUR)
+    ]
+    assert prices == [D(0), D(-10), D(-20), D(-20)]
+
+
+def test_insolvent_price_starts_at_the_bankruptcy_amount() -> None:
+    # MtM = -50, MM = 20: the fund pays 50 at once, then up to 50 + 20 = 70
+    assert insolvent_bid_price(0, mark_to_market=D(-50), maintenance_margin=D(20)) == D(-50)
+    assert insolvent_bid_price(HOUR, mark_to_market=D(-50), maintenance_margin=D(20)) == D(-70)
+
+
+def test_buffer_margin_and_max_fraction() -> None:
+    # MtM 180, MM 200: B = 180 - 1.15 x 200 = -50; at d = 1, f = 50 / (50 + 180) = 50/230
+    assert buffer_margin(D(180), D(200)) == D(-50)
+    assert max_liquidation_fraction(D(180), D(-50), D(1)) == D(50) / D(230)
+    assert max_liquidation_fraction(D(180), D(1), D(1)) == 0
+    assert max_liquidation_fraction(D(180), D(-50), D(0)) == 1
+
+
+# ----------------------------------------------------------------------------- simulation
+def _setup(cash: Decimal, fund_balance: Decimal) -> tuple[Ledger, InsuranceFund]:
+    ledger = Ledger()
+    fund = InsuranceFund(ledger, "USDC")
+    if fund_balance:
+        fund.deposit(fund_balance)
+    ledger.opening(ACC, "USDC", cash)
+    return ledger, fund
+
+
+def test_solvent_auction_with_fee_and_two_bidders() -> None:
+    # Cash 680, short options worth -500: MtM = 180 < MM = 200, B = 180 - 230 = -50.
+    # Fee = 10% x f(1) x MtM = 0.1 x 50/230 x 180 = 3.913043478... -> 3.91304347 (rounded down).
+    # After the fee: C = 676.08695653, MtM = 176.08695653, B = -53.91304347.
+    ledger, fund = _setup(D(680), D(1000))
+    lot = AuctionLot(ACC, "USDC", positions_value=D(-500), maintenance_margin=D(200))
+    bidders = [
+        Bidder(LIQ1, max_fraction=D("0.1"), reservation_discount=D("0.8")),
+        Bidder(LIQ2, max_fraction=D(1), reservation_discount=D("0.5")),
+    ]
+    result = run_auction(ledger, lot, bidders, fund=fund, ref="auction-1")
+    assert result.fee == D("3.91304347")
+    assert fund.balance == D("1003.91304347")
+    assert (result.mark_to_market, result.buffer_margin) == (D(180), D(-50))
+
+    first, second = result.fills
+    # bidder 1 bids when d = 0.8: t = 900 x (0.95 - 0.8) / 0.25 = 540 s, takes 10 %:
+    # pays 0.1 x 0.8 x 176.08695653 = 14.08695652, receives 10 % of the cash 67.60869565
+    assert first.phase is AuctionPhase.SOLVENT
+    assert (first.t_seconds, first.fraction, first.discount) == (D(540), D("0.1"), D("0.8"))
+    assert first.paid_by_bidder == D("14.08695652")
+    assert first.cash_share == D("67.60869565")
+    # bidder 2 bids at d = 0.5: t = 900 + 43200 x (0.7 - 0.5) / 0.7 = 13242.857 s and takes
+    # exactly what restores the buffer margin
+    assert abs(second.t_seconds - D("13242.857142857142857")) < D("1E-12")
+    assert second.fraction < D("0.9")
+    assert result.terminated
+    assert not result.insolvent
+    rho = result.remaining_fraction
+    assert rho == 1 - first.fraction - second.fraction
+    cash_after = ledger.balance(ACC, "USDC")
+    bm_after = cash_after + rho * D(-500) - D("1.15") * rho * D(200)
+    assert abs(bm_after) < D("1E-7")  # back at buffer margin, up to rounding quanta
+    # each bidder's gain is its discount: fraction x (1 - d) x MtM
+    value_1 = -first.paid_by_bidder + first.cash_share + first.fraction * D(-500)
+    assert abs(value_1 - D("0.1") * D("0.2") * D("176.08695653")) < D("1E-7")
+    assert ledger.conservation_error("USDC") == 0
+    assert all(t.ref == "auction-1" for t in result.transfers)
+
+
+def test_solvent_auction_without_fee_single_bidder_at_start() -> None:
+    # Fee switched off: a bidder at t = 0 (d = 0.95) may take f = 50 / (50 + 0.95 x 180)
+    # = 50/221 = 0.226244343891402714 and pays f x 171 = 38.68778281
+    params = load_auction_params()
+    params = params.model_copy(update={"liquidator_fee_rate": D(0)})
+    ledger, fund = _setup(D(680), D(0))
+    lot = AuctionLot(ACC, "USDC", positions_value=D(-500), maintenance_margin=D(200))
+    result = run_auction(
+        ledger, lot, [Bidder(LIQ1, reservation_discount=D(1))], fund=fund, params=params
+    )
+    (fill,) = result.fills
+    assert result.fee == 0
+    assert fill.t_seconds == 0
+    assert fill.discount == D("0.95")
+    assert fill.fraction == D("0.226244343891402714")
+    assert fill.paid_by_bidder == D("38.68778281")
+    assert result.terminated
+
+
+def test_insolvent_lot_fund_then_socialised() -> None:
+    # Cash -100, long options worth 50: MtM = -50, MM = 20, fund holds 40.
+    # The bidder bids half-way (30 min): price = -50 + (-70 + 50) x 0.5 = -60, so it is owed 60:
+    # the fund pays 40, 20 is booked against socialised:USDC. It takes over the -100 of cash
+    # (pays 100 into the account), so the account ends flat and the bidder gains 0.5 x MM = 10.
+    ledger, fund = _setup(D(-100), D(40))
+    lot = AuctionLot(ACC, "USDC", positions_value=D(50), maintenance_margin=D(20))
+    result = run_auction(ledger, lot, [Bidder(LIQ1, reservation_progress=D("0.5"))], fund=fund)
+    (fill,) = result.fills
+    assert fill.phase is AuctionPhase.INSOLVENT
+    assert (fill.t_seconds, fill.lot_price, fill.paid_to_bidder) == (D(1800), D(-60), D(60))
+    assert (fill.covered_by_fund, fill.socialised, fill.cash_share) == (D(40), D(20), D(-100))
+    assert result.insolvent
+    assert result.terminated
+    assert result.remaining_fraction == 0
+    assert result.fee == 0
+    assert result.socialised == D(20)
+    assert ledger.balance(ACC, "USDC") == 0
+    assert fund.balance == 0
+    assert ledger.balance("socialised:USDC", "USDC") == D(-20)
+    assert ledger.balance(LIQ1, "USDC") + D(50) == D(10)
+    assert ledger.conservation_error("USDC") == 0
+
+
+def test_insolvent_lot_two_partial_bidders() -> None:
+    # A takes 50 % at the start (price -50: owed 25, takes -50 of cash), B the rest at the end
+    # (price -70: owed 0.5 x 70 = 35, takes the remaining -50 of cash). Fund pays 60 in total.
+    ledger, fund = _setup(D(-100), D(1000))
+    lot = AuctionLot(ACC, "USDC", positions_value=D(50), maintenance_margin=D(20))
+    bidders = [
+        Bidder(LIQ2, max_fraction=D(1), reservation_progress=D(1)),
+        Bidder(LIQ1, max_fraction=D("0.5"), reservation_progress=D(0)),
+    ]
+    result = run_auction(ledger, lot, bidders, fund=fund)
+    assert [(f.bidder, f.fraction, f.paid_to_bidder, f.cash_share) for f in result.fills] == [
+        (LIQ1, D("0.5"), D(25), D(-50)),
+        (LIQ2, D("0.5"), D(35), D(-50)),
+    ]
+    assert [f.t_seconds for f in result.fills] == [D(0), D(3600)]
+    assert fund.balance == D(940)
+    assert ledger.balance(ACC, "USDC") == 0
+    assert ledger.conservation_error("USDC") == 0
+
+
+def test_expired_solvent_auction_turns_insolvent() -> None:
+    # Nobody bids in the solvent phase; after 12 h 15 min the auction becomes insolvent with
+    # MtM = 180 - fee > 0, so its price runs from 0 to MtM - MM.
+    ledger, fund = _setup(D(680), D(1000))
+    lot = AuctionLot(ACC, "USDC", positions_value=D(-500), maintenance_margin=D(200))
+    result = run_auction(ledger, lot, [Bidder(LIQ1, reservation_progress=D("0.5"))], fund=fund)
+    (fill,) = result.fills
+    mtm = D(180) - result.fee
+    assert fill.t_seconds == 12 * HOUR + 15 * MIN + 30 * MIN
+    assert fill.lot_price == (mtm - 200) * D("0.5")
+    assert fill.paid_to_bidder == ledger.quantize((200 - mtm) * D("0.5"), "USDC")
+    assert result.insolvent
+    assert result.terminated
+    assert ledger.balance(ACC, "USDC") == 0
+    assert ledger.conservation_error("USDC") == 0
+
+
+def test_auction_left_unfinished_reports_remaining_fraction() -> None:
+    ledger, fund = _setup(D(-100), D(1000))
+    lot = AuctionLot(ACC, "USDC", positions_value=D(50), maintenance_margin=D(20))
+    result = run_auction(
+        ledger, lot, [Bidder(LIQ1, D("0.25"), reservation_progress=D(0))], fund=fund
+    )
+    assert result.remaining_fraction == D("0.75")
+    assert not result.terminated
+    assert ledger.balance(ACC, "USDC") == D(-75)
+
+
+def test_auction_refuses_healthy_accounts_and_bad_bidders() -> None:
+    ledger, fund = _setup(D(1000), D(0))
+    lot = AuctionLot(ACC, "USDC", positions_value=D(-500), maintenance_margin=D(200))
+    with pytest.raises(LiquidationError, match="not below maintenance"):
+        run_auction(ledger, lot, [], fund=fund)
+    low = AuctionLot(ACC, "USDC", positions_value=D(-900), maintenance_margin=D(200))
+    with pytest.raises(InvalidInput, match="twice"):
+        run_auction(ledger, low, [Bidder(LIQ1), Bidder(LIQ1)], fund=fund)
+    with pytest.raises(InvalidInput, match="liquidated account"):
+        run_auction(ledger, low, [Bidder(ACC)], fund=fund)
+    with pytest.raises(InvalidInput, match="lot currency"):
+        run_auction(ledger, low, [], fund=InsuranceFund(ledger, "BTC"))
+    with pytest.raises(InvalidInput, match=r"\(0, 1\]"):
+        Bidder(LIQ1, max_fraction=D(0))
+    with pytest.raises(InvalidInput, match="non-negative"):
+        AuctionLot(ACC, "USDC", positions_value=D(1), maintenance_margin=D(-1))
+
+
+# ----------------------------------------------------------------------------- takeover
+def test_takeover_of_a_long_portfolio() -> None:
+    # Value 1000: the liquidator pays 1000 - 2% x 1000 = 980; penalty 0.75% x 1000 = 7.5 to the fund
+    ledger, fund = _setup(D(-900), D(0))
+    result = takeover(
+        ledger,
+        account=ACC,
+        liquidator=LIQ1,
+        positions_value=D(1000),
+        currency="USDC",
+        fund=fund,
+        ref="to-1",
+    )
+    assert (result.price, result.discount_amount, result.penalty) == (D(980), D(20), D("7.5"))
+    assert ledger.balance(ACC, "USDC") == D(-900) + D(980) - D("7.5")
+    assert fund.balance == D("7.5")
+    assert ledger.conservation_error("USDC") == 0
+
+
+def test_takeover_of_half_a_short_portfolio_without_fund() -> None:
+    # Half of a -1000 short: value -500; the liquidator is paid 500 + 2% x 500 = 510;
+    # the penalty 0.75% x 500 = 3.75 goes to fees:USDC
+    ledger, _ = _setup(D(1000), D(0))
+    result = takeover(
+        ledger,
+        account=ACC,
+        liquidator=LIQ1,
+        positions_value=D(-1000),
+        currency="USDC",
+        fraction=D("0.5"),
+    )
+    assert (result.positions_value, result.price, result.penalty) == (D(-500), D(-510), D("3.75"))
+    assert ledger.balance(LIQ1, "USDC") == D(510)
+    assert ledger.balance("fees:USDC", "USDC") == D("3.75")
+    with pytest.raises(InvalidInput):
+        takeover(
+            ledger,
+            account=ACC,
+            liquidator=LIQ1,
+            positions_value=D(1),
+            currency="USDC",
+            fraction=D("1.5"),
+        )
+    with pytest.raises(InvalidInput):
+        takeover(ledger, account=ACC, liquidator=ACC, positions_value=D(1), currency="USDC")
