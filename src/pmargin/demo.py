@@ -106,7 +106,8 @@ def demo_portfolios(market: MarketSnapshot) -> dict[str, Portfolio]:
 def run_demo(console: Console) -> pd.DataFrame:
     """Print IM and MM (BTC) of the demo portfolios under several models; return the table."""
     market, label = demo_market()
-    console.print(f"[bold]pmargin demo[/bold] on {label}, valuation {market.valuation_time:%Y-%m-%d %H:%M} UTC, "
+    when = f"{market.valuation_time:%Y-%m-%d %H:%M}"
+    console.print(f"[bold]pmargin demo[/bold] on {label}, valuation {when} UTC, "
                   f"BTC index {market.index_price('BTC'):,.2f}", highlight=False)
     console.print("Each account holds 1 BTC of collateral; margins in BTC.")
     rows = []
@@ -119,9 +120,8 @@ def run_demo(console: Console) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     table = Table(title="Initial / maintenance margin (BTC)")
     table.add_column("portfolio")
-    models = list(dict.fromkeys(df["model"]))
-    for m in models:
-        table.add_column(m, justify="right")
+    for model_name in dict.fromkeys(str(x) for x in df["model"]):
+        table.add_column(model_name, justify="right")
     for pname, grp in df.groupby("portfolio", sort=False):
         cells = [f"{r.IM:.4f} / {r.MM:.4f}" for r in grp.itertuples()]
         table.add_row(str(pname), *cells)

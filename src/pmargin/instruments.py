@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import lru_cache
 
@@ -124,7 +124,8 @@ class Instrument:
         exp = format_expiry(self.expiry)
         if self.kind is InstrumentKind.FUTURE:
             return f"{base}-{exp}"
-        assert self.strike is not None and self.right is not None
+        assert self.strike is not None
+        assert self.right is not None
         return f"{base}-{exp}-{_format_strike(self.strike)}-{'C' if self.is_call else 'P'}"
 
     def __str__(self) -> str:
@@ -181,7 +182,7 @@ def parse_expiry(text: str, field: str = "expiry") -> datetime:
         raise UnknownInstrument(field, text, "is not a Deribit expiry such as 28JUN24")
     day, mon, yy = int(m.group(1)), _MONTHS.index(m.group(2)) + 1, 2000 + int(m.group(3))
     try:
-        return datetime.combine(datetime(yy, mon, day).date(), DERIBIT_EXPIRY_TIME).astimezone(UTC)
+        return datetime.combine(date(yy, mon, day), DERIBIT_EXPIRY_TIME).astimezone(UTC)
     except ValueError as exc:
         raise UnknownInstrument(field, text, "names no calendar date") from exc
 
@@ -240,13 +241,15 @@ def parse_instrument(name: str) -> Instrument:
         try:
             strike = float(strike_text)
         except ValueError as exc:
-            raise UnknownInstrument("instrument", name, f"strike {parts[2]!r} is not a number") from exc
+            raise UnknownInstrument(
+                "instrument", name, f"strike {parts[2]!r} is not a number") from exc
         if not strike > 0 or strike == float("inf"):
             raise UnknownInstrument("instrument", name, "strike must be positive and finite")
         if parts[3] not in ("C", "P"):
             raise UnknownInstrument("instrument", name, f"option type {parts[3]!r} is not C or P")
         right = OptionRight.CALL if parts[3] == "C" else OptionRight.PUT
-        return Instrument(InstrumentKind.OPTION, underlying, settlement, quote, expiry, strike, right)
+        return Instrument(InstrumentKind.OPTION, underlying, settlement, quote, expiry, strike,
+                          right)
     raise UnknownInstrument(
         "instrument", name, "is not of the form BTC-PERPETUAL, BTC-28JUN24 or BTC-28JUN24-65000-C"
     )

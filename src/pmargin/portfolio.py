@@ -196,8 +196,9 @@ def portfolio_from_dict(data: Mapping[str, Any], prefix: str = "portfolio") -> P
             raise InvalidInput(f"{f}.quantity", None, "is required")
         qty = _finite(row["quantity"], f"{f}.quantity")
         if inst.kind is InstrumentKind.SPOT and qty < 0:
-            raise InvalidInput(f"{f}.quantity", row["quantity"],
-                               "short spot needs borrowing; hold a negative collateral balance instead")
+            raise InvalidInput(
+                f"{f}.quantity", row["quantity"],
+                "short spot needs borrowing; hold a negative collateral balance instead")
         avg = row.get("avg_price")
         avg_v = None if avg is None else _finite(avg, f"{f}.avg_price", positive=True)
         iso = row.get("isolated_collateral")

@@ -109,4 +109,5 @@ def tail_weight(move: ArrayLike, price_range: float, factor: float = 1.0) -> Flo
         Weights in (0, factor].
     """
     m = np.abs(np.asarray(move, dtype=np.float64))
-    return np.asarray(factor * np.where(m > price_range, price_range / np.where(m > 0, m, 1.0), 1.0))
+    scaled = price_range / np.where(m > 0, m, 1.0)
+    return np.asarray(factor * np.where(m > price_range, scaled, 1.0))

@@ -46,7 +46,8 @@ def test_portfolio_plus_opposite_needs_zero(pos):
 def test_no_nan_and_margin_at_least_worst_loss(pos, coll):
     for preset in ("deribit-pm", "pmargin", "okx-pm", "paradex-pm", "span"):
         res = margin(preset, pos, {"BTC": coll})
-        assert np.isfinite(res.initial_margin) and np.isfinite(res.maintenance_margin)
+        assert np.isfinite(res.initial_margin)
+        assert np.isfinite(res.maintenance_margin)
         worst_loss = max(0.0, -res.scenarios["pnl"].min())
         assert res.initial_margin >= worst_loss - 1e-12
 
@@ -56,7 +57,7 @@ def test_no_nan_and_margin_at_least_worst_loss(pos, coll):
 def test_adding_long_option_raises_worst_loss_by_at_most_its_value(pos, opt, q):
     for preset in ("deribit-pm", "pmargin"):
         a = margin(preset, pos)
-        b = margin(preset, pos + [(opt, q)])
+        b = margin(preset, [*pos, (opt, q)])
         value = q * MARKET.mark_price(__import__("pmargin").instruments.parse_instrument(opt)) \
             / MARKET.forward("BTC", __import__("pmargin").instruments.parse_instrument(opt).expiry)
         wa = a.components["worst_case"]

@@ -20,7 +20,7 @@ def table(deribit_snapshots):
 
 def test_all_structures_present(table):
     assert set(table.index) >= HEDGED
-    assert OPTION_HEDGES | DELTA_RESIDUAL == set(HEDGED)
+    assert set(HEDGED) == OPTION_HEDGES | DELTA_RESIDUAL
 
 
 @pytest.mark.parametrize("preset", ["deribit-pm", "pmargin"])

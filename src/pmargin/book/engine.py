@@ -215,18 +215,20 @@ class BookEngine:
     def _row_arrays(self, r: int) -> tuple[IntArray, FloatArray, FloatArray]:
         """Column indices (sorted), quantities and entry notionals of row ``r``."""
         if r in self._overlay:
-            pos, ent = self._overlay[r]
-            return pos.indices, pos.data, ent.data
+            row_p, row_e = self._overlay[r]
+            return row_p.indices, row_p.data, row_e.data
         p = self.book.positions
         e = self.book.entry_notional
         a, b = p.indptr[r], p.indptr[r + 1]
-        idx = p.indices[a:b]
+        idx: IntArray = p.indices[a:b]
+        ent: FloatArray
         if e.indptr[r] == a and e.indptr[r + 1] == b and np.array_equal(e.indices[a:b], idx):
-            ent = e.data[a:b]
+            ent = np.asarray(e.data[a:b], dtype=np.float64)
         else:
-            ent = np.asarray(e[r, idx].toarray()).ravel() if idx.size else np.zeros(0)
+            ent = (np.asarray(e[r, idx].toarray(), dtype=np.float64).ravel() if idx.size
+                   else np.zeros(0))
         order = np.argsort(idx, kind="stable")
-        return idx[order], p.data[a:b][order], ent[order]
+        return idx[order], np.asarray(p.data[a:b], dtype=np.float64)[order], ent[order]
 
     def _row_with_trades(self, r: int, trades: Sequence[tuple[int, float, float]]
                          ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -297,7 +299,9 @@ class BookEngine:
         """IM, MM, equity of one row via the model's kernel path, if it has one."""
         from pmargin.models.portfolio_margin import PortfolioMarginModel, RowsCSR
 
-        if not isinstance(self.model, PortfolioMarginModel) or np.any(self.book.orders.account == r):
+        if not isinstance(self.model, PortfolioMarginModel):
+            return None
+        if np.any(self.book.orders.account == r):
             return None
         out = self.model.evaluate_rows(
             self.prep, RowsCSR(pos.indptr, pos.indices, pos.data), ent.data,

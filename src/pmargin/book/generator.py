@@ -183,8 +183,7 @@ def generate_book(
 
 def chain_universe(market: MarketSnapshot, underlying: str = "BTC",
                    linear: bool = False) -> list[Instrument]:
-    """Instrument universe of one underlying from a market: its options, listed futures and
-    the perpetual.
+    """Instrument universe of one underlying: its options, listed futures and the perpetual.
 
     Parameters
     ----------

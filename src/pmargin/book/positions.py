@@ -89,7 +89,8 @@ class Book:
         if self.positions.shape != (a, i):
             raise BookError("positions", self.positions.shape, f"must have shape ({a}, {i})")
         if self.collateral.shape != (a, len(self.collateral_currencies)):
-            raise BookError("collateral", self.collateral.shape, "does not match accounts x currencies")
+            raise BookError("collateral", self.collateral.shape,
+                            "does not match accounts x currencies")
         if not np.all(np.isfinite(self.positions.data)):
             raise BookError("positions", "non-finite", "quantities must be finite")
         if not np.all(np.isfinite(self.collateral)):

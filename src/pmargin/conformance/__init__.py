@@ -1,0 +1,1 @@
+"""Runners of published conformance vectors (venue-neutral format, Derive PMRM_2)."""

@@ -1,5 +1,4 @@
-"""Runner for the venue-neutral single-portfolio vectors (conformance/README.md section 2),
-with auto-detection of Derive PMRM_2 cases."""
+"""Runner of the venue-neutral vectors (conformance README section 2) and Derive cases."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ try:  # pragma: no cover - exercised when numba is installed
 
     NUMBA_ENABLED = True
 except ImportError:  # pragma: no cover
-    numba = None
+    numba = None  # type: ignore[assignment]
     NUMBA_ENABLED = False
 
 
@@ -48,7 +48,7 @@ def _kernel(indptr: Any, indices: Any, data: Any, colmap: Any, risk: Any, coll: 
     bucket_s = np.zeros((n_threads, max(n_buckets, 1)))
     group_s = np.zeros((n_threads, max(n_groups, 1)))
     for r in numba.prange(n_rows):
-        tid = numba.get_thread_id()
+        tid = numba.get_thread_id()  # type: ignore[attr-defined]
         pnl = pnl_s[tid]
         nb = bucket_s[tid]
         ng = group_s[tid]

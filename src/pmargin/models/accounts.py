@@ -119,8 +119,9 @@ def _aligned_entry(positions: sp.csr_matrix, entry: sp.csr_matrix) -> FloatArray
 
 def position_values(positions: sp.csr_matrix, entry: sp.csr_matrix, table: InstrumentTable
                     ) -> sp.csr_matrix:
-    """Mark-to-market value of every position cell in the margin currency (see
-    :func:`value_weights`).
+    """Mark-to-market value of every position cell in the margin currency.
+
+    See :func:`value_weights` for the valuation of each kind of instrument.
 
     Parameters
     ----------
@@ -172,7 +173,8 @@ def values_and_greeks(positions: sp.csr_matrix, entry: sp.csr_matrix, table: Ins
                                 w, a, b, table.mark)
     else:
         sums = np.asarray(pos @ w).reshape(pos.shape[0], len(names))
-        values = np.asarray(position_values(pos, entry, table).sum(axis=1)).ravel()
+        values = np.asarray(position_values(pos, entry, table).sum(axis=1),
+                            dtype=np.float64).ravel()
     return values, {k: sums[:, i] for i, k in enumerate(names)}
 
 
@@ -207,6 +209,6 @@ def order_cost(book: Book, table: InstrumentTable) -> tuple[FloatArray, FloatArr
     denom = np.where(table.inverse[j], table.forward[j], 1.0)
     cost = o.quantity * (o.price - table.mark[j]) / denom * table.to_mc()[j]
     buy = o.quantity > 0
-    cb = np.bincount(o.account[buy], weights=cost[buy], minlength=n)
-    cs = np.bincount(o.account[~buy], weights=cost[~buy], minlength=n)
+    cb = np.bincount(o.account[buy], weights=cost[buy], minlength=n).astype(np.float64)
+    cs = np.bincount(o.account[~buy], weights=cost[~buy], minlength=n).astype(np.float64)
     return cb, cs

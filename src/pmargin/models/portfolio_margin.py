@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
+from pmargin.models._pm_kernels import NUMBA_ENABLED, unit_aggregates
 from pmargin.models.accounts import (
     CollateralTerms,
     collateral_terms,
@@ -41,11 +42,15 @@ from pmargin.models.base import MarginModel
 from pmargin.models.grid import ScenarioGrid, build_grid, shocked_vol
 from pmargin.models.params import PMParams, UnderlyingPMParams
 from pmargin.models.result import AccountMargin, BookMarginResult
-from pmargin.models.valuation import KIND_FUTURE, KIND_OPTION, KIND_PERPETUAL, InstrumentTable, \
-    is_stable
-from pmargin.models._pm_kernels import NUMBA_ENABLED, unit_aggregates
-from pmargin.pricing import black76
+from pmargin.models.valuation import (
+    KIND_FUTURE,
+    KIND_OPTION,
+    KIND_PERPETUAL,
+    InstrumentTable,
+    is_stable,
+)
 from pmargin.portfolio import Portfolio
+from pmargin.pricing import black76
 
 __all__ = ["PMPrepared", "PortfolioMarginModel", "RiskUnit", "RowsCSR", "build_risk_units"]
 
@@ -313,7 +318,7 @@ class PortfolioMarginModel(MarginModel):
             naked = np.maximum(-(q @ g).toarray(), 0.0).sum(axis=1)
         else:
             naked = np.zeros(n)
-        e = q.multiply(unit.delta[None, :]).tocsr() if ncol else sp.csr_matrix((n, 0))
+        e = sp.csr_matrix(q.multiply(unit.delta[None, :])) if ncol else sp.csr_matrix((n, 0))
         return {
             "worst_case": worst,
             "roll": np.asarray(roll, np.float64),
@@ -476,7 +481,7 @@ class PortfolioMarginModel(MarginModel):
 
     def _evaluate(self, prep: PMPrepared, book: Book, need_pnl: bool
                   ) -> tuple[BookMarginResult, list[FloatArray | None]]:
-        t, units, market = prep.table, prep.units, prep.market
+        t, units, _market = prep.table, prep.units, prep.market
         pos = sp.csr_matrix(book.positions)
         coll = np.ascontiguousarray(book.collateral, dtype=np.float64)
         im, mm, comps, pnls = self._core(units, pos, coll, need_pnl)

@@ -38,7 +38,7 @@ from pmargin.models.accounts import (
 )
 from pmargin.models.base import MarginModel
 from pmargin.models.params import SMParams
-from pmargin.models.result import AccountMargin, BookMarginResult, health_codes, HEALTH_NAMES
+from pmargin.models.result import HEALTH_NAMES, AccountMargin, BookMarginResult, health_codes
 from pmargin.models.valuation import KIND_OPTION, InstrumentTable
 from pmargin.portfolio import Portfolio
 
@@ -137,8 +137,8 @@ class StandardMarginModel(MarginModel):
         im_c, mm_c = self.cell_requirements(pos, t)
         rows = np.repeat(np.arange(pos.shape[0]), np.diff(pos.indptr))
         n = pos.shape[0]
-        return (np.bincount(rows, weights=im_c, minlength=n),
-                np.bincount(rows, weights=mm_c, minlength=n))
+        return (np.bincount(rows, weights=im_c, minlength=n).astype(np.float64),
+                np.bincount(rows, weights=mm_c, minlength=n).astype(np.float64))
 
     # ------------------------------------------------------------------ book
     def prepare(self, book: Book, market: MarketSnapshot) -> SMPrepared:

@@ -43,7 +43,8 @@ def plot_margin(res: AccountMargin, model: PortfolioMarginModel, portfolio: Port
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - optional extra
-        raise InvalidInput("plot", str(path), "needs matplotlib (pip install pmargin[plot])") from exc
+        raise InvalidInput("plot", str(path),
+                           "needs matplotlib (pip install pmargin[plot])") from exc
     if res.risk_matrix is None:
         raise InvalidInput("model", res.model, "has no risk matrix to plot")
     units = sorted({u for u, _ in res.risk_matrix.index})
