@@ -122,9 +122,9 @@ def run_demo(console: Console) -> pd.DataFrame:
     table.add_column("portfolio")
     for model_name in dict.fromkeys(str(x) for x in df["model"]):
         table.add_column(model_name, justify="right")
-    for pname, grp in df.groupby("portfolio", sort=False):
+    for group_name, grp in df.groupby("portfolio", sort=False):
         cells = [f"{r.IM:.4f} / {r.MM:.4f}" for r in grp.itertuples()]
-        table.add_row(str(pname), *cells)
+        table.add_row(str(group_name), *cells)
     console.print(table)
     console.print("Portfolio margin recognises the hedges (spread, covered call) that per-position "
                   "standard margin charges as if naked; see docs/hedges.md for the full matrix.")
