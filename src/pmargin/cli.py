@@ -213,3 +213,37 @@ def hedges(
     if markdown is not None:
         markdown.write_text(hedge_markdown(table, label))
         console.print(f"written {markdown}")
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (not part of the tests).")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("book")
+def bench_book(
+    accounts: Annotated[int, typer.Option(help="Number of accounts")] = 100_000,
+    preset: Annotated[str, typer.Option(help="Margin model preset")] = "deribit-pm",
+    runs: Annotated[int, typer.Option(help="Repetitions of the full recompute")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Full-book recompute versus its floor, a per-account loop, and what-if latency."""
+    from dataclasses import asdict
+
+    from pmargin.book.bench import run_book_bench
+    from pmargin.book.generator import chain_universe
+    from pmargin.demo import demo_market
+    from pmargin.models._pm_kernels import NUMBA_ENABLED
+
+    market, _ = demo_market()
+    res = asdict(run_book_bench(market, chain_universe(market, "BTC"), accounts, preset=preset,
+                                runs=runs))
+    res["numba"] = NUMBA_ENABLED
+    if as_json:
+        typer.echo(json.dumps(_jsonable(res)))
+        return
+    for k, v in res.items():
+        console.print(f"{k:22s} {v}", highlight=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -170,17 +170,24 @@ def run_book_bench(market: MarketSnapshot, instruments: list[Any], accounts: int
             denom = max(abs(want), 1e-12)
             max_rel = max(max_rel, abs(got - want) / denom if abs(got - want) > 1e-12 else 0.0)
     loop_total = loop_s * book.n_accounts
-    # what-if latency on the account closest to 50 positions
-    nnz = np.diff(book.positions.indptr)
-    row = int(np.argmin(np.abs(nnz - 50)))
-    acc = book.account_ids[row]
-    inst = book.instruments[int(book.positions[row].indices[0])] if nnz[row] else \
-        book.instruments[0]
-    px = float(engine.prep.table.mark[book.instrument_index()[inst.name]])
+    # what-if latency on an account holding exactly 50 positions (49 options + the perpetual)
+    acc = book.account_ids[0]
+    row0 = book.positions[0]
+    for j, q in zip(row0.indices, row0.data, strict=True):  # flatten it first
+        engine.apply_trade(acc, book.instruments[j], -float(q), float(engine.prep.table.mark[j]))
+    t = engine.prep.table
+    opts = np.flatnonzero(t.kind == 2)
+    pick = rng.choice(opts, size=min(49, opts.size), replace=False)
+    perp = [j for j, i in enumerate(book.instruments) if i.name.endswith("PERPETUAL")]
+    for j in [*pick.tolist(), *perp[:1]]:
+        engine.apply_trade(acc, book.instruments[j], float(rng.choice([-1.0, 1.0])),
+                           float(t.mark[j]))
+    wi_positions = int(engine._row_arrays(0)[0].size)
     lat = []
-    for _ in range(300):
+    for k in range(320):
+        j = int(pick[k % pick.size])
         t0 = time.perf_counter()
-        engine.what_if(acc, [(inst, 1.0, px)])
+        engine.what_if(acc, [(book.instruments[j], 0.5, float(t.mark[j]))])
         lat.append(time.perf_counter() - t0)
     lat_us = np.array(lat[20:]) * 1e6
     return BenchResult(
@@ -190,7 +197,7 @@ def run_book_bench(market: MarketSnapshot, instruments: list[Any], accounts: int
         ratio_to_floor=recompute_s / floor_s if floor_s > 0 else float("inf"),
         loop_sample=len(sample), loop_per_account_s=loop_s, loop_extrapolated_s=loop_total,
         speedup_vs_loop=loop_total / recompute_s if recompute_s > 0 else float("inf"),
-        what_if_positions=int(nnz[row]),
+        what_if_positions=wi_positions,
         what_if_p50_us=float(np.percentile(lat_us, 50)),
         what_if_p99_us=float(np.percentile(lat_us, 99)),
         peak_rss_mb=_rss_mb(), max_rel_diff=max_rel, runs=runs,
