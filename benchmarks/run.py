@@ -54,9 +54,9 @@ def main() -> None:
         "*loop* = each account margined alone with `model.margin` on a sample of 200, "
         "extrapolated; *what-if* = `BookEngine.what_if` of one fill on a 50-position account.",
         "",
-        "| accounts | positions | scenarios | risk arrays s | recompute s | floor s | ratio to floor "
-        "| loop (extrapolated) s | speed-up vs loop | what-if p50 us | what-if p99 us "
-        "| peak RSS MB | max rel diff |",
+        "| accounts | positions | scenarios | risk arrays s | recompute s | floor s "
+        "| ratio to floor | loop (extrapolated) s | speed-up vs loop | what-if p50 us "
+        "| what-if p99 us | peak RSS MB | max rel diff |",
         "|" + "---|" * 13,
     ]
     for r in rows:

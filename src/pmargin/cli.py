@@ -245,5 +245,117 @@ def bench_book(
         console.print(f"{k:22s} {v}", highlight=False)
 
 
+
+@app.command()
+def liquidate(
+    portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON")],
+    market: MarketOpt,
+    model: ModelOpt = "deribit-pm",
+    mode: Annotated[str | None, typer.Option(help="cross | isolated (standard margin)")] = None,
+    hedge_first: Annotated[bool, typer.Option(help="Neutralise delta with the perpetual first")]
+    = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Plan the surgical liquidation of an account (steps, sizes, prices, margin after each)."""
+    from pmargin.liquidation.planner import load_planner_params, plan_liquidation
+    from pmargin.market.loaders import load_market
+    from pmargin.models import load_model
+    from pmargin.portfolio import load_portfolio
+
+    try:
+        mdl = load_model(model, mode=mode)
+        params = load_planner_params().model_copy(update={"delta_hedge_first": hedge_first})
+        plan = plan_liquidation(load_portfolio(portfolio), load_market(market), mdl, params)
+    except PmarginError as exc:
+        _fail(exc)
+        return
+    data = {
+        "account_id": plan.account_id, "model": plan.model,
+        "margin_currency": plan.margin_currency, "needed": plan.needed,
+        "healthy_after": plan.healthy, "stuck": plan.stuck,
+        "before": {"equity": plan.before_equity, "initial_margin": plan.before_initial_margin,
+                   "maintenance_margin": plan.before_maintenance_margin,
+                   "target": plan.before_target},
+        "steps": [s.__dict__ for s in plan.steps],
+        "total_penalty": plan.total_penalty, "total_slippage": plan.total_slippage,
+        "liquidated_notional_usd": plan.liquidated_notional_usd,
+        "positions_after": [{"instrument": p.instrument.name, "quantity": p.quantity}
+                            for p in (plan.final.positions if plan.final else ())],
+    }
+    if as_json:
+        typer.echo(json.dumps(_jsonable(data), indent=2))
+        return
+    from rich.table import Table
+
+    mc = plan.margin_currency
+    console.print(f"before: equity {plan.before_equity:.8g} {mc}, MM "
+                  f"{plan.before_maintenance_margin:.8g}, target {plan.before_target:.8g}"
+                  + ("" if plan.needed else " - no liquidation needed"), highlight=False)
+    table = Table(title=f"liquidation plan ({plan.model}), amounts in {mc}")
+    for col in ("step", "trades (instrument, quantity, price USD)", "cost", "penalty", "equity",
+                "IM", "MM", "target"):
+        table.add_column(col, justify="right")
+    for s in plan.steps:
+        trades = "; ".join(f"{n} {q:+.6g} @ {px:,.2f}" for n, q, px in s.trades)
+        table.add_row(s.label, trades, f"{s.slippage:.6g}", f"{s.penalty:.6g}",
+                      f"{s.equity:.8g}", f"{s.initial_margin:.8g}",
+                      f"{s.maintenance_margin:.8g}", f"{s.target:.8g}")
+    console.print(table)
+    console.print(f"healthy after: {plan.healthy}; stuck: {plan.stuck}", highlight=False)
+
+
+@app.command()
+def stress(
+    accounts: Annotated[int, typer.Option(help="Accounts in the generated book")] = 300,
+    shock: Annotated[float, typer.Option(help="Initial BTC move, e.g. -0.3")] = -0.3,
+    model: Annotated[str | None, typer.Option(
+        help="Only this mode: portfolio | cross | isolated (default: all three)")] = None,
+    seed: Annotated[int, typer.Option(help="Book generator seed")] = 3,
+    loss_mode: Annotated[str, typer.Option(help="adl | socialise")] = "adl",
+    as_json: JsonOpt = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the rounds")] = None,
+) -> None:
+    """Shock a generated book and run the liquidation cascade under each margin mode."""
+    from pmargin.liquidation.cascade import load_cascade_params
+    from pmargin.liquidation.stress import STRESS_MODES, run_stress
+
+    modes = [model] if model else list(STRESS_MODES)
+    try:
+        for m in modes:
+            if m not in STRESS_MODES:
+                raise PmarginError(f"--model must be one of {list(STRESS_MODES)}, was {m!r}")
+        params = load_cascade_params().model_copy(update={"loss_mode": loss_mode})
+        results = run_stress(accounts, shock, modes, seed=seed, params=params)
+    except PmarginError as exc:
+        _fail(exc)
+        return
+    out = [r.to_dict() for r in results]
+    if plot is not None:
+        from pmargin.reports.plots import plot_cascade
+
+        plot_cascade(results, plot)
+    if as_json:
+        typer.echo(json.dumps(_jsonable(out if len(out) > 1 else out[0]), indent=2))
+        return
+    from rich.table import Table
+
+    for r in out:
+        t = Table(title=f"{r['label']} ({r['model']}): {r['accounts']} accounts, shock "
+                        f"{shock:+.0%}, final index {r['final_index']:,.0f}")
+        for col in ("round", "index", "in liquidation", "stuck", "liquidated USD", "bad debt USD",
+                    "fund used USD", "ADL USD", "socialised USD", "impact"):
+            t.add_column(col, justify="right")
+        for x in r["rounds"]:
+            t.add_row(str(x["round"]), f"{x['index']:,.0f}", str(x["accounts_in_liquidation"]),
+                      str(x["accounts_stuck"]), f"{x['liquidated_notional_usd']:,.0f}",
+                      f"{x['bad_debt_usd']:,.0f}", f"{x['insurance_fund_used_usd']:,.0f}",
+                      f"{x['adl_usd']:,.0f}", f"{x['socialised_usd']:,.0f}",
+                      f"{x['price_impact']:+.4f}")
+        console.print(t)
+        console.print(f"conservation error: {r['conservation_error']}", highlight=False)
+    if plot is not None:
+        console.print(f"plot written to {plot}")
+
+
 if __name__ == "__main__":
     main()

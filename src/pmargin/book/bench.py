@@ -185,9 +185,9 @@ def run_book_bench(market: MarketSnapshot, instruments: list[Any], accounts: int
     wi_positions = int(engine._row_arrays(0)[0].size)
     lat = []
     for k in range(320):
-        j = int(pick[k % pick.size])
+        col = int(pick[k % pick.size])
         t0 = time.perf_counter()
-        engine.what_if(acc, [(book.instruments[j], 0.5, float(t.mark[j]))])
+        engine.what_if(acc, [(book.instruments[col], 0.5, float(t.mark[col]))])
         lat.append(time.perf_counter() - t0)
     lat_us = np.array(lat[20:]) * 1e6
     return BenchResult(

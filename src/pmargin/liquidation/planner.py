@@ -44,7 +44,7 @@ class PlannerParams(FrozenParams):
     schema_version: int = 1
     name: str = "default"
     source: str = ""
-    assumptions: list[str] = []
+    assumptions: tuple[str, ...] = ()
     target: Literal["maintenance", "initial"] = "maintenance"
     buffer: float = 0.05
     max_positions_per_step: int = 60
@@ -276,7 +276,15 @@ def plan_liquidation(
             ok = (mm_c <= mm * (1 + 1e-12) + 1e-12) & (gain > 1e-12 * max(1.0, abs(target)))
             if not ok.any():
                 if phase == "unwind":
-                    plan.stuck = True
+                    # No trade reduces the shortfall by more than it costs: the account cannot
+                    # be saved (its equity is gone). Close everything so that no risk is left.
+                    live = [(n, -q) for n, q in st.positions.items() if q != 0.0]
+                    e_all, i_all, m_all, c_all = evaluate([("close every position", live)])
+                    if m_all[0] <= mm * (1 + 1e-12) + 1e-12:
+                        apply("close every position (account cannot be restored)", live,
+                              c_all[0], float(e_all[0]), float(i_all[0]), float(m_all[0]))
+                    else:
+                        plan.stuck = True
                 break
             score = np.where(ok, gain / np.maximum(cost, 1e-12 * max(1.0, abs(target))), -np.inf)
             k = int(np.argmax(score))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +72,47 @@ def plot_margin(res: AccountMargin, model: PortfolioMarginModel, portfolio: Port
         ax2.set_ylabel(f"P&L ({res.margin_currency})")
         ax2.set_title(f"{u} P&L versus spot")
         ax2.legend()
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_cascade(results: list[Any], path: str | Path) -> Path:
+    """Plot a cascade per margin mode: index path, liquidated notional and bad debt by round.
+
+    Parameters
+    ----------
+    results : list of CascadeResult
+        Cascades to compare (e.g. isolated, cross, portfolio on the same book and shock).
+    path : str or Path
+        Output PNG.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for r in results:
+        rounds = [x.round for x in r.rounds]
+        axes[0].plot(rounds, [x.index for x in r.rounds], marker="o", label=r.label)
+        axes[1].bar([x + 0.25 * results.index(r) for x in rounds],
+                    [x.liquidated_notional_usd / 1e6 for x in r.rounds], width=0.25, label=r.label)
+        axes[2].bar([x + 0.25 * results.index(r) for x in rounds],
+                    [x.bad_debt_usd / 1e6 for x in r.rounds], width=0.25, label=r.label)
+    axes[0].set_title("index after each round (USD)")
+    axes[1].set_title("liquidated underlying notional (USD m)")
+    axes[2].set_title("bad debt (USD m)")
+    for ax in axes:
+        ax.set_xlabel("round")
+        ax.legend()
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=110)

@@ -1,0 +1,49 @@
+"""Cascade simulation: money is conserved exactly; modes compare on the same book."""
+
+import pytest
+
+from pmargin.book.bench import book_portfolio
+from pmargin.book.generator import Archetypes, chain_universe, generate_book
+from pmargin.liquidation.cascade import load_cascade_params, run_cascade, split_isolated
+from pmargin.models import load_model
+from tests.factories import make_market
+
+MARKET = make_market()
+
+
+@pytest.fixture(scope="module")
+def portfolios():
+    arch = Archetypes(mm_options=(5, 15))
+    book = generate_book(MARKET, chain_universe(MARKET, "BTC"), 40, seed=11, archetypes=arch)
+    return [book_portfolio(book, r) for r in range(book.n_accounts)]
+
+
+@pytest.mark.parametrize("loss_mode", ["adl", "socialise"])
+@pytest.mark.parametrize(("preset", "isolated"),
+                         [("deribit-pm", False), ("deribit-sm", False), ("deribit-sm", True)])
+def test_cascade_conserves_money_and_tracks_equity(portfolios, preset, isolated, loss_mode):
+    model = load_model(preset)
+    accts = split_isolated(portfolios, MARKET, model) if isolated else portfolios
+    params = load_cascade_params().model_copy(update={"loss_mode": loss_mode,
+                                                      "insurance_fund_usd": 20000.0})
+    res = run_cascade(accts, MARKET, model, -0.3, params=params)
+    d = res.to_dict()
+    assert d["conservation_error"] == "0"
+    assert res.ledger_equity_max_error < 1e-9
+    assert d["liquidated_notional_usd"] > 0
+    assert d["bad_debt_usd"] == pytest.approx(
+        d["insurance_fund_used_usd"] + d["adl_usd"] + d["socialised_usd"] + d["uncovered_usd"],
+        rel=1e-9, abs=1e-6)
+    assert (d["adl_usd"] == 0) if loss_mode == "socialise" else (d["socialised_usd"] == 0)
+    assert not res.stuck_accounts
+    # the cascade ends with nobody left in liquidation (or the round limit)
+    assert res.rounds[-1].liquidated_notional_usd == 0 or len(res.rounds) == params.max_rounds
+
+
+def test_no_shock_no_liquidation(portfolios):
+    model = load_model("deribit-pm")
+    healthy = [p for p in portfolios
+               if model.margin(p, MARKET).equity >= model.margin(p, MARKET).maintenance_margin]
+    res = run_cascade(healthy, MARKET, model, 0.0)
+    assert res.total("liquidated_notional_usd") == 0
+    assert res.conservation_error == 0
