@@ -95,3 +95,23 @@ def test_mm_is_factor_of_im_for_deribit():
     assert res.maintenance_margin == pytest.approx(0.8 * res.initial_margin, rel=1e-12)
     okx = margin("okx-pm", [(NAMES[7], -5)])
     assert okx.initial_margin == pytest.approx(1.3 * okx.maintenance_margin, rel=1e-12)
+
+
+def test_skew_scenarios_reprice_with_the_wing_rotation():
+    from pmargin.instruments import parse_instrument
+    from pmargin.models.derive_pm2 import skew_multipliers
+    from pmargin.pricing import black76
+
+    name = f"BTC-{expiry_code(30)}-96000-C"
+    res = margin("pmargin", [(name, -1)])
+    row = res.scenarios[res.scenarios["vol_shock"] == "skew linear"].iloc[0]
+    inst = parse_instrument(name)
+    f = MARKET.forward("BTC", inst.expiry)
+    tau = MARKET.tau(inst.expiry)
+    vol = MARKET.implied_vol("BTC", inst.expiry, inst.strike)
+    skew = load_params("pmargin").for_underlying("BTC").grid.skew
+    lin, _ = skew_multipliers(np.array([tau]), np.log(np.array([inst.strike / f])), skew)
+    assert lin[0] > 1.0  # an out-of-the-money call's vol goes up in the LINEAR rotation
+    c0 = black76.price(f, inst.strike, tau, vol, True)
+    c1 = black76.price(f, inst.strike, tau, vol * lin[0], True)
+    assert row["pnl"] == pytest.approx(-(c1 - c0) / f, rel=1e-9)

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from pmargin._typing import BoolArray, FloatArray, IntArray
+from pmargin.models.derive_pm2 import SkewShockParams, skew_multipliers
 from pmargin.models.params import UnderlyingPMParams, VolShockParams
 from pmargin.scenarios import tail_weight, term_scale, vol_multiplier_down, vol_multiplier_up
 
-__all__ = ["VOL_DOWN", "VOL_NONE", "VOL_UP", "ScenarioGrid", "build_grid", "shocked_vol"]
+__all__ = ["VOL_DOWN", "VOL_NONE", "VOL_SKEW_ABS", "VOL_SKEW_LINEAR", "VOL_UP", "ScenarioGrid",
+           "build_grid", "shocked_vol"]
 
-VOL_NONE, VOL_UP, VOL_DOWN = 0, 1, 2
-_MODE = {"none": VOL_NONE, "up": VOL_UP, "down": VOL_DOWN}
+VOL_NONE, VOL_UP, VOL_DOWN, VOL_SKEW_LINEAR, VOL_SKEW_ABS = 0, 1, 2, 3, 4
+_MODE = {"none": VOL_NONE, "up": VOL_UP, "down": VOL_DOWN, "skew linear": VOL_SKEW_LINEAR,
+         "skew abs": VOL_SKEW_ABS}
 _MODE_NAME = {v: k for k, v in _MODE.items()}
 
 
@@ -103,6 +106,12 @@ def build_grid(params: UnderlyingPMParams) -> ScenarioGrid:
                 modes.append(_MODE[v])
                 weights.append(1.0)
                 names.append(_label(m, _MODE[v]))
+    if g.skew is not None:
+        for mode in (VOL_SKEW_LINEAR, VOL_SKEW_ABS):
+            moves.append(0.0)
+            modes.append(mode)
+            weights.append(1.0)
+            names.append(_MODE_NAME[mode])
     n_std = len(moves)
     damp = [0.0] * n_std
     edge = list(moves)
@@ -131,7 +140,9 @@ def build_grid(params: UnderlyingPMParams) -> ScenarioGrid:
     )
 
 
-def shocked_vol(vol: FloatArray, tau: FloatArray, mode: IntArray, p: VolShockParams) -> FloatArray:
+def shocked_vol(vol: FloatArray, tau: FloatArray, mode: IntArray, p: VolShockParams,
+                log_moneyness: FloatArray | None = None,
+                skew: SkewShockParams | None = None) -> FloatArray:
     """Shocked implied vols of options (rows) under scenarios (columns).
 
     Parameters
@@ -142,6 +153,10 @@ def shocked_vol(vol: FloatArray, tau: FloatArray, mode: IntArray, p: VolShockPar
         Vol direction of each scenario.
     p : VolShockParams
         Shock rule.
+    log_moneyness : ndarray, shape (n,), optional
+        ``ln(K/F)`` of each option (needed by skew scenarios).
+    skew : SkewShockParams, optional
+        Skew rule of the grid (Derive's wing rotation, :func:`skew_multipliers`).
 
     Returns
     -------
@@ -161,5 +176,10 @@ def shocked_vol(vol: FloatArray, tau: FloatArray, mode: IntArray, p: VolShockPar
         down = v - p.down * scale
     up = np.maximum(up, p.min_vol_up)
     m = mode[None, :]
-    shocked = np.maximum(np.where(m == VOL_UP, up, down), p.min_vol)
+    shocked = np.where(m == VOL_UP, up, down)
+    if skew is not None and log_moneyness is not None:
+        lin, ab = skew_multipliers(tau, log_moneyness, skew)
+        shocked = np.where(m == VOL_SKEW_LINEAR, v * np.maximum(lin, 0.0)[:, None], shocked)
+        shocked = np.where(m == VOL_SKEW_ABS, v * np.maximum(ab, 0.0)[:, None], shocked)
+    shocked = np.maximum(shocked, p.min_vol)
     return np.asarray(np.where(m == VOL_NONE, v, shocked))

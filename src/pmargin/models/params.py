@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pmargin.errors import ParamsError
+from pmargin.models.derive_pm2 import SkewShockParams
 
 __all__ = [
     "CollateralHaircut",
@@ -158,6 +159,8 @@ class GridParams(_Frozen):
     explicit: list[ScenarioSpec] | None = None
     """Scenarios given one by one (used instead of ``buckets``)."""
     extended: ExtendedParams | None = None
+    skew: SkewShockParams | None = None
+    """Two wing-rotation scenarios (LINEAR and ABS, spot unchanged) with Derive's skew rule."""
     horizon_days: float = Field(default=0.0, ge=0.0)
     """Time shift applied to every scenario (theta over the horizon)."""
 

@@ -239,7 +239,8 @@ def _instrument_risk(t: InstrumentTable, cols: IntArray, grid: ScenarioGrid,
         o = cols[opt]
         tau = t.tau[o]
         tau_s = np.maximum(tau - grid.horizon_days / 365.0, 0.0)[:, None]
-        sig_s = shocked_vol(t.vol[o], tau, grid.vol_mode, up.vol_shock)
+        sig_s = shocked_vol(t.vol[o], tau, grid.vol_mode, up.vol_shock,
+                            np.log(t.strike[o] / t.forward[o]), up.grid.skew)
         c_s = black76.price(f_s[opt], t.strike[o][:, None], tau_s, sig_s, t.is_call[o][:, None])
         c_0 = black76.price(t.forward[o], t.strike[o], tau, t.vol[o], t.is_call[o])[:, None]
         inv_o = t.inverse[o][:, None]
