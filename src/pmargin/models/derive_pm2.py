@@ -52,7 +52,6 @@ Source: derivexyz/v2-core @ 7736900d, PMRM_2 portfolio cases (test data only) an
 
 from __future__ import annotations
 
-import copy
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -66,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pmargin._typing import BoolArray, FloatArray, IntArray
 from pmargin.errors import InvalidInput, ParamsError
+from pmargin.overrides import deep_merge
 from pmargin.pricing.black76 import price
 from pmargin.scenarios import term_scale, vol_multiplier_down, vol_multiplier_up
 
@@ -247,26 +247,6 @@ class DerivePM2Params(_Frozen):
     other_contingency: OtherContingencyParams = Field(alias="OtherContingency")
 
 
-def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``overrides`` (nested or dotted keys) into a copy of ``base``."""
-    out: dict[str, Any] = copy.deepcopy(dict(base))
-    for key, value in overrides.items():
-        parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            nxt = node.get(part)
-            if not isinstance(nxt, dict):
-                nxt = {}
-                node[part] = nxt
-            node = nxt
-        leaf = parts[-1]
-        if isinstance(value, Mapping) and isinstance(node.get(leaf), dict):
-            node[leaf] = _merge(node[leaf], value)
-        else:
-            node[leaf] = copy.deepcopy(value)
-    return out
-
-
 def _validation_to_params_error(exc: ValidationError, source: str) -> ParamsError:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err.get("loc", ())) or source
@@ -349,7 +329,7 @@ def load_derive_pm2_params(
     except tomllib.TOMLDecodeError as exc:
         raise ParamsError("path", source, f"is not valid TOML: {exc}") from exc
     if overrides:
-        raw = _merge(raw, overrides)
+        raw = deep_merge(raw, overrides)
     raw.pop("schema_version", None)
     raw.pop("model", None)
     return validate_derive_pm2_params(raw, source)

@@ -7,7 +7,6 @@ keys as the file, or dotted keys (``{"underlyings.BTC.grid.price_range": 0.2}``)
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import tomllib
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pmargin.errors import ParamsError
 from pmargin.models.derive_pm2 import SkewShockParams
+from pmargin.overrides import deep_merge
 
 __all__ = [
     "CollateralHaircut",
@@ -297,39 +297,6 @@ def read_preset(name_or_path: str | Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ParamsError("model", str(name_or_path), f"is not valid TOML: {exc}") from exc
-
-
-def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``overrides`` into a copy of ``base``; dotted keys address nested tables.
-
-    Parameters
-    ----------
-    base : mapping
-        Original parameters.
-    overrides : mapping
-        Nested dictionaries or dotted keys.
-
-    Returns
-    -------
-    dict
-        Merged parameters.
-    """
-    out: dict[str, Any] = copy.deepcopy(dict(base))
-    for key, value in overrides.items():
-        parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            nxt = node.get(part)
-            if not isinstance(nxt, dict):
-                nxt = {}
-                node[part] = nxt
-            node = nxt
-        leaf = parts[-1]
-        if isinstance(value, Mapping) and isinstance(node.get(leaf), dict):
-            node[leaf] = deep_merge(node[leaf], value)
-        else:
-            node[leaf] = copy.deepcopy(value)
-    return out
 
 
 def load_params(
