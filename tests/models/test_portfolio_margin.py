@@ -115,3 +115,12 @@ def test_skew_scenarios_reprice_with_the_wing_rotation():
     c0 = black76.price(f, inst.strike, tau, vol, True)
     c1 = black76.price(f, inst.strike, tau, vol * lin[0], True)
     assert row["pnl"] == pytest.approx(-(c1 - c0) / f, rel=1e-9)
+
+
+def test_stablecoin_depeg_charges_foreign_stable_collateral_only():
+    res = load_model("pmargin").margin(pf("USDC", [], {"USDT": 1000.0, "USDC": 500.0}), MARKET)
+    assert res.components["stable_depeg"] == pytest.approx(0.02 * 1000.0)
+    # haircut (1 % IM) and de-peg (2 %) on USDT; nothing on the margin currency itself
+    assert res.initial_margin == pytest.approx(0.01 * 1000.0 + 0.02 * 1000.0)
+    none = load_model("deribit-pm").margin(pf("USDC", [], {"USDT": 1000.0}), MARKET)
+    assert none.components["stable_depeg"] == 0.0

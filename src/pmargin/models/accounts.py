@@ -38,6 +38,8 @@ class CollateralTerms:
     haircut_im: FloatArray
     """IM haircut per unit of currency, in margin currency (price times rate)."""
     haircut_mm: FloatArray
+    stable: FloatArray | None = None
+    """Value (margin currency) per unit of stablecoins other than the margin currency, else 0."""
 
     def value(self, balances: FloatArray) -> FloatArray:
         """Collateral value per account (margin currency)."""
@@ -66,8 +68,13 @@ def collateral_terms(book: Book, market: MarketSnapshot,
     none = CollateralHaircut(im=0.0, mm=0.0)
     h = [none if c == book.margin_currency else haircuts.get(c, none)
          for c in book.collateral_currencies]
+    from pmargin.models.valuation import is_stable
+
+    stable = np.array([p if is_stable(c) and c != book.margin_currency else 0.0
+                       for c, p in zip(book.collateral_currencies, px, strict=True)],
+                      dtype=np.float64)
     return CollateralTerms(px, px * np.array([x.im for x in h], dtype=np.float64),
-                           px * np.array([x.mm for x in h], dtype=np.float64))
+                           px * np.array([x.mm for x in h], dtype=np.float64), stable)
 
 
 def collateral_value(book: Book, market: MarketSnapshot) -> FloatArray:

@@ -247,6 +247,9 @@ class PMParams(_Frozen):
     composition: CompositionParams
     underlyings: dict[str, UnderlyingPMParams]
     haircuts: dict[str, CollateralHaircut] = {}
+    stable_depeg: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """De-peg scenario of stablecoin collateral other than the margin currency: the loss of this
+    fraction of its value is added to IM and MM (0 disables it)."""
 
     @model_validator(mode="after")
     def _has_default(self) -> PMParams:

@@ -477,8 +477,16 @@ class PortfolioMarginModel(MarginModel):
         _, values = row_sums(rows.indptr, rows.indices, rows.data, entry,
                              np.zeros((t.n, 0)), a, b, t.mark)
         equity = coll @ c.price + values
-        return im + coll.clip(min=0.0) @ c.haircut_im, mm + coll.clip(min=0.0) @ c.haircut_mm, \
-            equity
+        depeg = self._depeg(prep, coll)
+        return (im + coll.clip(min=0.0) @ c.haircut_im + depeg,
+                mm + coll.clip(min=0.0) @ c.haircut_mm + depeg, equity)
+
+    def _depeg(self, prep: PMPrepared, coll: FloatArray) -> FloatArray:
+        """Loss of stablecoin collateral (other than the margin currency) in a de-peg."""
+        stable = prep.collateral.stable
+        if self.params.stable_depeg == 0.0 or stable is None or coll.shape[1] == 0:
+            return np.zeros(coll.shape[0])
+        return np.asarray(coll.clip(min=0.0) @ stable * self.params.stable_depeg)
 
     def _evaluate(self, prep: PMPrepared, book: Book, need_pnl: bool
                   ) -> tuple[BookMarginResult, list[FloatArray | None]]:
@@ -498,6 +506,8 @@ class PortfolioMarginModel(MarginModel):
             orders_im[rows] = np.maximum(
                 0.0, np.maximum(im_b + cb[rows], im_s + cs[rows]) - im[rows])
         h_im, h_mm = prep.collateral.haircut_amounts(coll)
+        depeg = self._depeg(prep, coll)
+        comps["stable_depeg"] = depeg
         comps["open_orders"] = orders_im
         comps["collateral_haircut_im"] = h_im
         comps["collateral_haircut_mm"] = h_mm
@@ -509,8 +519,8 @@ class PortfolioMarginModel(MarginModel):
             margin_currency=book.margin_currency,
             mc_usd=t.mc_price,
             account_ids=list(book.account_ids),
-            initial_margin=im + orders_im + h_im,
-            maintenance_margin=mm + h_mm,
+            initial_margin=im + orders_im + h_im + depeg,
+            maintenance_margin=mm + h_mm + depeg,
             equity=equity,
             components=comps,
             greeks=greeks,
