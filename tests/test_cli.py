@@ -130,3 +130,14 @@ def test_demo_runs():
     assert out.exit_code == 0, out.output
     assert "naked short put" in out.output
     assert "covered call" in out.output
+
+
+@pytest.mark.parametrize("execution", ["takeover", "auction"])
+def test_liquidate_by_slices_conserves_money(files, execution):
+    out = runner.invoke(app, ["liquidate", str(files / "weak.json"), "-m",
+                              str(files / "market.json"), "--execution", execution, "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["conservation_error"] == "0"
+    assert 0 < data["fraction_sold"] <= 1
+    assert data[execution] is not None

@@ -254,6 +254,8 @@ def liquidate(
     mode: Annotated[str | None, typer.Option(help="cross | isolated (standard margin)")] = None,
     hedge_first: Annotated[bool, typer.Option(help="Neutralise delta with the perpetual first")]
     = False,
+    execution: Annotated[str, typer.Option(
+        help="market (surgical plan) | takeover | auction (whole-account slices)")] = "market",
     as_json: JsonOpt = False,
 ) -> None:
     """Plan the surgical liquidation of an account (steps, sizes, prices, margin after each)."""
@@ -262,6 +264,12 @@ def liquidate(
     from pmargin.models import load_model
     from pmargin.portfolio import load_portfolio
 
+    if execution in ("takeover", "auction"):
+        _liquidate_slices(portfolio, market, model, mode, execution, as_json)
+        return
+    if execution != "market":
+        _fail(PmarginError(f"--execution must be market, takeover or auction, was {execution!r}"))
+        return
     try:
         mdl = load_model(model, mode=mode)
         params = load_planner_params().model_copy(update={"delta_hedge_first": hedge_first})
@@ -302,6 +310,41 @@ def liquidate(
                       f"{s.maintenance_margin:.8g}", f"{s.target:.8g}")
     console.print(table)
     console.print(f"healthy after: {plan.healthy}; stuck: {plan.stuck}", highlight=False)
+
+
+def _liquidate_slices(portfolio: Path, market: Path, model: str, mode: str | None,
+                      execution: str, as_json: bool) -> None:
+    """Takeover or Dutch auction of whole-account slices (see pmargin.liquidation.execution)."""
+    from dataclasses import asdict
+
+    from pmargin.liquidation.execution import auction_account, takeover_account
+    from pmargin.market.loaders import load_market
+    from pmargin.models import load_model
+    from pmargin.portfolio import load_portfolio
+
+    try:
+        mdl = load_model(model, mode=mode)
+        pf, mkt = load_portfolio(portfolio), load_market(market)
+        out = (auction_account(pf, mkt, mdl) if execution == "auction"
+               else takeover_account(pf, mkt, mdl))
+    except PmarginError as exc:
+        _fail(exc)
+        return
+    data = {
+        "method": out.method, "account_id": out.account, "equity": out.equity,
+        "positions_value": out.positions_value, "maintenance_margin": out.maintenance_margin,
+        "fraction_sold": out.fraction_sold, "conservation_error": str(out.conservation_error),
+        "auction": None if out.auction is None else {
+            "fee": str(out.auction.fee), "insolvent": out.auction.insolvent,
+            "terminated": out.auction.terminated,
+            "fills": [{k: str(v) for k, v in asdict(f).items()} for f in out.auction.fills]},
+        "takeover": None if out.takeover is None else {
+            k: str(v) for k, v in asdict(out.takeover).items() if k != "transfers"},
+    }
+    if as_json:
+        typer.echo(json.dumps(_jsonable(data), indent=2))
+        return
+    console.print_json(json.dumps(_jsonable(data)))
 
 
 @app.command()
