@@ -230,12 +230,13 @@ class BookEngine:
         order = np.argsort(idx, kind="stable")
         return idx[order], np.asarray(p.data[a:b], dtype=np.float64)[order], ent[order]
 
-    def _row_with_trades(self, r: int, trades: Sequence[tuple[int, float, float]]
-                         ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """Row r's positions and entry notionals after fills ``(column, quantity, price)``.
+    def _trade_arrays(self, r: int, trades: Sequence[tuple[int, float, float]]
+                      ) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Row r's column indices, quantities and entry notionals after fills.
 
-        The entry notional grows with a fill that adds to a position, shrinks in proportion when
-        a fill reduces it, and restarts at the fill price when the position flips side.
+        Fills are ``(column, quantity, price)``. The entry notional grows with a fill that adds
+        to a position, shrinks in proportion when a fill reduces it, and restarts at the fill
+        price when the position flips side.
         """
         idx, q, ent = self._row_arrays(r)
         idx = idx.astype(np.int64)
@@ -244,9 +245,9 @@ class BookEngine:
         for j, dq, px in trades:
             k = int(np.searchsorted(idx, j))
             if k == idx.size or idx[k] != j:
-                idx = np.insert(idx, k, j)
-                q = np.insert(q, k, 0.0)
-                ent = np.insert(ent, k, 0.0)
+                idx = np.concatenate((idx[:k], np.array([j], np.int64), idx[k:]))
+                q = np.concatenate((q[:k], np.zeros(1), q[k:]))
+                ent = np.concatenate((ent[:k], np.zeros(1), ent[k:]))
             old_q = q[k]
             old_e = old_q * px if np.isnan(ent[k]) else ent[k]
             new_q = old_q + dq
@@ -259,7 +260,14 @@ class BookEngine:
             q[k] = new_q
             ent[k] = new_e
         keep = q != 0.0
-        idx, q, ent = idx[keep], q[keep], ent[keep]
+        if not keep.all():
+            idx, q, ent = idx[keep], q[keep], ent[keep]
+        return idx, q, ent
+
+    def _row_with_trades(self, r: int, trades: Sequence[tuple[int, float, float]]
+                         ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Row r's positions and entry notionals after fills, as one-row CSR matrices."""
+        idx, q, ent = self._trade_arrays(r, trades)
         n_i = self.book.n_instruments
         ptr = np.array([0, idx.size], dtype=np.int64)
         row_q = sp.csr_matrix((q, idx, ptr), shape=(1, n_i))
@@ -287,14 +295,15 @@ class BookEngine:
         for _, q, p in trades:
             if not np.isfinite(q) or not np.isfinite(p) or p <= 0:
                 raise InvalidInput("orders", (q, p), "quantity must be finite and price positive")
-        pos, ent = self._row_with_trades(r, trades)
-        fast = self._fast_row(r, pos, ent, self.book.collateral[r:r + 1])
+        idx, q, e = self._trade_arrays(r, trades)
+        fast = self._fast_row(r, idx, q, e, self.book.collateral[r:r + 1])
         if fast is not None:
             return self._verdict_values(r, *fast)
+        pos, ent = self._row_with_trades(r, trades)
         res = self.model.evaluate(self.prep, self._account_book(r, pos, ent))
         return self._verdict(r, res)
 
-    def _fast_row(self, r: int, pos: sp.csr_matrix, ent: sp.csr_matrix, coll: FloatArray
+    def _fast_row(self, r: int, idx: IntArray, q: FloatArray, ent: FloatArray, coll: FloatArray
                   ) -> tuple[float, float, float, bool] | None:
         """IM, MM, equity of one row via the model's kernel path, if it has one."""
         from pmargin.models.portfolio_margin import PortfolioMarginModel, RowsCSR
@@ -304,7 +313,7 @@ class BookEngine:
         if np.any(self.book.orders.account == r):
             return None
         out = self.model.evaluate_rows(
-            self.prep, RowsCSR(pos.indptr, pos.indices, pos.data), ent.data,
+            self.prep, RowsCSR(np.array([0, idx.size], dtype=np.int64), idx, q), ent,
             np.ascontiguousarray(coll, dtype=np.float64))
         if out is None:
             return None
