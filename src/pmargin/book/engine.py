@@ -292,11 +292,12 @@ class BookEngine:
         """
         r = self.row(account_id)
         trades = [(self._column(i), float(q), float(p)) for i, q, p in orders]
-        for _, q, p in trades:
-            if not np.isfinite(q) or not np.isfinite(p) or p <= 0:
-                raise InvalidInput("orders", (q, p), "quantity must be finite and price positive")
-        idx, q, e = self._trade_arrays(r, trades)
-        fast = self._fast_row(r, idx, q, e, self.book.collateral[r:r + 1])
+        for _, dq, px in trades:
+            if not np.isfinite(dq) or not np.isfinite(px) or px <= 0:
+                raise InvalidInput("orders", (dq, px),
+                                   "quantity must be finite and price positive")
+        idx, qty, ent_row = self._trade_arrays(r, trades)
+        fast = self._fast_row(r, idx, qty, ent_row, self.book.collateral[r:r + 1])
         if fast is not None:
             return self._verdict_values(r, *fast)
         pos, ent = self._row_with_trades(r, trades)
