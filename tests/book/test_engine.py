@@ -142,3 +142,19 @@ def test_dask_local_cluster_equals_local():
     assert np.array_equal(remote.initial_margin, local.initial_margin)
     assert np.array_equal(remote.maintenance_margin, local.maintenance_margin)
     assert np.array_equal(remote.equity, local.equity)
+
+
+def test_an_older_market_cannot_replace_a_newer_one():
+    from datetime import timedelta
+
+    from pmargin.errors import StaleMarketData
+    from pmargin.market.loaders import load_market_json
+
+    model = load_model("deribit-pm")
+    eng = BookEngine(model, random_book(9, n=5), MARKET)
+    data = MARKET.to_dict()
+    data["valuation_time"] = (MARKET.valuation_time - timedelta(minutes=1)).isoformat()
+    older = load_market_json(data)
+    with pytest.raises(StaleMarketData, match="valuation_time"):
+        eng.update_market(older)
+    assert eng.market is MARKET

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from pmargin._typing import FloatArray, IntArray
 from pmargin.book.executors import Executor, LocalExecutor
 from pmargin.book.positions import Book, OrderTable
-from pmargin.errors import BookError, InvalidInput
+from pmargin.errors import BookError, InvalidInput, StaleMarketData
 from pmargin.instruments import Instrument, parse_instrument
 from pmargin.market import MarketSnapshot
 from pmargin.models.base import MarginModel
@@ -113,7 +113,6 @@ class BookEngine:
             raise BookError("account_ids", "duplicates", "account ids must be unique")
         self._col = book.instrument_index()
         self._ccy = {c: k for k, c in enumerate(book.collateral_currencies)}
-        self.market = market
         self.prep: Any = None
         self.result: BookMarginResult
         self._overlay: dict[int, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
@@ -132,7 +131,18 @@ class BookEngine:
         -------
         BookMarginResult
             Margins of every account.
+
+        Raises
+        ------
+        StaleMarketData
+            If ``market`` is older than the market already in use: an out-of-order tick must
+            never replace newer data (it could lower margins).
         """
+        current = getattr(self, "market", None)
+        if current is not None and market.valuation_time < current.valuation_time:
+            raise StaleMarketData(
+                "market.valuation_time", market.valuation_time.isoformat(),
+                f"is older than the market in use ({current.valuation_time.isoformat()})")
         self.market = market
         self._flush()
         self.prep = self.model.prepare(self.book, market)
