@@ -158,3 +158,30 @@ def test_an_older_market_cannot_replace_a_newer_one():
     with pytest.raises(StaleMarketData, match="valuation_time"):
         eng.update_market(older)
     assert eng.market is MARKET
+
+
+@pytest.mark.parametrize("preset", ["deribit-pm", "pmargin", "okx-pm", "linear-sm"])
+def test_multi_underlying_usdc_book_equals_accounts_alone(preset):
+    from pmargin.portfolio import portfolio_from_dict
+
+    rng = np.random.default_rng(21)
+    names = [i.name for i in chain_universe(MARKET, "BTC", linear=True)]
+    names += [i.name for i in chain_universe(MARKET, "ETH", linear=True)]
+    names += ["BTC-PERPETUAL", f"ETH-{expiry_code(30)}-2500-C"]  # inverse ones too
+    pfs = []
+    for a in range(25):
+        k = int(rng.integers(0, 6))
+        pos = [{"instrument": str(n), "quantity": float(np.round(rng.normal(0, 3), 2)) or 0.5}
+               for n in rng.choice(names, size=k, replace=False)]
+        coll = {"USDC": float(rng.uniform(0, 5e4)), "BTC": float(rng.uniform(0, 1)),
+                "ETH": float(rng.uniform(0, 5)), "USDT": float(rng.uniform(0, 1e3))}
+        pfs.append(portfolio_from_dict({"margin_currency": "USDC", "collateral": coll,
+                                        "positions": pos, "account_id": f"u{a}"}))
+    model = load_model(preset)
+    book = Book.from_portfolios(pfs)
+    res = model.compute(book, MARKET)
+    for r, p in enumerate(pfs):
+        one = model.margin(p, MARKET)
+        assert rel_diff(res.initial_margin[r], one.initial_margin) <= 1e-9
+        assert rel_diff(res.maintenance_margin[r], one.maintenance_margin) <= 1e-9
+        assert rel_diff(res.equity[r], one.equity) <= 1e-9
