@@ -47,3 +47,25 @@ def test_no_shock_no_liquidation(portfolios):
     res = run_cascade(healthy, MARKET, model, 0.0)
     assert res.total("liquidated_notional_usd") == 0
     assert res.conservation_error == 0
+
+
+def test_adl_closes_opposite_positions_at_the_bankruptcy_price():
+    from decimal import Decimal
+
+    import numpy as np
+
+    from pmargin.liquidation.cascade import _adl_position_closes
+    from tests.factories import pf
+
+    # The bankrupt account (row 0) was long 10 perpetuals; its liquidation sold them (trade -10).
+    # A is short 6 with profit 5, B short 8 with profit 1, C long 5 (same side: not eligible).
+    # Loss 3 over 10 units -> 0.3 per unit at the bankruptcy price.
+    # Ranking (profit / (equity - profit) x gross / equity): A = 5/5 x 6/10 = 0.6,
+    # B = 1/9 x 8/10 = 0.089, so A first: closes 6, pays 1.8; B closes 4, pays min(1.2, 1) = 1.
+    accounts = [pf("BTC", []), pf("BTC", [("BTC-PERPETUAL", -6)]),
+                pf("BTC", [("BTC-PERPETUAL", -8)]), pf("BTC", [("BTC-PERPETUAL", 5)])]
+    profits = [Decimal(0), Decimal(5), Decimal(1), Decimal(9)]
+    equity = np.array([0.0, 10.0, 10.0, 10.0])
+    closes = _adl_position_closes(Decimal(3), profits, equity, accounts, 0, "BTC-PERPETUAL",
+                                  -10.0, Decimal("1e-18"))
+    assert closes == [(1, 6.0, Decimal("1.8")), (2, 4.0, Decimal(1))]

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pmargin.book import Book
+from pmargin.instruments import parse_instrument
 from pmargin.liquidation._params import FrozenParams, load_params_file
 from pmargin.liquidation.adl import socialised_loss_shares
 from pmargin.liquidation.insurance_fund import InsuranceFund
@@ -27,7 +28,7 @@ from pmargin.liquidation.ledger import Ledger
 from pmargin.liquidation.planner import PlannerParams, load_planner_params, plan_liquidation
 from pmargin.market import MarketSnapshot
 from pmargin.models.base import MarginModel
-from pmargin.portfolio import Portfolio
+from pmargin.portfolio import Portfolio, Position
 
 __all__ = ["CascadeParams", "CascadeResult", "RoundStats", "load_cascade_params", "run_cascade",
            "split_isolated"]
@@ -72,6 +73,8 @@ class RoundStats:
     socialised_usd: float
     uncovered_usd: float
     price_impact: float
+    adl_position_usd: float = 0.0
+    """Part of ``adl_usd`` taken by closing opposite positions at the bankruptcy price."""
 
 
 @dataclass
@@ -105,6 +108,7 @@ class CascadeResult:
             "bad_debt_usd": self.total("bad_debt_usd"),
             "insurance_fund_used_usd": self.total("insurance_fund_used_usd"),
             "adl_usd": self.total("adl_usd"),
+            "adl_position_usd": self.total("adl_position_usd"),
             "socialised_usd": self.total("socialised_usd"),
             "uncovered_usd": self.total("uncovered_usd"),
             "penalties_usd": self.total("penalties_usd"),
@@ -221,8 +225,8 @@ def run_cascade(
         notional = 0.0
         penalties = 0.0
         delta_sold = 0.0
-        bad = fund_used = adl = soc = unc = 0.0
-        bankrupt: list[tuple[int, float]] = []
+        bad = fund_used = adl = soc = unc = adl_pos = 0.0
+        bankrupt: list[tuple[int, float, str, float]] = []
         executed = 0
         stuck = 0
         for li in liq:
@@ -255,8 +259,9 @@ def run_cascade(
             elif diff < 0:
                 ledger.move(names[i], MARKET_ACCOUNT, -diff, ccy, "rounding", f"round {rnd}")
             if after.equity < 0:
-                bankrupt.append((int(i), -after.equity))
-        for i, deficit in bankrupt:
+                name_x, trade_x = _largest_trade(plan, mkt)
+                bankrupt.append((int(i), -after.equity, name_x, trade_x))
+        for i, deficit, name_x, trade_x in bankrupt:
             d = _dec(ledger, deficit, ccy)
             bad += float(d) * rate
             cov = fund.cover_bankruptcy(names[i], d, ref=f"round {rnd}")
@@ -267,11 +272,23 @@ def run_cascade(
                 profit = np.maximum(eq_now - eq0, 0.0)
                 profit[i] = 0.0
                 profits = [_dec(ledger, x, ccy) if x > 0 else Decimal(0) for x in profit]
+                total = Decimal(0)
                 if cp.loss_mode == "adl":
-                    taken = _adl_allocate(rest, profits, eq_now, accounts)
+                    # close the bankrupt position against the opposite side, at the bankruptcy price
+                    closes = _adl_position_closes(rest, profits, eq_now, accounts, i, name_x,
+                                                  trade_x, ledger.quantum(ccy))
+                    for j, dq, amt in closes:
+                        ledger.move(names[j], names[i], amt, ccy, "adl", f"round {rnd}")
+                        accounts[j] = _reduce(accounts[j], name_x, dq)
+                        _add_cash(accounts, j, float(ledger.balance(names[j], ccy)) - float(
+                            model.margin(accounts[j], mkt).equity))
+                        profits[j] -= amt
+                        total += amt
+                        adl_pos += float(amt) * rate
+                    # anything the opposite side could not absorb: ADL ranking, in cash
+                    taken = _adl_allocate(rest - total, profits, eq_now, accounts)
                 else:
                     taken, _ = socialised_loss_shares(rest, profits, ledger.quantum(ccy))
-                total = Decimal(0)
                 for j, amt in enumerate(taken):
                     if amt > 0:
                         ledger.move(names[j], names[i], amt, ccy, cp.loss_mode, f"round {rnd}")
@@ -287,7 +304,8 @@ def run_cascade(
                 model.margin(accounts[i], mkt).equity))
         impact = -cp.impact_k * delta_sold / cp.depth_usd_per_pct / 100.0
         out.rounds.append(RoundStats(rnd, mkt.index_price(underlying), move, len(liq), stuck,
-                                     notional, penalties, bad, fund_used, adl, soc, unc, impact))
+                                     notional, penalties, bad, fund_used, adl, soc, unc, impact,
+                                     adl_pos))
         if executed == 0:
             break
         move = (1.0 + move) * (1.0 + impact) - 1.0
@@ -300,6 +318,76 @@ def run_cascade(
     out.conservation_error = ledger.conservation_error(ccy)
     out.ledger_equity_max_error = max_err
     return out
+
+
+def _largest_trade(plan: Any, market: MarketSnapshot) -> tuple[str, float]:
+    """Instrument and signed quantity of the plan's largest liquidation trade (by notional)."""
+    best, size, qty = "", -1.0, 0.0
+    for step in plan.steps:
+        for name, dq, _ in step.trades:
+            inst = parse_instrument(name)
+            notional = abs(dq) * market.index_price(inst.underlying)
+            if notional > size:
+                best, size, qty = name, notional, dq
+    return best, qty
+
+
+def _reduce(pf: Portfolio, name: str, dq: float) -> Portfolio:
+    """Portfolio with ``dq`` added to its position in ``name`` (rows of it scaled pro rata)."""
+    net = pf.net_positions().get(name, 0.0)
+    if net == 0.0:
+        return pf
+    scale = (net + dq) / net
+    rows = tuple(Position(p.instrument, p.quantity * scale, p.avg_price, p.isolated_collateral)
+                 if p.instrument.name == name else p for p in pf.positions)
+    return pf.with_positions(rows)
+
+
+def _adl_position_closes(loss: Decimal, profits: list[Decimal], equity: np.ndarray,
+                         accounts: list[Portfolio], bankrupt: int, name: str, trade: float,
+                         quantum: Decimal) -> list[tuple[int, float, Decimal]]:
+    """BitMEX-style ADL of one position: close it against profitable opposite holders.
+
+    The bankrupt account's position in ``name`` was closed by ``trade``; accounts holding the
+    opposite side (the same sign as ``trade``) are ranked (profit % x leverage) and forced to
+    close part of their position at the bankruptcy price, i.e. each pays ``loss / Q`` per unit
+    closed, at most its profit. Returns ``(account, signed quantity closed, payment)``.
+    """
+    if not name or trade == 0.0 or loss <= 0:
+        return []
+    held = np.array([a.net_positions().get(name, 0.0) for a in accounts])
+    side = np.sign(trade)
+    eligible = (np.sign(held) == side) & (np.arange(len(accounts)) != bankrupt) & np.array(
+        [p > 0 for p in profits])
+    if not eligible.any():
+        return []
+    q_total = float(min(abs(trade), float(np.abs(held[eligible]).sum())))
+    per_unit = loss / Decimal(repr(q_total))
+    order = [int(j) for j in _adl_order(profits, equity, accounts) if eligible[int(j)]]
+    out: list[tuple[int, float, Decimal]] = []
+    left_q = q_total
+    left = loss
+    for j in order:
+        if left_q <= 0 or left <= 0:
+            break
+        q = float(min(abs(float(held[j])), left_q))
+        pay = min(profits[j], left, (per_unit * Decimal(repr(q))).quantize(quantum))
+        if pay <= 0:
+            continue
+        out.append((j, float(-side * q), pay))
+        left_q -= q
+        left -= pay
+    return out
+
+
+def _adl_order(profits: list[Decimal], equity: np.ndarray, accounts: list[Portfolio]
+               ) -> np.ndarray:
+    """Accounts by ADL score, highest first (see :func:`_adl_allocate`)."""
+    gross = np.array([sum(abs(p.quantity) for p in a.positions) for a in accounts], dtype=float)
+    prof = np.array([float(p) for p in profits])
+    base = np.maximum(equity - prof, 1e-12)
+    score = np.where(prof > 0, (prof / base) * (gross / np.maximum(equity, 1e-12)), -np.inf)
+    return np.argsort(-score, kind="stable")
 
 
 def _add_cash(accounts: list[Portfolio], i: int, amount: float) -> None:
@@ -317,14 +405,10 @@ def _adl_allocate(loss: Decimal, profits: list[Decimal], equity: np.ndarray,
     size over its equity (BitMEX's ranking applied to whole portfolios). Each account gives at
     most its profit.
     """
-    gross = np.array([sum(abs(p.quantity) for p in a.positions) for a in accounts], dtype=float)
-    prof = np.array([float(p) for p in profits])
-    base = np.maximum(equity - prof, 1e-12)
-    score = np.where(prof > 0, (prof / base) * (gross / np.maximum(equity, 1e-12)), -np.inf)
     taken = [Decimal(0)] * len(profits)
     rest = loss
-    for j in np.argsort(-score, kind="stable"):
-        if rest <= 0 or not np.isfinite(score[j]):
+    for j in _adl_order(profits, equity, accounts):
+        if rest <= 0 or profits[j] <= 0:
             break
         amt = min(profits[j], rest)
         taken[int(j)] = amt
