@@ -185,3 +185,27 @@ def test_multi_underlying_usdc_book_equals_accounts_alone(preset):
         assert rel_diff(res.initial_margin[r], one.initial_margin) <= 1e-9
         assert rel_diff(res.maintenance_margin[r], one.maintenance_margin) <= 1e-9
         assert rel_diff(res.equity[r], one.equity) <= 1e-9
+
+
+def test_dask_resident_chunks_follow_book_changes():
+    distributed = pytest.importorskip("distributed")
+    from pmargin.book.executors import DaskExecutor
+
+    model = load_model("deribit-pm")
+    book = random_book(12, n=30)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        ex = DaskExecutor(client)
+        eng = BookEngine(model, book, MARKET, chunk_size=7, executor=ex)
+        first = dict(ex._resident)
+        eng.recompute()
+        assert ex._resident.keys() == first.keys()  # nothing re-sent on a second pass
+        acc = book.account_ids[3]
+        eng.deposit(acc, "BTC", 2.0)
+        eng.apply_trade(acc, UNIVERSE[2], -1.0, float(eng.prep.table.mark[2]))
+        incremental = eng.result.initial_margin.copy(), eng.result.equity.copy()
+        full = eng.recompute()
+        assert ex._resident.keys() != first.keys()  # the changed book was sent again
+    assert rel_diff(full.initial_margin, incremental[0]) <= 1e-12
+    assert rel_diff(full.equity, incremental[1]) <= 1e-12

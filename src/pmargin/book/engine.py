@@ -12,6 +12,7 @@ Currently implemented
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +117,7 @@ class BookEngine:
         self.prep: Any = None
         self.result: BookMarginResult
         self._overlay: dict[int, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
+        self._chunks: list[Book] | None = None
         self.update_market(market)
 
     # ------------------------------------------------------------------ full recompute
@@ -150,12 +152,18 @@ class BookEngine:
         return self.result
 
     def chunks(self) -> list[Book]:
-        """Split the book into account chunks of ``chunk_size``."""
-        n = self.book.n_accounts
-        size = self.chunk_size or max(n, 1)
-        if size >= n:
-            return [self.book]
-        return [self.book.subset(np.arange(s, min(s + size, n))) for s in range(0, n, size)]
+        """Split the book into account chunks of ``chunk_size`` (kept until the book changes)."""
+        if self._chunks is None:
+            n = self.book.n_accounts
+            size = self.chunk_size or max(n, 1)
+            if size >= n:
+                # a fresh (shallow) object each time the book changes, so that an executor
+                # keeping chunks resident by identity never reuses a stale copy
+                self._chunks = [dataclasses.replace(self.book)]
+            else:
+                self._chunks = [self.book.subset(np.arange(s, min(s + size, n)))
+                                for s in range(0, n, size)]
+        return self._chunks
 
     def recompute(self) -> BookMarginResult:
         """Evaluate every account against the prepared market (no re-pricing)."""
@@ -201,6 +209,7 @@ class BookEngine:
 
     def _add_column(self, inst: Instrument) -> None:
         self._flush()
+        self._chunks = None
         b = self.book
         b.instruments = [*b.instruments, inst]
         shape = (b.n_accounts, len(b.instruments))
@@ -218,6 +227,7 @@ class BookEngine:
             b = self.book
             b.collateral_currencies = [*b.collateral_currencies, c]
             b.collateral = np.hstack([b.collateral, np.zeros((b.n_accounts, 1))])
+            self._chunks = None
             self._ccy[c] = len(b.collateral_currencies) - 1
             self.prep = self.model.prepare(b, self.market)
         return self._ccy[c]
@@ -384,6 +394,7 @@ class BookEngine:
         b.entry_notional = _replace_rows(b.entry_notional, rows,
                                          [self._overlay[r][1] for r in rows])
         self._overlay.clear()
+        self._chunks = None
 
     def _refresh_row(self, r: int) -> None:
         res = self.model.evaluate(self.prep, self._account_book(r))
@@ -424,6 +435,7 @@ class BookEngine:
         r = self.row(account_id)
         k = self._ccy_col(currency)
         self.book.collateral[r, k] += amount
+        self._chunks = None  # sub-books hold copies of the collateral rows
         self._refresh_row(r)
 
     def withdraw(self, account_id: str, currency: str, amount: float) -> WhatIf:
@@ -438,6 +450,7 @@ class BookEngine:
         if verdict.passed:
             r = self.row(account_id)
             self.book.collateral[r, self._ccy[currency.upper()]] -= amount
+            self._chunks = None
             self._refresh_row(r)
         return verdict
 
