@@ -59,3 +59,13 @@ def test_malformed_names_raise_naming_the_field(name, fragment):
     with pytest.raises(UnknownInstrument, match="instrument") as err:
         parse_instrument(name)
     assert fragment in str(err.value)
+
+
+def test_package_exports_are_lazy_and_resolve():
+    import subprocess
+    import sys
+
+    code = ("import sys, pmargin; assert 'numpy' not in sys.modules; "
+            "assert pmargin.load_model('deribit-pm').name == 'deribit-pm'; "
+            "assert all(getattr(pmargin, n) is not None for n in pmargin.__all__)")
+    subprocess.run([sys.executable, "-c", code], check=True)
