@@ -43,6 +43,8 @@ def test_book_equals_each_account_alone(preset):
         assert rel_diff(res.initial_margin[r], one.initial_margin) <= 1e-9
         assert rel_diff(res.maintenance_margin[r], one.maintenance_margin) <= 1e-9
         assert rel_diff(res.equity[r], one.equity) <= 1e-9
+        for g in ("delta", "delta_usd", "gamma", "vega", "theta"):
+            assert res.greeks[g][r] == pytest.approx(one.greeks[g], rel=1e-9, abs=1e-12)
 
 
 @pytest.mark.parametrize("preset", ["deribit-pm", "deribit-sm", "okx-pm"])
