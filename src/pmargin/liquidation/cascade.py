@@ -240,8 +240,8 @@ def run_cascade(
             executed += 1
             before_delta = res.greeks["delta"][i]
             accounts[i] = plan.final
-            after = model.margin(plan.final, mkt)
-            delta_sold += (before_delta - after.greeks.get("delta", 0.0)) * mkt.index_price(
+            after = model.margin_figures(plan.final, mkt)
+            delta_sold += (before_delta - float(after.greeks["delta"][0])) * mkt.index_price(
                 underlying)
             notional += plan.liquidated_notional_usd
             pen = _dec(ledger, plan.total_penalty, ccy)
@@ -253,14 +253,15 @@ def run_cascade(
                 ledger.move(names[i], MARKET_ACCOUNT, slip, ccy, "liquidation execution cost",
                             f"round {rnd}")
             # align the ledger with the model's equity after the plan (rounding of costs)
-            diff = _dec(ledger, after.equity, ccy) - ledger.balance(names[i], ccy)
+            after_equity = float(after.equity[0])
+            diff = _dec(ledger, after_equity, ccy) - ledger.balance(names[i], ccy)
             if diff > 0:
                 ledger.move(MARKET_ACCOUNT, names[i], diff, ccy, "rounding", f"round {rnd}")
             elif diff < 0:
                 ledger.move(names[i], MARKET_ACCOUNT, -diff, ccy, "rounding", f"round {rnd}")
-            if after.equity < 0:
+            if after_equity < 0:
                 name_x, trade_x = _largest_trade(plan, mkt)
-                bankrupt.append((int(i), -after.equity, name_x, trade_x))
+                bankrupt.append((int(i), -after_equity, name_x, trade_x))
         for i, deficit, name_x, trade_x in bankrupt:
             d = _dec(ledger, deficit, ccy)
             bad += float(d) * rate
@@ -281,7 +282,7 @@ def run_cascade(
                         ledger.move(names[j], names[i], amt, ccy, "adl", f"round {rnd}")
                         accounts[j] = _reduce(accounts[j], name_x, dq)
                         _add_cash(accounts, j, float(ledger.balance(names[j], ccy)) - float(
-                            model.margin(accounts[j], mkt).equity))
+                            model.margin_figures(accounts[j], mkt).equity[0]))
                         profits[j] -= amt
                         total += amt
                         adl_pos += float(amt) * rate
@@ -301,7 +302,7 @@ def run_cascade(
                 unc += float(rest - total) * rate
             # the bankrupt account's cash now holds what the fund and the others paid in
             _add_cash(accounts, i, float(ledger.balance(names[i], ccy)) - float(
-                model.margin(accounts[i], mkt).equity))
+                model.margin_figures(accounts[i], mkt).equity[0]))
         impact = -cp.impact_k * delta_sold / cp.depth_usd_per_pct / 100.0
         out.rounds.append(RoundStats(rnd, mkt.index_price(underlying), move, len(liq), stuck,
                                      notional, penalties, bad, fund_used, adl, soc, unc, impact,

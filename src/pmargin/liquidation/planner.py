@@ -168,7 +168,7 @@ def plan_liquidation(
     st = _State(dict(portfolio.net_positions()), dict(portfolio.collateral),
                 {x.instrument.name: x.avg_price for x in portfolio.positions})
     base = portfolio.with_orders(())
-    first = model.margin(_portfolio(base, st), market)
+    first = _figures(model, _portfolio(base, st), market)
 
     def target_of(im: float, mm: float) -> float:
         return im if p.target == "initial" else mm * (1.0 + p.buffer)
@@ -206,7 +206,7 @@ def plan_liquidation(
             if not live:
                 return out
             perp = f"{base_underlying(live)}-PERPETUAL"
-            delta = model.margin(_portfolio(base, st), market).greeks.get("delta", 0.0)
+            delta = float(model.margin_figures(_portfolio(base, st), market).greeks["delta"][0])
             if abs(delta) > 1e-12:
                 out.append((f"hedge delta with {perp}", [(perp, -delta)]))
             return out
@@ -251,7 +251,7 @@ def plan_liquidation(
             if abs(st.positions[name]) < 1e-12:
                 st.positions[name] = 0.0
         # the cash effect: equity moves to eq (closing at mark is value-neutral; costs are paid)
-        model_eq = model.margin(_portfolio(base, st), market).equity
+        model_eq = float(model.margin_figures(_portfolio(base, st), market).equity[0])
         st.collateral[mc] = st.collateral.get(mc, 0.0) + (eq - model_eq)
         equity, mm, target = eq, mm_, target_of(im_, mm_)
         notional += und
@@ -302,6 +302,19 @@ def plan_liquidation(
     plan.final = _portfolio(base, st)
     plan._notional = notional
     return plan
+
+
+@dataclass(frozen=True)
+class _Figures:
+    equity: float
+    initial_margin: float
+    maintenance_margin: float
+
+
+def _figures(model: MarginModel, pf: Portfolio, market: MarketSnapshot) -> _Figures:
+    r = model.margin_figures(pf, market)
+    return _Figures(float(r.equity[0]), float(r.initial_margin[0]),
+                    float(r.maintenance_margin[0]))
 
 
 def base_underlying(positions: dict[str, float]) -> str:

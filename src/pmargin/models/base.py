@@ -62,6 +62,26 @@ class MarginModel(ABC):
             Arrays over accounts, in the book's margin currency.
         """
 
+    def margin_figures(self, portfolio: Portfolio, market: MarketSnapshot) -> BookMarginResult:
+        """IM, MM, equity, components and Greeks of one account, without the explanation.
+
+        Several times faster than :meth:`margin` (no scenario table or per-position frames);
+        the figures are the same.
+
+        Parameters
+        ----------
+        portfolio : Portfolio
+            The account.
+        market : MarketSnapshot
+            Market data.
+
+        Returns
+        -------
+        BookMarginResult
+            Arrays of length one.
+        """
+        return self.compute(Book.from_portfolios([portfolio]), market)
+
     @abstractmethod
     def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
         """Compute and explain the margin of one account.
