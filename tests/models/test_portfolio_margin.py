@@ -124,3 +124,14 @@ def test_stablecoin_depeg_charges_foreign_stable_collateral_only():
     assert res.initial_margin == pytest.approx(0.01 * 1000.0 + 0.02 * 1000.0)
     none = load_model("deribit-pm").margin(pf("USDC", [], {"USDT": 1000.0}), MARKET)
     assert none.components["stable_depeg"] == 0.0
+
+
+@pytest.mark.parametrize("preset", ["deribit-pm", "deribit-sm", "pmargin"])
+def test_margin_figures_equal_the_explained_margin(preset):
+    p = pf("BTC", [(NAMES[3], -2), (NAMES[8], 1.5), ("BTC-PERPETUAL", 0.4)], {"BTC": 1.0})
+    model = load_model(preset)
+    full = model.margin(p, MARKET)
+    quick = model.margin_figures(p, MARKET)
+    assert quick.initial_margin[0] == pytest.approx(full.initial_margin, rel=1e-12)
+    assert quick.maintenance_margin[0] == pytest.approx(full.maintenance_margin, rel=1e-12)
+    assert quick.equity[0] == pytest.approx(full.equity, rel=1e-12)
