@@ -7,6 +7,7 @@ fails loudly with a :class:`~pmargin.errors.ParamsError` naming it.
 from __future__ import annotations
 
 import tomllib
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,7 +56,7 @@ def load_params_file(
     filename : str
         Name of the shipped file inside ``pmargin.liquidation`` (used when ``path`` is None).
     path : str or Path, optional
-        A user file replacing the shipped one.
+        A user file replacing the shipped one. Shipped files are read once and cached.
 
     Returns
     -------
@@ -67,6 +68,18 @@ def load_params_file(
     ParamsError
         If the file cannot be read, is not TOML, or a key is missing, unknown or out of range.
     """
+    if path is None:
+        return _shipped(model, filename)  # type: ignore[return-value]
+    return _validate(model, filename, path)
+
+
+@lru_cache(maxsize=32)
+def _shipped(model: type[BaseModel], filename: str) -> BaseModel:
+    # Shipped files never change while the process runs: read and validate each once.
+    return _validate(model, filename, None)
+
+
+def _validate(model: type[ParamsT], filename: str, path: str | Path | None) -> ParamsT:
     label, raw = _read(filename, path)
     try:
         return model.model_validate(raw)

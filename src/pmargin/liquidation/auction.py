@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
-from functools import lru_cache
 from pathlib import Path
 from typing import Self
 
@@ -227,11 +226,6 @@ def _seconds(value: Decimal | float) -> Decimal:
     return t
 
 
-@lru_cache(maxsize=1)
-def _default_auction_params() -> AuctionParams:
-    return load_params_file(AuctionParams, "auction.toml")
-
-
 def load_auction_params(path: str | Path | None = None) -> AuctionParams:
     """Load Dutch-auction parameters.
 
@@ -250,8 +244,6 @@ def load_auction_params(path: str | Path | None = None) -> AuctionParams:
     ParamsError
         If the file is unreadable or a value is missing, unknown or out of range.
     """
-    if path is None:
-        return _default_auction_params()
     return load_params_file(AuctionParams, "auction.toml", path)
 
 

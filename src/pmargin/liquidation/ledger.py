@@ -36,7 +36,6 @@ from decimal import (
     localcontext,
 )
 from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -147,11 +146,6 @@ def _check_power_of_ten(value: Decimal) -> None:
         raise ValueError(f"quantum {value} is not a positive power of ten")
 
 
-@lru_cache(maxsize=1)
-def _default_ledger_params() -> LedgerParams:
-    return load_params_file(LedgerParams, "ledger.toml")
-
-
 def load_ledger_params(path: str | Path | None = None) -> LedgerParams:
     """Load the ledger money policy.
 
@@ -170,8 +164,6 @@ def load_ledger_params(path: str | Path | None = None) -> LedgerParams:
     ParamsError
         If the file is unreadable or invalid.
     """
-    if path is None:
-        return _default_ledger_params()
     return load_params_file(LedgerParams, "ledger.toml", path)
 
 

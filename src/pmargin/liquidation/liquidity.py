@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Self
 
@@ -115,11 +114,6 @@ class LiquidityParams(FrozenParams):
         return (rows[:, 0].reshape(shape), rows[:, 1].reshape(shape), rows[:, 2].reshape(shape))
 
 
-@lru_cache(maxsize=1)
-def _default_liquidity_params() -> LiquidityParams:
-    return load_params_file(LiquidityParams, "liquidity.toml")
-
-
 def load_liquidity_params(path: str | Path | None = None) -> LiquidityParams:
     """Load liquidity cost parameters.
 
@@ -138,8 +132,6 @@ def load_liquidity_params(path: str | Path | None = None) -> LiquidityParams:
     ParamsError
         If the file is unreadable or invalid.
     """
-    if path is None:
-        return _default_liquidity_params()
     return load_params_file(LiquidityParams, "liquidity.toml", path)
 
 

@@ -67,9 +67,11 @@ class StandardMarginModel(MarginModel):
         self.mode: Mode = mode
 
     # ------------------------------------------------------------------ per-unit rules
-    def _unit_rules(self, t: InstrumentTable) -> tuple[FloatArray, FloatArray, FloatArray,
-                                                      FloatArray, FloatArray]:
-        """Per-contract short IM, short MM, long IM (settlement currency) and futures rates."""
+    def _unit_rules(self, t: InstrumentTable) -> tuple[FloatArray, ...]:
+        """Per-column rules: short IM, short MM, long IM (settlement currency), futures rates.
+
+        The futures rates are ``im_base, im_per_coin, mm_base, mm_per_coin`` of every column.
+        """
         n = t.n
         a = np.empty(n)
         b = np.empty(n)
@@ -96,8 +98,7 @@ class StandardMarginModel(MarginModel):
         mm_short = np.where(t.is_call, mm_call, mm_put)
         im_short = np.where(t.is_call, base_im, np.maximum(base_im, mm_put))
         long_im = m
-        self._fut = (f_im0, f_imk, f_mm0, f_mmk)
-        return im_short, mm_short, long_im, f_im0, f_imk
+        return im_short, mm_short, long_im, f_im0, f_imk, f_mm0, f_mmk
 
     def cell_requirements(self, positions: sp.csr_matrix, t: InstrumentTable
                           ) -> tuple[FloatArray, FloatArray]:
@@ -115,8 +116,7 @@ class StandardMarginModel(MarginModel):
         (ndarray, ndarray)
             IM and MM per stored cell.
         """
-        im_short, mm_short, long_im, _, _ = self._unit_rules(t)
-        f_im0, f_imk, f_mm0, f_mmk = self._fut
+        im_short, mm_short, long_im, f_im0, f_imk, f_mm0, f_mmk = self._unit_rules(t)
         pos = sp.csr_matrix(positions)
         q = pos.data
         j = pos.indices
