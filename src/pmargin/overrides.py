@@ -6,6 +6,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from pmargin.errors import ParamsError
+
 __all__ = ["deep_merge"]
 
 
@@ -23,9 +25,18 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
     -------
     dict
         Merged parameters (``base`` is not modified).
+
+    Raises
+    ------
+    ParamsError
+        If ``overrides`` is not a mapping or a key is not a dotted name (text, no empty part).
     """
+    if not isinstance(overrides, Mapping):
+        raise ParamsError("overrides", overrides, "must be a mapping of keys to values")
     out: dict[str, Any] = copy.deepcopy(dict(base))
     for key, value in overrides.items():
+        if not isinstance(key, str) or not all(key.split(".")):
+            raise ParamsError("overrides", key, "keys must be dotted names such as 'a.b.c'")
         parts = key.split(".")
         node = out
         for part in parts[:-1]:

@@ -7,19 +7,17 @@ keys as the file, or dotted keys (``{"underlyings.BTC.grid.price_range": 0.2}``)
 
 from __future__ import annotations
 
-import hashlib
-import json
-import tomllib
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pmargin.errors import ParamsError
 from pmargin.models.derive_pm2 import SkewShockParams
 from pmargin.overrides import deep_merge
+from pmargin.paramfiles import Shipped, params_digest, read_params_file, validate_params
+from pmargin.validation import nearest
 
 __all__ = [
     "CollateralHaircut",
@@ -32,6 +30,7 @@ __all__ = [
     "MinDeltaParams",
     "NakedShortParams",
     "OptionRules",
+    "PRESETS",
     "PMParams",
     "PerpContingencyParams",
     "RollShockParams",
@@ -50,7 +49,7 @@ VolMode = Literal["up", "none", "down"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class CollateralHaircut(_Frozen):
@@ -263,10 +262,16 @@ class PMParams(_Frozen):
 
 
 # ----------------------------------------------------------------------------- loading
+PRESETS = Shipped("pmargin.models", "presets", "preset")
+"""The shipped presets (``pmargin/models/presets/*.toml``)."""
+
+_SCHEMAS: dict[str, type[SMParams] | type[PMParams]] = {"standard": SMParams,
+                                                        "portfolio": PMParams}
+
+
 def list_presets() -> list[str]:
     """Return the names of the shipped presets."""
-    folder = resources.files("pmargin.models") / "presets"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    return PRESETS.names()
 
 
 def read_preset(name_or_path: str | Path) -> dict[str, Any]:
@@ -285,21 +290,9 @@ def read_preset(name_or_path: str | Path) -> dict[str, Any]:
     Raises
     ------
     ParamsError
-        If the preset does not exist or is not valid TOML.
+        If the preset does not exist, cannot be read or is not valid TOML.
     """
-    path = Path(name_or_path)
-    try:
-        if path.suffix == ".toml" and path.exists():
-            text = path.read_text()
-        else:
-            res = resources.files("pmargin.models") / "presets" / f"{name_or_path}.toml"
-            if not res.is_file():
-                raise ParamsError("model", str(name_or_path),
-                                  f"unknown preset; shipped presets are {list_presets()}")
-            text = res.read_text()
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ParamsError("model", str(name_or_path), f"is not valid TOML: {exc}") from exc
+    return read_params_file(name_or_path, PRESETS)[1]
 
 
 def load_params(
@@ -322,26 +315,16 @@ def load_params(
     Raises
     ------
     ParamsError
-        If a parameter is missing, unknown or out of range; the message names it.
+        If a parameter is missing, unknown (the message names the nearest valid key) or out of
+        range; the field is the dotted key.
     """
-    raw = deep_merge(read_preset(name_or_path), overrides or {})
+    label, raw = read_params_file(name_or_path, PRESETS)
+    if overrides:
+        raw = deep_merge(raw, overrides)
     kind = raw.get("model")
-    schema: type[SMParams] | type[PMParams]
-    if kind == "standard":
-        schema = SMParams
-    elif kind == "portfolio":
-        schema = PMParams
-    else:
-        raise ParamsError("model", kind, "must be 'standard' or 'portfolio'")
-    try:
-        return schema.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise ParamsError(f"params.{loc}", err.get("input"), err["msg"]) from exc
-
-
-def params_digest(params: BaseModel) -> str:
-    """Return the sha256 of the canonical JSON of validated parameters."""
-    text = json.dumps(params.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
+    if schema is None:
+        hint = nearest(str(kind), _SCHEMAS) if isinstance(kind, str) else None
+        reason = f"must be one of {sorted(_SCHEMAS)}" + (f"; did you mean '{hint}'?" if hint else "")
+        raise ParamsError("model", kind, f"{reason} (in {label})")
+    return validate_params(schema, raw, label)
