@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from pmargin.errors import InvalidInput
+from pmargin.shared_folder import shared_folder
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PMARGIN_SHARED", REPO.parent / "shared")).resolve()
+try:
+    # An explicit PMARGIN_SHARED that is not a directory is an error, never a silent skip.
+    _FOUND = shared_folder((REPO.parent / "shared",))
+    _SHARED_ERROR = ""
+except InvalidInput as _exc:
+    _FOUND, _SHARED_ERROR = None, str(_exc)
+SHARED = (_FOUND or REPO.parent / "shared").resolve()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _SHARED_ERROR:
+        raise pytest.UsageError(_SHARED_ERROR)
 
 settings.register_profile(
     "pmargin", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]

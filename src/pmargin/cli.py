@@ -181,7 +181,10 @@ def demo() -> None:
     """Margin example portfolios on the latest real Deribit snapshot (make run)."""
     from pmargin.demo import run_demo
 
-    run_demo(console)
+    try:
+        run_demo(console)
+    except PmarginError as exc:
+        _fail(exc)
 
 
 def main() -> None:

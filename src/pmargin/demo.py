@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from rich.table import Table
 from pmargin.market import MarketSnapshot
 from pmargin.models import load_model
 from pmargin.portfolio import Portfolio, portfolio_from_dict
+from pmargin.shared_folder import shared_folder
 
 __all__ = ["demo_market", "demo_portfolios", "find_shared", "run_demo"]
 
@@ -22,16 +22,13 @@ MODELS = (("deribit-sm", "cross"), ("deribit-sm", "isolated"), ("deribit-pm", No
 
 
 def find_shared() -> Path | None:
-    """Locate the shared folder: ``$PMARGIN_SHARED``, ``./../shared`` or beside the repository."""
-    candidates = []
-    if os.environ.get("PMARGIN_SHARED"):
-        candidates.append(Path(os.environ["PMARGIN_SHARED"]))
-    candidates.append(Path.cwd().parent / "shared")
-    candidates.append(Path(__file__).resolve().parents[3] / "shared")
-    for c in candidates:
-        if (c / "data" / "deribit").is_dir():
-            return c
-    return None
+    """Locate the shared folder: ``$PMARGIN_SHARED``, ``./../shared`` or beside the repository.
+
+    A ``PMARGIN_SHARED`` that is not a directory with ``data/deribit`` raises
+    :class:`~pmargin.errors.InvalidInput` (see :func:`pmargin.shared_folder.shared_folder`).
+    """
+    return shared_folder((Path.cwd().parent / "shared",
+                          Path(__file__).resolve().parents[3] / "shared"), "data/deribit")
 
 
 def latest_snapshot() -> Path | None:

@@ -17,8 +17,25 @@ from typing import Any
 
 from pmargin.errors import InvalidInput
 from pmargin.instruments import Instrument, InstrumentKind, parse_instrument
+from pmargin.validation import (
+    check_keys,
+    finite_number,
+    non_negative_number,
+    positive_number,
+    require_mapping,
+)
 
-__all__ = ["Order", "Portfolio", "Position", "Side", "load_portfolio", "portfolio_from_dict"]
+__all__ = [
+    "ORDER_KEYS",
+    "PORTFOLIO_KEYS",
+    "POSITION_KEYS",
+    "Order",
+    "Portfolio",
+    "Position",
+    "Side",
+    "load_portfolio",
+    "portfolio_from_dict",
+]
 
 
 class Side(StrEnum):
@@ -26,19 +43,6 @@ class Side(StrEnum):
 
     BUY = "buy"
     SELL = "sell"
-
-
-def _finite(value: Any, fld: str, *, positive: bool = False, allow_none: bool = False) -> float:
-    if value is None and allow_none:
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(fld, value, "must be a number")
-    v = float(value)
-    if not math.isfinite(v):
-        raise InvalidInput(fld, value, "must be finite")
-    if positive and v <= 0:
-        raise InvalidInput(fld, value, "must be positive")
-    return v
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +104,11 @@ class Portfolio:
     margin_currency : str
         Currency the account is margined in: a coin (``BTC``, inverse) or a stablecoin (``USDC``).
     positions : tuple of Position
-        Holdings; several rows of one instrument are allowed and are netted.
+        Holdings. Built in code, several rows of one instrument are netted; the JSON
+        loader refuses them (one net row per instrument).
     collateral : mapping of str to float
-        Balances by currency (may be negative for borrowed cash).
+        Balances by currency. The JSON loader refuses negative balances (no model lends);
+        liquidation code may build portfolios whose balance went negative.
     orders : tuple of Order
         Open orders.
     account_id : str
@@ -138,13 +144,108 @@ class Portfolio:
         return out
 
 
+PORTFOLIO_KEYS = ("margin_currency", "collateral", "positions", "orders", "account_id")
+"""Keys of a portfolio object."""
+POSITION_KEYS = ("instrument", "quantity", "avg_price", "isolated_collateral")
+"""Keys of one row of ``positions``."""
+ORDER_KEYS = ("instrument", "side", "quantity", "price")
+"""Keys of one row of ``orders``."""
+
+
 def _currency(value: Any, fld: str) -> str:
     if not isinstance(value, str) or not value.strip() or not value.strip().isalnum():
         raise InvalidInput(fld, value, "must be a currency code such as BTC or USDC")
     return value.strip().upper()
 
 
-def portfolio_from_dict(data: Mapping[str, Any], prefix: str = "portfolio") -> Portfolio:
+def _list(data: Mapping[str, Any], key: str, fld: str) -> list[Any]:
+    raw = data.get(key)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InvalidInput(fld, raw, "must be a list")
+    return raw
+
+
+def _instrument(row: Mapping[str, Any], fld: str) -> Instrument:
+    if "instrument" not in row:
+        raise InvalidInput(f"{fld}.instrument", None, "is required")
+    try:
+        return parse_instrument(row["instrument"])
+    except InvalidInput as exc:
+        raise InvalidInput(f"{fld}.instrument", row["instrument"], exc.reason) from exc
+
+
+def _required(row: Mapping[str, Any], key: str, fld: str) -> Any:
+    if key not in row:
+        raise InvalidInput(f"{fld}.{key}", None, "is required")
+    return row[key]
+
+
+def _collateral(data: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    raw = data.get("collateral")
+    if raw is None:
+        return {}
+    require_mapping(raw, f"{prefix}.collateral")
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        fld = f"{prefix}.collateral.{key}"
+        code = _currency(key, fld)
+        if code in out:
+            raise InvalidInput(fld, key, f"repeats the currency {code} (codes are case-insensitive)")
+        # No model lends today (no borrowing limit, no interest): a negative balance is refused
+        # here rather than margined as if it were a loan.
+        out[code] = non_negative_number(value, fld)
+    return out
+
+
+def _position(row: Any, fld: str) -> Position:
+    require_mapping(row, fld)
+    check_keys(row, POSITION_KEYS, fld)
+    inst = _instrument(row, fld)
+    qty = finite_number(_required(row, "quantity", fld), f"{fld}.quantity")
+    if inst.kind is InstrumentKind.SPOT and qty < 0:
+        raise InvalidInput(f"{fld}.quantity", row["quantity"],
+                           "short spot needs borrowing, which no model supports")
+    avg = row.get("avg_price")
+    avg_v = None if avg is None else positive_number(avg, f"{fld}.avg_price")
+    iso = row.get("isolated_collateral")
+    iso_v = None if iso is None else non_negative_number(iso, f"{fld}.isolated_collateral")
+    return Position(inst, qty, avg_v, iso_v)
+
+
+def _order(row: Any, fld: str) -> Order:
+    require_mapping(row, fld)
+    check_keys(row, ORDER_KEYS, fld)
+    inst = _instrument(row, fld)
+    side_raw = _required(row, "side", fld)
+    if side_raw not in ("buy", "sell"):
+        raise InvalidInput(f"{fld}.side", side_raw, "must be 'buy' or 'sell'")
+    qty = positive_number(_required(row, "quantity", fld), f"{fld}.quantity")
+    price = positive_number(_required(row, "price", fld), f"{fld}.price")
+    return Order(inst, Side(side_raw), qty, price)
+
+
+def _check_consistent(positions: list[Position], collateral: Mapping[str, float],
+                      margin_currency: str, prefix: str) -> None:
+    seen: dict[str, int] = {}
+    for i, pos in enumerate(positions):
+        name = pos.instrument.name
+        if name in seen:
+            raise InvalidInput(
+                f"{prefix}.positions[{i}].instrument", name,
+                f"duplicates positions[{seen[name]}]; give one net row per instrument")
+        seen[name] = i
+    isolated = math.fsum(p.isolated_collateral or 0.0 for p in positions)
+    balance = collateral.get(margin_currency, 0.0)
+    if isolated > balance:
+        raise InvalidInput(
+            f"{prefix}.positions.isolated_collateral", isolated,
+            f"adds up to more than the {margin_currency} balance "
+            f"{prefix}.collateral.{margin_currency} = {balance!r}")
+
+
+def portfolio_from_dict(data: Any, prefix: str = "portfolio") -> Portfolio:
     """Build a :class:`Portfolio` from the conformance JSON ``portfolio`` block.
 
     Parameters
@@ -152,7 +253,7 @@ def portfolio_from_dict(data: Mapping[str, Any], prefix: str = "portfolio") -> P
     data : mapping
         Keys ``margin_currency``, ``collateral`` {currency: balance}, ``positions`` [{instrument,
         quantity, avg_price?, isolated_collateral?}], optional ``orders`` [{instrument, side,
-        quantity, price}] and ``account_id``.
+        quantity, price}] and ``account_id``. No other key is accepted.
     prefix : str
         Field path prefix used in error messages.
 
@@ -164,68 +265,26 @@ def portfolio_from_dict(data: Mapping[str, Any], prefix: str = "portfolio") -> P
     Raises
     ------
     InvalidInput
-        On any missing or malformed field; the message names the field and the value.
+        On any missing, unknown or malformed field (the message names the field, the value and,
+        for an unknown key, the nearest valid one), and on inconsistent inputs: a negative
+        collateral balance, two rows of one instrument, or isolated collateral adding up to more
+        than the margin-currency balance.
     """
-    if not isinstance(data, Mapping):
-        raise InvalidInput(prefix, data, "must be a JSON object")
+    require_mapping(data, prefix)
+    check_keys(data, PORTFOLIO_KEYS, prefix)
     if "margin_currency" not in data:
         raise InvalidInput(f"{prefix}.margin_currency", None, "is required")
     mc = _currency(data["margin_currency"], f"{prefix}.margin_currency")
-    coll_raw = data.get("collateral", {}) or {}
-    if not isinstance(coll_raw, Mapping):
-        raise InvalidInput(f"{prefix}.collateral", coll_raw, "must be an object of balances")
-    collateral = {
-        _currency(k, f"{prefix}.collateral"): _finite(v, f"{prefix}.collateral.{k}")
-        for k, v in coll_raw.items()
-    }
-    positions: list[Position] = []
-    raw_positions = data.get("positions", []) or []
-    if not isinstance(raw_positions, list):
-        raise InvalidInput(f"{prefix}.positions", raw_positions, "must be a list")
-    for i, row in enumerate(raw_positions):
-        f = f"{prefix}.positions[{i}]"
-        if not isinstance(row, Mapping):
-            raise InvalidInput(f, row, "must be an object")
-        if "instrument" not in row:
-            raise InvalidInput(f"{f}.instrument", None, "is required")
-        try:
-            inst = parse_instrument(row["instrument"])
-        except InvalidInput as exc:
-            raise InvalidInput(f"{f}.instrument", row["instrument"], exc.reason) from exc
-        if "quantity" not in row:
-            raise InvalidInput(f"{f}.quantity", None, "is required")
-        qty = _finite(row["quantity"], f"{f}.quantity")
-        if inst.kind is InstrumentKind.SPOT and qty < 0:
-            raise InvalidInput(
-                f"{f}.quantity", row["quantity"],
-                "short spot needs borrowing; hold a negative collateral balance instead")
-        avg = row.get("avg_price")
-        avg_v = None if avg is None else _finite(avg, f"{f}.avg_price", positive=True)
-        iso = row.get("isolated_collateral")
-        iso_v = None if iso is None else _finite(iso, f"{f}.isolated_collateral")
-        if iso_v is not None and iso_v < 0:
-            raise InvalidInput(f"{f}.isolated_collateral", iso, "must not be negative")
-        positions.append(Position(inst, qty, avg_v, iso_v))
-    orders: list[Order] = []
-    raw_orders = data.get("orders", []) or []
-    if not isinstance(raw_orders, list):
-        raise InvalidInput(f"{prefix}.orders", raw_orders, "must be a list")
-    for i, row in enumerate(raw_orders):
-        f = f"{prefix}.orders[{i}]"
-        if not isinstance(row, Mapping):
-            raise InvalidInput(f, row, "must be an object")
-        try:
-            inst = parse_instrument(row.get("instrument"))
-        except InvalidInput as exc:
-            raise InvalidInput(f"{f}.instrument", row.get("instrument"), exc.reason) from exc
-        side_raw = row.get("side")
-        if side_raw not in ("buy", "sell"):
-            raise InvalidInput(f"{f}.side", side_raw, "must be 'buy' or 'sell'")
-        qty = _finite(row.get("quantity"), f"{f}.quantity", positive=True)
-        price = _finite(row.get("price"), f"{f}.price", positive=True)
-        orders.append(Order(inst, Side(side_raw), qty, price))
-    account_id = str(data.get("account_id", "account"))
-    return Portfolio(mc, tuple(positions), collateral, tuple(orders), account_id)
+    collateral = _collateral(data, prefix)
+    positions = [_position(row, f"{prefix}.positions[{i}]")
+                 for i, row in enumerate(_list(data, "positions", f"{prefix}.positions"))]
+    orders = [_order(row, f"{prefix}.orders[{i}]")
+              for i, row in enumerate(_list(data, "orders", f"{prefix}.orders"))]
+    _check_consistent(positions, collateral, mc, prefix)
+    account_id = data.get("account_id", "account")
+    if not isinstance(account_id, str | int) or isinstance(account_id, bool) or account_id == "":
+        raise InvalidInput(f"{prefix}.account_id", account_id, "must be a non-empty string")
+    return Portfolio(mc, tuple(positions), collateral, tuple(orders), str(account_id))
 
 
 def load_portfolio(path: str | Path) -> Portfolio:
@@ -234,7 +293,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
     Parameters
     ----------
     path : str or Path
-        JSON file.
+        JSON file (UTF-8).
 
     Returns
     -------
@@ -244,12 +303,16 @@ def load_portfolio(path: str | Path) -> Portfolio:
     Raises
     ------
     InvalidInput
-        If the file is not valid JSON or a field is invalid.
+        If the file cannot be read, is not UTF-8 JSON, or a field is invalid.
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(p.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise InvalidInput("portfolio", str(p), f"cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("portfolio", str(p), f"is not UTF-8 text (byte {exc.start})") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidInput("portfolio", str(p), f"cannot be read as JSON: {exc}") from exc
     if isinstance(data, Mapping) and "portfolio" in data:
         data = data["portfolio"]

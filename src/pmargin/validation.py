@@ -113,7 +113,10 @@ def finite_number(value: Any, field: str, *, error: type[InvalidInput] = Invalid
     """
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise error(field, value, "must be a number")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an integer beyond the float range
+        v = math.inf
     if not math.isfinite(v):
         raise error(field, value, "must be finite")
     return v

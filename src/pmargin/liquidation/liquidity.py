@@ -33,6 +33,7 @@ from pmargin._typing import BoolArray, FloatArray
 from pmargin.errors import InvalidInput, MarketDataError
 from pmargin.instruments import InstrumentKind
 from pmargin.liquidation._params import FrozenParams, load_params_file
+from pmargin.validation import finite_array
 
 __all__ = [
     "ClosingCost",
@@ -168,13 +169,6 @@ class ClosingCost:
         return float(np.sum(self.cost_usd))
 
 
-def _as_float(value: ArrayLike, field: str) -> FloatArray:
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(field, value, "must be numeric") from exc
-
-
 def closing_cost(
     quantity: ArrayLike,
     mark_price: ArrayLike,
@@ -216,17 +210,18 @@ def closing_cost(
         If a quantity or contract size is not finite, or a kind is unknown.
     """
     p = params or load_liquidity_params()
-    q = _as_float(quantity, "quantity")
-    mark = _as_float(mark_price, "mark_price")
-    size = _as_float(contract_size, "contract_size")
-    if not np.all(np.isfinite(mark) & (mark > 0)):
+    q = finite_array(quantity, "quantity")
+    mark = finite_array(mark_price, "mark_price", error=MarketDataError)
+    size = finite_array(contract_size, "contract_size")
+    if not np.all(mark > 0):
         raise MarketDataError("mark_price", mark_price, "must be positive and finite")
-    if not np.all(np.isfinite(q)):
-        raise InvalidInput("quantity", quantity, "must be finite")
-    if not np.all(np.isfinite(size) & (size > 0)):
+    if not np.all(size > 0):
         raise InvalidInput("contract_size", contract_size, "must be positive and finite")
-    b = _as_float(np.nan if bid is None else bid, "bid")
-    a = _as_float(np.nan if ask is None else ask, "ask")
+    try:  # quotes may be NaN (missing): only their type is checked here
+        b = np.asarray(np.nan if bid is None else bid, dtype=np.float64)
+        a = np.asarray(np.nan if ask is None else ask, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("bid/ask", (bid, ask), "must be numeric") from exc
     depth, floor_fraction, floor_usd = p.columns(kind)
     q, mark, size, b, a, depth, floor_fraction, floor_usd = np.broadcast_arrays(
         q, mark, size, b, a, depth, floor_fraction, floor_usd
