@@ -26,6 +26,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -165,7 +166,7 @@ def _parse(text: str, label: str) -> dict[str, Any]:
 
 
 def _check_finite(data: Any, path: str, label: str) -> None:
-    if isinstance(data, float) and not math.isfinite(data):
+    if isinstance(data, float | Decimal) and not math.isfinite(data):
         raise ParamsError(path or "params", data, f"must be finite (in {label})")
     if isinstance(data, Mapping):
         for k, v in data.items():
@@ -281,11 +282,14 @@ def validate_params(schema: type[SchemaT], raw: Any, label: str) -> SchemaT:
         raise ParamsError("params", raw, f"must be a table of parameters (in {label})")
     _check_finite(raw, "", label)
     try:
-        return schema.model_validate(dict(raw))
+        params = schema.model_validate(dict(raw))
     except ValidationError as exc:
         raise _to_params_error(exc, schema, label) from exc
     except (TypeError, ValueError) as exc:  # a validator that raised outside pydantic's wrapping
         raise ParamsError("params", label, f"is invalid: {exc}") from exc
+    # Text such as "nan" may have been coerced to a number by a lax schema: check what loaded.
+    _check_finite(params.model_dump(), "", label)
+    return params
 
 
 def load_params_file(

@@ -40,15 +40,15 @@ class CascadeParams(FrozenParams):
     """Parameters of the cascade (``cascade.toml``)."""
 
     schema_version: int = 1
-    name: str = "default"
-    source: str = ""
+    name: str
+    source: str
     assumptions: tuple[str, ...] = ()
-    impact_k: float = 1.0
-    depth_usd_per_pct: float = 20_000_000.0
-    max_rounds: int = 15
-    insurance_fund_usd: float = 250_000.0
-    loss_mode: Literal["adl", "socialise"] = "adl"
-    max_positions_per_step: int = 8
+    impact_k: float
+    depth_usd_per_pct: float
+    max_rounds: int
+    insurance_fund_usd: float
+    loss_mode: Literal["adl", "socialise"]
+    max_positions_per_step: int
 
 
 def load_cascade_params(path: str | Path | None = None) -> CascadeParams:

@@ -39,7 +39,7 @@ class BidderSpec(FrozenParams):
     """One simulated liquidator."""
 
     account: str
-    max_fraction: float = 1.0
+    max_fraction: float
     reservation_discount: float | None = None
     reservation_progress: float | None = None
 
@@ -48,11 +48,11 @@ class BiddersParams(FrozenParams):
     """Simulated liquidators (``bidders.toml``)."""
 
     schema_version: int = 1
-    name: str = "default"
-    source: str = ""
+    name: str
+    source: str
     assumptions: tuple[str, ...] = ()
-    opening_cash: float = 1e9
-    bidders: tuple[BidderSpec, ...] = ()
+    opening_cash: float
+    bidders: tuple[BidderSpec, ...]
 
 
 def load_bidders(path: str | Path | None = None) -> BiddersParams:

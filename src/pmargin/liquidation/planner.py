@@ -42,16 +42,16 @@ class PlannerParams(FrozenParams):
     """Parameters of the planner (``planner.toml``)."""
 
     schema_version: int = 1
-    name: str = "default"
-    source: str = ""
+    name: str
+    source: str
     assumptions: tuple[str, ...] = ()
-    target: Literal["maintenance", "initial"] = "maintenance"
-    buffer: float = 0.05
-    max_positions_per_step: int = 60
-    max_steps: int = 100
-    bisection_iterations: int = 30
-    penalty_rate: float = 0.0075
-    delta_hedge_first: bool = False
+    target: Literal["maintenance", "initial"]
+    buffer: float
+    max_positions_per_step: int
+    max_steps: int
+    bisection_iterations: int
+    penalty_rate: float
+    delta_hedge_first: bool
 
 
 def load_planner_params(path: str | Path | None = None) -> PlannerParams:
