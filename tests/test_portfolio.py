@@ -1,6 +1,9 @@
 import json
+import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pmargin.errors import InvalidInput
 from pmargin.portfolio import Side, load_portfolio, portfolio_from_dict
@@ -50,3 +53,143 @@ def test_conformance_portfolio_block_loads(tmp_path):
 def test_bad_portfolio_fields_are_named(data, field):
     with pytest.raises(InvalidInput, match=field):
         portfolio_from_dict(data)
+
+
+# ----------------------------------------------------------------------------- strict keys
+@pytest.mark.parametrize(
+    ("data", "field", "hint"),
+    [
+        ({"margin_currency": "BTC", "position": []}, "portfolio.position", "positions"),
+        ({"margin_currency": "BTC", "positions": [{"instrument": "BTC-PERPETUAL", "quantity": 1,
+                                                   "avg_px": 60000}]},
+         "portfolio.positions[0].avg_px", "avg_price"),
+        ({"margin_currency": "BTC", "positions": [{"instrument": "BTC-PERPETUAL", "qty": 1}]},
+         "portfolio.positions[0].qty", None),
+        ({"margin_currency": "BTC", "orders": [{"instrument": "BTC-PERPETUAL", "side": "buy",
+                                                "quantity": 1, "price": 1, "prices": 2}]},
+         "portfolio.orders[0].prices", "price"),
+        ({"margin_currency": "BTC", "account": "a1"}, "portfolio.account", "account_id"),
+    ],
+)
+def test_unknown_keys_are_named_with_the_nearest_valid_key(data, field, hint):
+    with pytest.raises(InvalidInput) as err:
+        portfolio_from_dict(data)
+    assert err.value.field == field
+    assert "unknown field" in err.value.reason
+    if hint is not None:
+        assert f"did you mean '{hint}'" in err.value.reason
+
+
+# ----------------------------------------------------------------------------- consistency
+def test_negative_collateral_balance_is_refused_because_no_model_lends():
+    with pytest.raises(InvalidInput) as err:
+        portfolio_from_dict({"margin_currency": "USDC", "collateral": {"USDC": 100, "BTC": -0.1}})
+    assert err.value.field == "portfolio.collateral.BTC"
+
+
+def test_collateral_currency_given_twice_is_refused():
+    with pytest.raises(InvalidInput, match="repeats the currency BTC"):
+        portfolio_from_dict({"margin_currency": "BTC", "collateral": {"BTC": 1, "btc": 2}})
+
+
+def test_two_rows_of_one_instrument_are_refused_naming_both():
+    data = {"margin_currency": "BTC", "positions": [
+        {"instrument": "BTC-PERPETUAL", "quantity": 1, "avg_price": 60000},
+        {"instrument": "BTC-25SEP26-100000-C", "quantity": -1},
+        {"instrument": "btc-perpetual", "quantity": 2, "avg_price": 70000}]}
+    with pytest.raises(InvalidInput) as err:
+        portfolio_from_dict(data)
+    assert err.value.field == "portfolio.positions[2].instrument"
+    assert "positions[0]" in err.value.reason
+
+
+def test_isolated_collateral_above_the_balance_is_refused():
+    rows = [{"instrument": "BTC-PERPETUAL", "quantity": 1, "isolated_collateral": 0.6},
+            {"instrument": "BTC-25SEP26", "quantity": 1, "isolated_collateral": 0.5}]
+    with pytest.raises(InvalidInput) as err:
+        portfolio_from_dict({"margin_currency": "BTC", "collateral": {"BTC": 1.0},
+                             "positions": rows})
+    assert err.value.field == "portfolio.positions.isolated_collateral"
+    assert err.value.value == pytest.approx(1.1)
+    # exactly the balance is allowed (0.6 + 0.4 = 1.0)
+    rows[1]["isolated_collateral"] = 0.4
+    pf = portfolio_from_dict({"margin_currency": "BTC", "collateral": {"BTC": 1.0},
+                              "positions": rows})
+    assert sum(p.isolated_collateral or 0 for p in pf.positions) == pytest.approx(1.0)
+
+
+def test_isolated_collateral_without_a_margin_currency_balance_is_refused():
+    rows = [{"instrument": "BTC-PERPETUAL", "quantity": 1, "isolated_collateral": 0.1}]
+    with pytest.raises(InvalidInput, match="more than the BTC balance"):
+        portfolio_from_dict({"margin_currency": "BTC", "collateral": {"USDC": 1e6},
+                             "positions": rows})
+
+
+@pytest.mark.parametrize("payload", [b"\xff\xfe{}", bytes(range(256)), b"", b"[1, 2]", b"3",
+                                     b'"BTC"', b"null", b"[" * 100_000])
+def test_unreadable_or_wrongly_shaped_files_are_invalid_input(tmp_path, payload):
+    f = tmp_path / "p.json"
+    f.write_bytes(payload)
+    with pytest.raises(InvalidInput) as err:
+        load_portfolio(f)
+    assert err.value.field == "portfolio"
+
+
+def test_missing_file_and_directory_are_invalid_input(tmp_path):
+    with pytest.raises(InvalidInput):
+        load_portfolio(tmp_path / "none.json")
+    with pytest.raises(InvalidInput):
+        load_portfolio(tmp_path)
+
+
+# ----------------------------------------------------------------------------- property
+_INSTRUMENTS = ["BTC-PERPETUAL", "BTC-25SEP26", "BTC-25SEP26-100000-C", "ETH_USDC-17NOV23-1850-P",
+                "BTC_USDC", "BTC-25SEP26-85001-X", ""]
+_scalar = (st.none() | st.booleans() | st.integers() | st.integers(min_value=10**308)
+           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=6)
+           | st.sampled_from(_INSTRUMENTS + ["buy", "sell", "BTC", "usdc"]))
+_json = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+_row = st.fixed_dictionaries(
+    {}, optional={"instrument": st.sampled_from(_INSTRUMENTS) | _scalar, "quantity": _scalar,
+                  "avg_price": _scalar, "isolated_collateral": _scalar, "side": _scalar,
+                  "price": _scalar, "avg_px": _scalar})
+_portfolio = st.fixed_dictionaries(
+    {}, optional={"margin_currency": st.sampled_from(["BTC", "USDC", "eth", ""]) | _scalar,
+                  "collateral": st.dictionaries(st.sampled_from(["BTC", "USDC", "btc", "$"]),
+                                                _scalar, max_size=3) | _json,
+                  "positions": st.lists(_row | _json, max_size=4) | _json,
+                  "orders": st.lists(_row | _json, max_size=3) | _json,
+                  "account_id": _scalar, "qty": _scalar})
+
+
+def _all_numbers_finite(pf):
+    nums = list(pf.collateral.values())
+    for p in pf.positions:
+        nums += [p.quantity, p.avg_price or 1.0, p.isolated_collateral or 0.0]
+    for o in pf.orders:
+        nums += [o.quantity, o.price]
+    return all(math.isfinite(x) for x in nums)
+
+
+@given(data=_portfolio | _json)
+def test_any_portfolio_loads_or_raises_invalid_input_naming_a_field(data):
+    try:
+        pf = portfolio_from_dict(data)
+    except InvalidInput as exc:
+        assert exc.field.startswith("portfolio")
+        return
+    assert _all_numbers_finite(pf)
+    assert all(v >= 0 for v in pf.collateral.values())
+
+
+@given(payload=st.binary(max_size=100) | _json.map(lambda d: json.dumps(d).encode()))
+def test_any_portfolio_file_loads_or_raises_invalid_input(tmp_path_factory, payload):
+    f = tmp_path_factory.mktemp("pf") / "p.json"
+    f.write_bytes(payload)
+    try:
+        pf = load_portfolio(f)
+    except InvalidInput as exc:
+        assert exc.field.startswith("portfolio")
+        return
+    assert _all_numbers_finite(pf)

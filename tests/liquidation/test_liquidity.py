@@ -77,3 +77,14 @@ def test_params_cover_every_kind() -> None:
     params = load_liquidity_params()
     assert set(params.kinds) == set(InstrumentKind)
     assert params.assumptions
+
+
+def test_non_finite_inputs_name_the_first_bad_index():
+    with pytest.raises(InvalidInput) as err:
+        closing_cost([1.0, np.nan, 2.0], 100.0, kind="future")
+    assert err.value.field == "quantity[1]"
+    with pytest.raises(MarketDataError) as err:
+        closing_cost([1.0, 2.0], [100.0, np.inf], kind="future")
+    assert err.value.field == "mark_price[1]"
+    with pytest.raises(InvalidInput, match="bid"):
+        closing_cost(1.0, 100.0, "x", 101.0, kind="future")
