@@ -2,10 +2,10 @@ import json
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from pmargin.errors import InvalidInput
+from pmargin.errors import DuplicatePositionWarning, InvalidInput
 from pmargin.portfolio import Side, load_portfolio, portfolio_from_dict
 
 
@@ -92,15 +92,57 @@ def test_collateral_currency_given_twice_is_refused():
         portfolio_from_dict({"margin_currency": "BTC", "collateral": {"BTC": 1, "btc": 2}})
 
 
-def test_two_rows_of_one_instrument_are_refused_naming_both():
-    data = {"margin_currency": "BTC", "positions": [
-        {"instrument": "BTC-PERPETUAL", "quantity": 1, "avg_price": 60000},
+def test_rows_of_one_instrument_merge_with_a_notice_size_weighted():
+    data = {"margin_currency": "BTC", "collateral": {"BTC": 1.0}, "positions": [
+        {"instrument": "BTC-PERPETUAL", "quantity": 1, "avg_price": 60000,
+         "isolated_collateral": 0.25},
         {"instrument": "BTC-25SEP26-100000-C", "quantity": -1},
-        {"instrument": "btc-perpetual", "quantity": 2, "avg_price": 70000}]}
+        {"instrument": "btc-perpetual", "quantity": 3, "avg_price": 64000,
+         "isolated_collateral": 0.5}]}
+    with pytest.warns(DuplicatePositionWarning, match=r"positions\[2\].*BTC-PERPETUAL"):
+        pf = portfolio_from_dict(data)
+    assert [p.instrument.name for p in pf.positions] == ["BTC-PERPETUAL", "BTC-25SEP26-100000-C"]
+    perp = pf.positions[0]
+    assert perp.quantity == 4
+    # hand calculation: (1 x 60000 + 3 x 64000) / 4 = 252000 / 4 = 63000
+    assert perp.avg_price == pytest.approx(63000.0, rel=1e-15)
+    assert perp.isolated_collateral == pytest.approx(0.75)
+
+
+def test_merged_rows_keep_the_unrealised_pnl_of_the_rows():
+    rows = [(-2.0, 3000.0), (-0.5, 2900.0), (-1.5, 3100.0)]
+    data = {"margin_currency": "USDC", "positions": [
+        {"instrument": "ETH_USDC-PERPETUAL", "quantity": q, "avg_price": a} for q, a in rows]}
+    with pytest.warns(DuplicatePositionWarning):
+        (pos,) = portfolio_from_dict(data).positions
+    for mark in (2500.0, 3050.0, 4000.0):
+        assert pos.quantity * (mark - pos.avg_price) == pytest.approx(
+            sum(q * (mark - a) for q, a in rows), rel=1e-12)
+
+
+def test_rows_of_one_instrument_that_cannot_merge_are_refused():
+    opposite = {"margin_currency": "BTC", "positions": [
+        {"instrument": "BTC-PERPETUAL", "quantity": 2, "avg_price": 60000},
+        {"instrument": "BTC-PERPETUAL", "quantity": -1, "avg_price": 65000}]}
     with pytest.raises(InvalidInput) as err:
-        portfolio_from_dict(data)
-    assert err.value.field == "portfolio.positions[2].instrument"
-    assert "positions[0]" in err.value.reason
+        portfolio_from_dict(opposite)
+    assert err.value.field == "portfolio.positions[1].quantity"
+    partial = {"margin_currency": "BTC", "positions": [
+        {"instrument": "BTC-PERPETUAL", "quantity": 2, "avg_price": 60000},
+        {"instrument": "BTC-PERPETUAL", "quantity": 1}]}
+    with pytest.raises(InvalidInput) as err:
+        portfolio_from_dict(partial)
+    assert err.value.field == "portfolio.positions[1].avg_price"
+
+
+def test_rows_without_prices_net_whatever_their_signs():
+    data = {"margin_currency": "BTC", "positions": [
+        {"instrument": "BTC-25SEP26-100000-C", "quantity": 2},
+        {"instrument": "BTC-25SEP26-100000-C", "quantity": -2.5}]}
+    with pytest.warns(DuplicatePositionWarning):
+        (pos,) = portfolio_from_dict(data).positions
+    assert pos.quantity == -0.5
+    assert pos.avg_price is None
 
 
 def test_isolated_collateral_above_the_balance_is_refused():
@@ -145,7 +187,7 @@ def test_missing_file_and_directory_are_invalid_input(tmp_path):
 # ----------------------------------------------------------------------------- property
 _INSTRUMENTS = ["BTC-PERPETUAL", "BTC-25SEP26", "BTC-25SEP26-100000-C", "ETH_USDC-17NOV23-1850-P",
                 "BTC_USDC", "BTC-25SEP26-85001-X", ""]
-_scalar = (st.none() | st.booleans() | st.integers() | st.integers(min_value=10**308)
+_scalar = (st.none() | st.booleans() | st.integers() | st.just(10**400)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=6)
            | st.sampled_from(_INSTRUMENTS + ["buy", "sell", "BTC", "usdc"]))
 _json = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3)
@@ -173,6 +215,9 @@ def _all_numbers_finite(pf):
 
 
 @given(data=_portfolio | _json)
+@example(data={"margin_currency": "BTC", "collateral": {"BTC": 10**400}})  # float overflow
+@example(data={"margin_currency": "BTC", "positions": [{"instrument": "BTC-PERPETUAL",
+                                                        "quantity": -(10**400)}]})
 def test_any_portfolio_loads_or_raises_invalid_input_naming_a_field(data):
     try:
         pf = portfolio_from_dict(data)

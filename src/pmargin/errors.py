@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "BookError",
+    "DuplicatePositionWarning",
     "ImpliedVolFailureWarning",
     "InvalidInput",
     "LiquidationError",
@@ -77,6 +78,10 @@ class PmarginWarning(UserWarning):
 
 class PerformanceWarning(PmarginWarning):
     """An accelerated path is unavailable and a slower fallback is used."""
+
+
+class DuplicatePositionWarning(PmarginWarning):
+    """Several rows of one instrument in a portfolio file were merged into one position."""
 
 
 class ImpliedVolFailureWarning(PmarginWarning):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pmargin.errors import InvalidInput
+from pmargin.errors import DuplicatePositionWarning, InvalidInput
 from pmargin.instruments import Instrument, InstrumentKind, parse_instrument
 from pmargin.validation import (
     check_keys,
@@ -104,8 +105,8 @@ class Portfolio:
     margin_currency : str
         Currency the account is margined in: a coin (``BTC``, inverse) or a stablecoin (``USDC``).
     positions : tuple of Position
-        Holdings. Built in code, several rows of one instrument are netted; the JSON
-        loader refuses them (one net row per instrument).
+        Holdings. Built in code, several rows of one instrument are netted by the book; the
+        JSON loader merges them into one row with a :class:`DuplicatePositionWarning`.
     collateral : mapping of str to float
         Balances by currency. The JSON loader refuses negative balances (no model lends);
         liquidation code may build portfolios whose balance went negative.
@@ -226,16 +227,52 @@ def _order(row: Any, fld: str) -> Order:
     return Order(inst, Side(side_raw), qty, price)
 
 
-def _check_consistent(positions: list[Position], collateral: Mapping[str, float],
-                      margin_currency: str, prefix: str) -> None:
-    seen: dict[str, int] = {}
+def _merge_rows(rows: list[tuple[int, Position]], prefix: str) -> Position:
+    """One position from several rows of one instrument (the first row's index is kept)."""
+    (i0, first), rest = rows[0], rows[1:]
+    qty = math.fsum(p.quantity for _, p in rows)
+    priced = [p.avg_price is not None for _, p in rows]
+    avg: float | None = None
+    if any(priced):
+        j = next(i for (i, _), has in zip(rows, priced, strict=True) if not has) \
+            if not all(priced) else None
+        if j is not None:
+            raise InvalidInput(f"{prefix}.positions[{j}].avg_price", None,
+                               f"is missing while another row of {first.instrument.name} has "
+                               "one; give it on every row or on none")
+        signed = [(i, p) for i, p in rows if p.quantity != 0.0]
+        for i, p in signed[1:]:
+            if (p.quantity > 0) != (signed[0][1].quantity > 0):
+                raise InvalidInput(
+                    f"{prefix}.positions[{i}].quantity", p.quantity,
+                    f"has the opposite sign of positions[{signed[0][0]}] "
+                    f"({first.instrument.name}) and both carry an avg_price: the closed part's "
+                    "P&L is realised; give the net position and book that P&L in collateral")
+        if qty != 0.0:
+            # one sign: the size-weighted mean keeps the entry notional sum(q * avg_price)
+            avg = math.fsum(p.quantity * (p.avg_price or 0.0) for _, p in rows) / qty
+    isolated = [p.isolated_collateral for _, p in rows if p.isolated_collateral is not None]
+    iso = math.fsum(isolated) if isolated else None
+    merged = ", ".join(f"positions[{i}]" for i, _ in rest)
+    warnings.warn(f"{prefix}.positions[{i0}]: {merged} hold the same instrument "
+                  f"{first.instrument.name}; merged into one position of {qty!r}",
+                  DuplicatePositionWarning, stacklevel=4)
+    return Position(first.instrument, qty, avg, iso)
+
+
+def _net_rows(positions: list[Position], prefix: str) -> list[Position]:
+    """Merge rows of one instrument (in the order of their first row), with a notice."""
+    groups: dict[str, list[tuple[int, Position]]] = {}
     for i, pos in enumerate(positions):
-        name = pos.instrument.name
-        if name in seen:
-            raise InvalidInput(
-                f"{prefix}.positions[{i}].instrument", name,
-                f"duplicates positions[{seen[name]}]; give one net row per instrument")
-        seen[name] = i
+        groups.setdefault(pos.instrument.name, []).append((i, pos))
+    out: list[Position] = []
+    for rows in groups.values():  # a plain loop: the warning's stacklevel reaches the caller
+        out.append(rows[0][1] if len(rows) == 1 else _merge_rows(rows, prefix))
+    return out
+
+
+def _check_isolated(positions: list[Position], collateral: Mapping[str, float],
+                    margin_currency: str, prefix: str) -> None:
     isolated = math.fsum(p.isolated_collateral or 0.0 for p in positions)
     balance = collateral.get(margin_currency, 0.0)
     if isolated > balance:
@@ -267,8 +304,16 @@ def portfolio_from_dict(data: Any, prefix: str = "portfolio") -> Portfolio:
     InvalidInput
         On any missing, unknown or malformed field (the message names the field, the value and,
         for an unknown key, the nearest valid one), and on inconsistent inputs: a negative
-        collateral balance, two rows of one instrument, or isolated collateral adding up to more
-        than the margin-currency balance.
+        collateral balance, isolated collateral adding up to more than the margin-currency
+        balance, or rows of one instrument that cannot be merged (see Warns).
+
+    Warns
+    -----
+    DuplicatePositionWarning
+        When several rows hold one instrument: they are merged into one position (quantities
+        added, ``avg_price`` the size-weighted mean, ``isolated_collateral`` added). Rows with
+        ``avg_price`` must then all have it and share one sign (opposite rows would carry a
+        realised P&L, which belongs in collateral).
     """
     require_mapping(data, prefix)
     check_keys(data, PORTFOLIO_KEYS, prefix)
@@ -280,7 +325,8 @@ def portfolio_from_dict(data: Any, prefix: str = "portfolio") -> Portfolio:
                  for i, row in enumerate(_list(data, "positions", f"{prefix}.positions"))]
     orders = [_order(row, f"{prefix}.orders[{i}]")
               for i, row in enumerate(_list(data, "orders", f"{prefix}.orders"))]
-    _check_consistent(positions, collateral, mc, prefix)
+    positions = _net_rows(positions, prefix)
+    _check_isolated(positions, collateral, mc, prefix)
     account_id = data.get("account_id", "account")
     if not isinstance(account_id, str | int) or isinstance(account_id, bool) or account_id == "":
         raise InvalidInput(f"{prefix}.account_id", account_id, "must be a non-empty string")

@@ -114,17 +114,17 @@ class SMParams(_Frozen):
 class VolShockParams(_Frozen):
     """Term-scaled volatility shock ``1 +/- range * (pivot / max(DTE, floor)) ** p``."""
 
-    kind: Literal["multiplicative", "additive"] = "multiplicative"
+    kind: Literal["multiplicative", "additive"]
     up: float = Field(ge=0.0)
     down: float = Field(ge=0.0)
-    short_power: float = 0.0
-    long_power: float = 0.0
-    floor_days: float = Field(default=1.0, gt=0.0)
-    pivot_days: float = Field(default=30.0, gt=0.0)
-    short_inclusive: bool = False
-    min_vol_up: float = Field(default=0.0, ge=0.0)
+    short_power: float
+    long_power: float
+    floor_days: float = Field(gt=0.0)
+    pivot_days: float = Field(gt=0.0)
+    short_inclusive: bool
+    min_vol_up: float = Field(ge=0.0)
     """Floor on the up-shocked volatility (Deribit 0.5)."""
-    min_vol: float = Field(default=0.01, gt=0.0)
+    min_vol: float = Field(gt=0.0)
     """Floor on any shocked volatility (keeps Black-76 away from zero vol)."""
 
 
@@ -133,7 +133,7 @@ class ScenarioSpec(_Frozen):
 
     price_shock: float = Field(gt=-1.0)
     vol: VolMode
-    weight: float = Field(default=1.0, gt=0.0)
+    weight: float = Field(gt=0.0)
     name: str | None = None
 
 
@@ -141,10 +141,10 @@ class ExtendedParams(_Frozen):
     """Extended (tail) moves weighted by ``factor * range / |move|`` and dampened in USD."""
 
     moves: list[float]
-    factor: float = Field(default=1.0, gt=0.0)
-    dampener_usd: float = Field(default=0.0, ge=0.0)
-    vol: VolMode = "up"
-    range_edge_conversion: bool = True
+    factor: float = Field(gt=0.0)
+    dampener_usd: float = Field(ge=0.0)
+    vol: VolMode
+    range_edge_conversion: bool
     """Re-express coin P&L at the range-edge price (Deribit); no effect for USD margin."""
 
 
@@ -154,19 +154,25 @@ class GridParams(_Frozen):
     price_range: float = Field(gt=0.0, lt=1.0)
     buckets: int | None = Field(default=None, ge=1)
     """Symmetric grid ``k * range / buckets`` for ``k = -buckets..buckets``."""
-    vol_scenarios: list[VolMode] = ["up", "none", "down"]
+    vol_scenarios: list[VolMode] = []
+    """Vol directions at each bucket of a ``buckets`` grid (required there, refused with
+    ``explicit``, whose scenarios carry their own)."""
     explicit: list[ScenarioSpec] | None = None
     """Scenarios given one by one (used instead of ``buckets``)."""
     extended: ExtendedParams | None = None
     skew: SkewShockParams | None = None
     """Two wing-rotation scenarios (LINEAR and ABS, spot unchanged) with Derive's skew rule."""
-    horizon_days: float = Field(default=0.0, ge=0.0)
+    horizon_days: float = Field(ge=0.0)
     """Time shift applied to every scenario (theta over the horizon)."""
 
     @model_validator(mode="after")
     def _one_grid(self) -> GridParams:
         if (self.buckets is None) == (self.explicit is None):
             raise ValueError("give exactly one of 'buckets' or 'explicit'")
+        if self.buckets is not None and not self.vol_scenarios:
+            raise ValueError("a 'buckets' grid needs 'vol_scenarios'")
+        if self.explicit is not None and self.vol_scenarios:
+            raise ValueError("'vol_scenarios' is not used by an 'explicit' grid; remove it")
         return self
 
 
@@ -175,7 +181,7 @@ class RollShockParams(_Frozen):
 
     annualised_move_risk: float = Field(ge=0.0)
     min_annualised_move: float = Field(ge=0.0)
-    form: Literal["exp", "linear"] = "exp"
+    form: Literal["exp", "linear"]
     """``exp``: ``exp(rate*T) - 1`` (third-party replica); ``linear``: ``rate*T``."""
 
 
@@ -246,7 +252,7 @@ class PMParams(_Frozen):
     composition: CompositionParams
     underlyings: dict[str, UnderlyingPMParams]
     haircuts: dict[str, CollateralHaircut] = {}
-    stable_depeg: float = Field(default=0.0, ge=0.0, lt=1.0)
+    stable_depeg: float = Field(ge=0.0, lt=1.0)
     """De-peg scenario of stablecoin collateral other than the margin currency: the loss of this
     fraction of its value is added to IM and MM (0 disables it)."""
 
