@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
 import pmargin
-
 from pmargin.errors import InvalidInput, ParamsError
 from pmargin.liquidation._params import SETTINGS
 from pmargin.liquidation.cascade import CascadeParams
@@ -91,7 +90,7 @@ def test_a_setting_missing_from_its_file_is_an_error_not_a_code_default(tmp_path
     f.write_text("\n".join(kept))
     schema = {"planner.toml": PlannerParams, "cascade.toml": CascadeParams}.get(filename)
     if schema is None:
-        from pmargin.liquidation.execution import BiddersParams as schema  # noqa: N813
+        from pmargin.liquidation.execution import BiddersParams as schema
     with pytest.raises(ParamsError) as err:
         load_params_file(schema, f, SETTINGS)
     assert err.value.field == key
@@ -245,11 +244,14 @@ def _assert_finite(data: Any, path: str = "") -> None:
 
 
 def _loads_or_names_a_field(load: Any) -> None:
+    error: InvalidInput | None = None
     try:
         params = load()
-    except InvalidInput as exc:
-        assert isinstance(exc, ParamsError)
-        assert exc.field
+    except InvalidInput as exc:  # any other exception fails the test
+        error = exc
+    if error is not None:
+        assert isinstance(error, ParamsError)
+        assert error.field
         return
     _assert_finite(params.model_dump())
 
@@ -287,3 +289,25 @@ def test_any_file_content_loads_or_raises_params_error(tmp_path_factory, payload
     f.write_bytes(payload)
     _loads_or_names_a_field(lambda: load_params(f))
     _loads_or_names_a_field(lambda: load_planner_params(f))
+
+
+@pytest.mark.parametrize(("preset", "key"), [("deribit-pm", "min_vol"), ("okx-pm", "pivot_days"),
+                                             ("span", "stable_depeg"),
+                                             ("pmargin", "range_edge_conversion")])
+def test_a_preset_setting_missing_from_its_file_is_an_error(tmp_path, preset, key):
+    text = _shipped_text("models/presets", f"{preset}.toml")
+    cut = re.sub(rf"(?m)^{key} = .*$", "", text)
+    assert cut != text
+    f = tmp_path / f"{preset}.toml"
+    f.write_text(cut)
+    with pytest.raises(ParamsError) as err:
+        load_params(f)
+    assert err.value.field.endswith(key)
+    assert "required" in err.value.reason
+
+
+def test_vol_scenarios_only_where_a_bucket_grid_uses_them():
+    with pytest.raises(ParamsError, match="not used by an 'explicit' grid"):
+        load_params("okx-pm", {"underlyings.BTC.grid.vol_scenarios": ["up"]})
+    with pytest.raises(ParamsError, match="needs 'vol_scenarios'"):
+        load_params("deribit-pm", {"underlyings.BTC.grid.vol_scenarios": []})

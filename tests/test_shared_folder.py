@@ -65,7 +65,8 @@ def test_demo_command_fails_with_one_line_and_exit_2(tmp_path):
         pytest.skip("cli has no __main__")
     out = run.stdout + run.stderr
     assert run.returncode == 2, out
-    assert "PMARGIN_SHARED" in out and "Traceback" not in out
+    assert "PMARGIN_SHARED" in out
+    assert "Traceback" not in out
 
 
 def test_test_suite_refuses_a_missing_shared_folder(tmp_path):

@@ -212,7 +212,8 @@ def _keys_at(schema: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
             return []
     origin = typing.get_origin(tp)
     if origin is typing.Union or origin is types.UnionType:
-        models = [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+        models = [a for a in typing.get_args(tp)
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
         tp = models[0] if len(models) == 1 else None
     if not (isinstance(tp, type) and issubclass(tp, BaseModel)):
         return []

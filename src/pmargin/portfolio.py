@@ -193,7 +193,8 @@ def _collateral(data: Mapping[str, Any], prefix: str) -> dict[str, float]:
         fld = f"{prefix}.collateral.{key}"
         code = _currency(key, fld)
         if code in out:
-            raise InvalidInput(fld, key, f"repeats the currency {code} (codes are case-insensitive)")
+            raise InvalidInput(fld, key,
+                               f"repeats the currency {code} (codes are case-insensitive)")
         # No model lends today (no borrowing limit, no interest): a negative balance is refused
         # here rather than margined as if it were a loan.
         out[code] = non_negative_number(value, fld)

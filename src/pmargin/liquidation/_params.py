@@ -11,7 +11,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from pmargin.paramfiles import Shipped, load_params_file as _load
+from pmargin.paramfiles import Shipped
+from pmargin.paramfiles import load_params_file as _load
 
 __all__ = ["SETTINGS", "FrozenParams", "load_params_file"]
 

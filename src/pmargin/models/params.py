@@ -20,6 +20,7 @@ from pmargin.paramfiles import Shipped, params_digest, read_params_file, validat
 from pmargin.validation import nearest
 
 __all__ = [
+    "PRESETS",
     "CollateralHaircut",
     "CompositionParams",
     "DeltaShockParams",
@@ -30,7 +31,6 @@ __all__ = [
     "MinDeltaParams",
     "NakedShortParams",
     "OptionRules",
-    "PRESETS",
     "PMParams",
     "PerpContingencyParams",
     "RollShockParams",
@@ -331,6 +331,8 @@ def load_params(
     schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None:
         hint = nearest(str(kind), _SCHEMAS) if isinstance(kind, str) else None
-        reason = f"must be one of {sorted(_SCHEMAS)}" + (f"; did you mean '{hint}'?" if hint else "")
+        reason = f"must be one of {sorted(_SCHEMAS)}"
+        if hint:
+            reason += f"; did you mean '{hint}'?"
         raise ParamsError("model", kind, f"{reason} (in {label})")
     return validate_params(schema, raw, label)
