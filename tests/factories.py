@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pmargin.errors import DuplicatePositionWarning
 from pmargin.instruments import format_expiry
 from pmargin.market.loaders import load_market_json
 from pmargin.market.snapshot import MarketSnapshot
@@ -48,10 +50,12 @@ def make_market(
 
 def pf(margin_currency: str, positions: list[tuple[str, float]],
        collateral: dict[str, float] | None = None, **kw: Any) -> Portfolio:
-    """Portfolio from (instrument, quantity) pairs."""
-    return portfolio_from_dict({
-        "margin_currency": margin_currency,
-        "collateral": collateral or {},
-        "positions": [{"instrument": n, "quantity": q} for n, q in positions],
-        **kw,
-    })
+    """Portfolio from (instrument, quantity) pairs (pairs of one instrument are merged)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DuplicatePositionWarning)
+        return portfolio_from_dict({
+            "margin_currency": margin_currency,
+            "collateral": collateral or {},
+            "positions": [{"instrument": n, "quantity": q} for n, q in positions],
+            **kw,
+        })

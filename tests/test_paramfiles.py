@@ -141,7 +141,7 @@ def test_missing_file_directory_and_unknown_name(tmp_path):
         load_params(tmp_path)
     with pytest.raises(ParamsError, match="unknown preset") as err:
         load_params("deribit-p")
-    assert "deribit-pm" in err.value.reason
+    assert "did you mean 'deribit-pm'" in err.value.reason
 
 
 def test_empty_file_is_a_params_error_naming_a_field(tmp_path):

@@ -152,7 +152,10 @@ def read_params_file(name_or_path: str | Path, shipped: Shipped) -> tuple[str, d
 def _shipped_raw(shipped: Shipped, name: str) -> dict[str, Any]:
     text = shipped.text(name)
     if text is None:
-        raise ParamsError(shipped.kind, name, f"unknown {shipped.kind}; shipped: {shipped.names()}")
+        hint = nearest(name, shipped.names())
+        guess = f"did you mean '{hint}'? " if hint else ""
+        raise ParamsError(shipped.kind, name,
+                          f"unknown {shipped.kind}; {guess}shipped: {shipped.names()}")
     return _parse(text, name)
 
 
