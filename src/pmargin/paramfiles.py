@@ -133,7 +133,7 @@ def read_params_file(name_or_path: str | Path, shipped: Shipped) -> tuple[str, d
         label = str(name_or_path)
         p = Path(name_or_path)
         if not p.is_file():
-            if not p.exists() and not isinstance(name_or_path, Path):
+            if not p.exists() and p.name == name_or_path:  # a bare file name, no folder
                 text = shipped.text(str(name_or_path))
                 if text is not None:  # "planner.toml": a shipped file named with its suffix
                     return label, _parse(text, label)
@@ -169,7 +169,8 @@ def _parse(text: str, label: str) -> dict[str, Any]:
 
 
 def _check_finite(data: Any, path: str, label: str) -> None:
-    if isinstance(data, float | Decimal) and not math.isfinite(data):
+    if (isinstance(data, float) and not math.isfinite(data)) or (
+            isinstance(data, Decimal) and not data.is_finite()):
         raise ParamsError(path or "params", data, f"must be finite (in {label})")
     if isinstance(data, Mapping):
         for k, v in data.items():
