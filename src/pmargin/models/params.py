@@ -18,8 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pmargin.errors import ParamsError
-from pmargin.models.derive_pm2 import SkewShockParams
 from pmargin.overrides import deep_merge
+from pmargin.scenarios import SkewShockParams
 
 __all__ = [
     "CollateralHaircut",
