@@ -291,8 +291,9 @@ def load_derive_case(
 def margins_match(
     value: float, expected: float, rel: float = REL_TOL, abs_: float = ABS_TOL
 ) -> bool:
-    """Pass rule: within ``rel`` relative, or within ``abs_`` absolute when ``|expected|`` is
-    below :data:`TINY` (where a relative test is meaningless).
+    """Pass rule: within ``rel`` relative (``abs_`` absolute when ``|expected| < TINY``).
+
+    A relative test is meaningless for figures within :data:`TINY` of zero.
 
     Parameters
     ----------

@@ -13,7 +13,11 @@ Mapping (see ``docs/models/derive-pm2.md``):
   market's forward, the ``account.rate`` and the ``account.oracle_confidence``.
 * **Perpetuals** of the underlying become Derive's perp: amount = net quantity (coin), price =
   the quantity-weighted mark, unrealised P&L = the position value pmargin gives them (USD).
-* **Dated futures** do not exist in Derive: an input error.
+* **Dated futures** do not exist in Derive. A future of ``q`` coins is margined as the synthetic
+  forward Derive would hold for it: ``q`` calls long and ``q`` puts short at the expiry's forward
+  ``F`` (value ``q (F - K) = 0``, linear in the forward whatever the vol, no naked short since
+  call and put net at the strike), so it takes part in the expiry's scenario P&L, static
+  discount and basis contingency. Its unrealised P&L (value against entry) is counted as cash.
 * **Collateral**: the balance of ``account.cash_currency`` is ``Cash`` (may be negative); any
   other currency is a Derive collateral with the haircuts of ``account.collateral`` (the
   ``risk_cancelling`` pair when it is the underlying, ``static`` otherwise). A negative balance of
@@ -58,7 +62,7 @@ class DeriveColumns:
     mark_vol : ndarray, shape (columns,)
         Derive ``MarkVol`` of options (0 for other instruments and expired options).
     forward : ndarray, shape (columns,)
-        Forward of each option's expiry feed (the index for expired options), USD.
+        Forward of each option's or future's expiry feed (the index when expired), USD.
     """
 
     table: InstrumentTable
@@ -84,8 +88,9 @@ def derive_columns(table: InstrumentTable, account: DeriveAccountParams) -> Deri
     """
     opt = table.kind == KIND_OPTION
     live = opt & ~table.expired
+    dated = (opt | (table.kind == KIND_FUTURE)) & ~table.expired
+    seconds = np.where(dated, table.tau, 0.0) * SECONDS_PER_YEAR
     tau = np.where(live, table.tau, 0.0)
-    seconds = tau * SECONDS_PER_YEAR
     vol = np.zeros(table.n)
     if live.any():
         j = np.flatnonzero(live)
@@ -93,7 +98,7 @@ def derive_columns(table: InstrumentTable, account: DeriveAccountParams) -> Deri
         solved = implied_vol(table.mark[j], table.forward[j], table.strike[j], tau[j],
                              table.is_call[j], df)
         vol[j] = np.where(solved.ok, solved.vol, table.vol[j])
-    forward = np.where(live, table.forward, table.index)
+    forward = np.where(dated, table.forward, table.index)
     return DeriveColumns(table, seconds, vol, forward)
 
 
@@ -156,34 +161,34 @@ def account_inputs(
     Raises
     ------
     InvalidInput
-        For dated futures, positions in two underlyings, a negative balance of a non-cash
-        asset, or a collateral currency without haircuts.
+        For positions in two underlyings, a negative balance of a non-cash asset, or a
+        collateral currency without haircuts.
     """
     t = columns.table
     keep = quantity != 0.0
     cols, quantity, value_usd = cols[keep], quantity[keep], value_usd[keep]
-    fut = t.kind[cols] == KIND_FUTURE
-    if fut.any():
-        name = t.instruments[int(cols[fut][0])].name
-        raise InvalidInput(f"{where}positions[{name}]", name,
-                           "Derive PMRM_2 has no dated futures (options, perpetuals and "
-                           "collateral only); margin this account with another model")
     underlying = _single_underlying(t, cols, margin_currency, where)
     conf = account.oracle_confidence
     spot = market.index_price(underlying) if underlying is not None else 1.0
-    opt = t.kind[cols] == KIND_OPTION
-    oc = cols[opt]
+    dated = (t.kind[cols] == KIND_OPTION) | (t.kind[cols] == KIND_FUTURE)
     feeds: dict[float, DeriveExpiryFeed] = {}
     options = []
-    for j, q in zip(oc, quantity[opt], strict=True):
+    for j, q in zip(cols[dated], quantity[dated], strict=True):
         s = float(columns.expiry_seconds[j])
         if s not in feeds:
             feeds[s] = DeriveExpiryFeed(expiry_seconds=s, forward=float(columns.forward[j]),
                                         rate=account.rate, forward_confidence=conf,
                                         rate_confidence=conf, vol_confidence=conf)
-        options.append(DeriveOption(expiry_seconds=s, strike=float(t.strike[j]),
-                                    is_call=bool(t.is_call[j]), amount=float(q),
-                                    mark_vol=float(columns.mark_vol[j])))
+        if t.kind[j] == KIND_OPTION:
+            options.append(DeriveOption(expiry_seconds=s, strike=float(t.strike[j]),
+                                        is_call=bool(t.is_call[j]), amount=float(q),
+                                        mark_vol=float(columns.mark_vol[j])))
+        else:  # synthetic forward at the feed's forward: worth 0, linear in the forward
+            k = feeds[s].forward
+            options.append(DeriveOption(expiry_seconds=s, strike=k, is_call=True,
+                                        amount=float(q), mark_vol=0.0))
+            options.append(DeriveOption(expiry_seconds=s, strike=k, is_call=False,
+                                        amount=-float(q), mark_vol=0.0))
     perp_cols = t.kind[cols] == KIND_PERPETUAL
     perp = None
     if perp_cols.any():
@@ -193,7 +198,9 @@ def account_inputs(
         price = exposure / net if net != 0.0 else spot
         perp = DerivePerp(amount=net, price=price, confidence=conf,
                           unrealised_pnl=float(value_usd[perp_cols].sum()))
-    cash = 0.0
+    stable_price = market.collateral_price(account.cash_currency)
+    fut = t.kind[cols] == KIND_FUTURE
+    cash = float(value_usd[fut].sum()) / stable_price  # unrealised P&L of futures
     collaterals = []
     for c, b in zip(currencies, balances, strict=True):
         c = c.upper()
@@ -225,6 +232,6 @@ def account_inputs(
         perp=perp,
         cash=cash,
         spot_confidence=conf,
-        stable_price=market.collateral_price(account.cash_currency),
+        stable_price=stable_price,
         stable_confidence=conf,
     )

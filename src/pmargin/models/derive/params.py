@@ -37,7 +37,7 @@ __all__ = [
     "validate_derive_pm2_params",
 ]
 
-MODEL_NAME = "derive-pm2"
+MODEL_NAME: Literal["derive-pm2"] = "derive-pm2"
 """Value of the ``model`` key of a Derive PMRM_2 parameter file (and the shipped preset name)."""
 
 VolDirection = Literal["up", "down", "none", "linear", "abs"]
