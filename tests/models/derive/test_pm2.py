@@ -4,7 +4,6 @@ parameters (pmargin.models.derive.params)."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from pmargin.models.derive.pm2 import (
     forward_portions,
     static_discounts,
 )
-from pmargin.scenarios import skew_multipliers
 from tests.conftest import SHARED
 
 P0 = load_derive_pm2_params()
@@ -131,31 +129,6 @@ def test_static_discounts_tv07_and_expired():
     # negative rates are floored at 0: neg discount capped at exp(0) = 1
     _, neg_r = static_discounts(np.array([0.6]), np.array([-1.2]), P0.margin)
     assert neg_r[0] == 1.0
-
-
-def test_skew_multipliers_hand_values():
-    tau = np.array([1_399_652 / (365 * 86400)])
-    lin, ab = skew_multipliers(tau, np.array([0.04161780690220832]), P0.skew_shock)
-    assert lin[0] == pytest.approx(1.0118974505108735, rel=1e-13)
-    assert ab[0] == pytest.approx(1.0118974505108735, rel=1e-13)
-    lin_n, ab_n = skew_multipliers(tau, np.array([-0.04161780690220832]), P0.skew_shock)
-    assert lin_n[0] == pytest.approx(2.0 - 1.0118974505108735, rel=1e-13)
-    assert ab_n[0] == pytest.approx(1.0118974505108735, rel=1e-13)
-    # deep wings are capped at 1 +/- cap
-    cap = -0.05 * math.sqrt(tau[0]) + 0.15
-    lin_w, ab_w = skew_multipliers(np.repeat(tau, 2), np.array([-5.0, 5.0]), P0.skew_shock)
-    assert lin_w == pytest.approx([1 - cap, 1 + cap])
-    assert ab_w == pytest.approx([1 + cap, 1 + cap])
-
-
-def test_skew_multiplier_negative_cap_is_piecewise_not_clip():
-    skew = P0.skew_shock.model_copy(update={"linear_scale_cap": -0.1, "linear_cbase": 0.0})
-    tau = np.array([0.1, 0.1])
-    kstar = max(0.01, 4 * math.sqrt(0.1) * (0.6 - 0.1 * math.sqrt(0.1)))
-    k = np.array([0.5 * kstar, -0.5 * kstar])
-    lin, _ = skew_multipliers(tau, k, skew)
-    # k >= 0: 1 + min(cap, k cap / k*) = 1 + cap; k < 0: 1 + max(-cap, k cap / k*) = 1 - cap
-    assert lin == pytest.approx([0.9, 1.1])
 
 
 # ----------------------------------------------------------------------------- TV-07
@@ -298,6 +271,15 @@ def test_expired_option_is_intrinsic_and_undiscounted():
 
 
 def test_invalid_inputs_name_the_field():
+    # shared validation helpers: text and booleans are refused with the field named (the
+    # private copies raised TypeError on text and accepted True as 1)
+    with pytest.raises(InvalidInput, match=r"option\.strike"):
+        DeriveOption(expiry_seconds=10, strike="100", is_call=True, amount=1.0,  # type: ignore[arg-type]
+                     mark_vol=0.5)
+    with pytest.raises(InvalidInput, match=r"option\.amount"):
+        DeriveOption(expiry_seconds=10, strike=100.0, is_call=True, amount=True, mark_vol=0.5)
+    with pytest.raises(InvalidInput, match=r"feed\.rate_confidence"):
+        DeriveExpiryFeed(expiry_seconds=10, forward=100.0, rate_confidence=float("nan"))
     with pytest.raises(InvalidInput, match="strike"):
         DeriveOption(expiry_seconds=10, strike=-1.0, is_call=True, amount=1.0, mark_vol=0.5)
     with pytest.raises(InvalidInput, match="has no feed"):
