@@ -136,38 +136,36 @@ def conformance_run(
 @params_app.command("list")
 def params_list() -> None:
     """List shipped presets."""
-    from pmargin.models.params import list_presets, load_params
+    from pmargin.models import list_models, load_model
 
-    for name in list_presets():
-        if name == "derive-pm2":
-            console.print(f"{name:12s} portfolio (Derive PMRM_2 model)")
-            continue
-        p = load_params(name)
-        console.print(f"{name:12s} {p.model:10s} {p.source.splitlines()[0][:110]}", highlight=False)
+    for name in list_models():
+        p = load_model(name).params.model_dump()
+        console.print(f"{name:12s} {p['model']:10s} {p['source'].splitlines()[0][:110]}",
+                      highlight=False)
 
 
 @params_app.command("show")
 def params_show(name: str) -> None:
     """Show a preset's validated parameters as JSON."""
-    from pmargin.models.params import load_params, params_digest
+    from pmargin.models import load_model
 
     try:
-        p = load_params(name)
+        mdl = load_model(name)
     except PmarginError as exc:
         _fail(exc)
         return
-    typer.echo(json.dumps({"digest": params_digest(p), **p.model_dump(mode="json")}, indent=2))
+    typer.echo(json.dumps({"digest": mdl.digest, **mdl.params.model_dump(mode="json")}, indent=2))
 
 
 @params_app.command("validate")
 def params_validate(paths: list[Path]) -> None:
     """Validate preset TOML files."""
-    from pmargin.models.params import load_params
+    from pmargin.models import load_model
 
     bad = 0
     for p in paths:
         try:
-            load_params(p)
+            load_model(p)
             console.print(f"ok {p}")
         except PmarginError as exc:
             bad += 1

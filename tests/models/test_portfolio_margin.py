@@ -99,8 +99,8 @@ def test_mm_is_factor_of_im_for_deribit():
 
 def test_skew_scenarios_reprice_with_the_wing_rotation():
     from pmargin.instruments import parse_instrument
-    from pmargin.models.derive_pm2 import skew_multipliers
     from pmargin.pricing import black76
+    from pmargin.scenarios import skew_multipliers
 
     name = f"BTC-{expiry_code(30)}-96000-C"
     res = margin("pmargin", [(name, -1)])

@@ -5,6 +5,16 @@ configuration) and ``Result`` (expected ``IM``/``MM`` and intermediates). Number
 numbers or decimal strings. The field reference is in
 ``../shared/conformance/derive-pm2/README.md``; the case files are test data under BUSL-1.1 and are
 never shipped with pmargin.
+
+Hygiene: the inputs and parameters come from ``Scenario`` and ``Parameters`` only; nothing of
+``Result`` enters the computation (the lengths of ``reg_losses``/``tail_losses`` only label the
+scenario families for reporting). A case passes when Derive's native ``IM`` and ``MM`` match
+within Derive's own tolerance, 1e-8 relative (:data:`REL_TOL`).
+
+Signs. The outcome reports margins in pmargin's convention, the requirement
+``PortfolioMTM - IM`` (a positive amount compared against the account value), computed and
+expected alike (the expected one from the file's ``PortfolioMTM`` and ``IM``); Derive's native
+figures (portfolio value after the requirement) are named as such in ``detail``.
 """
 
 from __future__ import annotations
@@ -12,27 +22,27 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pmargin.conformance.outcome import CaseOutcome
 from pmargin.errors import InvalidInput
-from pmargin.models.derive_pm2 import (
-    SECONDS_PER_YEAR,
+from pmargin.models.derive.params import (
+    MODEL_NAME,
+    DerivePM2Params,
+    scenario_families,
+    validate_derive_pm2_params,
+)
+from pmargin.models.derive.pm2 import (
     DeriveCollateral,
     DeriveExpiryFeed,
     DeriveOption,
     DerivePerp,
     DerivePM2Inputs,
-    DerivePM2Params,
     compute_derive_pm2,
-    scenario_families,
-    skew_multipliers,
-    validate_derive_pm2_params,
 )
+from pmargin.validation import finite_number
 
 __all__ = [
     "MODEL_NAME",
@@ -43,15 +53,12 @@ __all__ = [
     "run_derive_case",
 ]
 
-MODEL_NAME = "derive-pm2"
-"""Model label of Derive outcomes."""
-
-REL_TOL = 1e-6
-"""Pass rule: relative tolerance on IM and MM ..."""
-ABS_TOL = 1e-6
-"""... or absolute tolerance when the expected value is below 1 in magnitude."""
-SKEW_FILE_TOL = 1e-9
-"""Relative gap above which a file skew multiplier is preferred to the computed one."""
+REL_TOL = 1e-8
+"""Pass rule: relative tolerance on IM and MM (Derive's harness, ``assertApproxEqRel`` 1e-8) ..."""
+ABS_TOL = 1e-8
+"""... or absolute tolerance when the expected value is below :data:`TINY` in magnitude."""
+TINY = 1e-10
+"""Magnitude below which a relative comparison is meaningless (Derive's harness threshold)."""
 
 _UNUSED_PARAMETER_KEYS = {
     "OtherContingency": ("IM_PERP_PERCENT_NORMAL", "IM_OPTION_PERCENT_NORMAL"),
@@ -74,7 +81,7 @@ class DeriveExpected:
     worst_all_scenarios : str or None
         Label of the binding term.
     notes : tuple of str
-        Remarks from loading (e.g. file skew multipliers used).
+        Remarks from loading.
     """
 
     im: float
@@ -104,21 +111,13 @@ def is_derive_case(obj: Any) -> bool:
 
 
 def _num(value: Any, where: str) -> float:
-    """Parse a JSON number or decimal string into a finite float."""
-    if isinstance(value, bool) or value is None:
-        raise InvalidInput(where, value, "must be a number or a decimal string")
-    if isinstance(value, int | float):
-        out = float(value)
-    elif isinstance(value, str):
+    """Parse a JSON number or decimal string (the case format) into a finite float."""
+    if isinstance(value, str):
         try:
-            out = float(value.strip())
+            value = float(value.strip())
         except ValueError as exc:
             raise InvalidInput(where, value, "is not a decimal number") from exc
-    else:
-        raise InvalidInput(where, value, "must be a number or a decimal string")
-    if not math.isfinite(out):
-        raise InvalidInput(where, value, "must be finite")
-    return out
+    return finite_number(value, where)
 
 
 def _get(obj: Mapping[str, Any], key: str, where: str, default: Any = None) -> Any:
@@ -222,38 +221,6 @@ def _parse_params(raw: Mapping[str, Any], result: Mapping[str, Any], name: str) 
     return validate_derive_pm2_params(data, name)
 
 
-def _skew_from_file(
-    scen: Mapping[str, Any], inputs: DerivePM2Inputs, params: DerivePM2Params
-) -> tuple[DerivePM2Inputs, tuple[str, ...]]:
-    """Use the file's skew multipliers where the parameter formula does not reproduce them."""
-    if not inputs.options:
-        return inputs, ()
-    fwd = {f.expiry_seconds: f.forward for f in inputs.feeds}
-    tau = np.array([o.expiry_seconds / SECONDS_PER_YEAR for o in inputs.options])
-    k = np.log(np.array([o.strike / fwd[o.expiry_seconds] for o in inputs.options]))
-    lin, ab = skew_multipliers(tau, k, params.skew_shock)
-    raw_opts = scen.get("Options") or []
-    new_opts = list(inputs.options)
-    notes: list[str] = []
-    for key, computed in (("linear_multiplier", lin), ("abs_multiplier", ab)):
-        used = 0
-        for i, o in enumerate(raw_opts):
-            if key not in o or tau[i] <= 0.0:
-                continue
-            file_value = _num(o[key], f"Scenario.Options[{i}].{key}")
-            if abs(file_value - computed[i]) > SKEW_FILE_TOL * max(1.0, abs(file_value)):
-                if key == "linear_multiplier":
-                    new_opts[i] = replace(new_opts[i], linear_multiplier=file_value)
-                else:
-                    new_opts[i] = replace(new_opts[i], abs_multiplier=file_value)
-                used += 1
-        if used:
-            notes.append(f"file {key} used for {used} option(s) (formula differs)")
-    if not notes:
-        return inputs, ()
-    return replace(inputs, options=tuple(new_opts)), tuple(notes)
-
-
 def _parse_expected(result: Mapping[str, Any], notes: tuple[str, ...]) -> DeriveExpected:
     scalars = (
         "worst_reg_loss", "worst_tail_loss", "worst_skew_loss", "ForwardContingency", "OptionMTM",
@@ -283,9 +250,10 @@ def load_derive_case(
 ) -> tuple[DerivePM2Inputs, DerivePM2Params, DeriveExpected]:
     """Read a Derive PMRM_2 case file.
 
-    Every parameter comes from the case's ``Parameters`` block. Skew multipliers are computed
-    from the parameters; only where a file's ``linear_multiplier``/``abs_multiplier`` differs from
-    the formula (beyond 1e-9 relative) is the file value used, and a note says so.
+    Inputs come from the case's ``Scenario`` block and every parameter from its ``Parameters``
+    block; the pre-computed skew terms of ``Scenario.Options`` (``k``, ``k_star``,
+    ``linear_multiplier`` ...) are outputs of Derive's generator and are ignored, like
+    everything in ``Result`` (which is only parsed into ``expected``).
 
     Parameters
     ----------
@@ -317,21 +285,22 @@ def load_derive_case(
     scen, raw_params, result = case["Scenario"], case["Parameters"], case["Result"]
     inputs = _parse_inputs(scen)
     params = _parse_params(raw_params, result, p.stem)
-    inputs, notes = _skew_from_file(scen, inputs, params)
-    return inputs, params, _parse_expected(result, notes)
+    return inputs, params, _parse_expected(result, ())
 
 
 def margins_match(
     value: float, expected: float, rel: float = REL_TOL, abs_: float = ABS_TOL
 ) -> bool:
-    """Pass rule: within ``rel`` relative, or within ``abs_`` absolute when ``|expected| < 1``.
+    """Pass rule: within ``rel`` relative (``abs_`` absolute when ``|expected| < TINY``).
+
+    A relative test is meaningless for figures within :data:`TINY` of zero.
 
     Parameters
     ----------
     value, expected : float
         Computed and expected figure.
     rel, abs_ : float
-        Tolerances.
+        Tolerances (Derive's: 1e-8 relative).
 
     Returns
     -------
@@ -340,7 +309,7 @@ def margins_match(
     """
     if not math.isfinite(value):
         return False
-    if abs(expected) < 1.0:
+    if abs(expected) < TINY:
         return abs(value - expected) <= abs_
     return abs(value - expected) <= rel * abs(expected)
 
@@ -356,27 +325,31 @@ def run_derive_case(path: str | Path) -> CaseOutcome:
     Returns
     -------
     CaseOutcome
-        ``passed`` when IM and MM both match (:func:`margins_match`); ``detail`` names the
-        mismatches (with relative errors) and any loading notes.
+        ``passed`` when Derive's native IM and MM both match (:func:`margins_match`, 1e-8
+        relative). ``initial_margin``/``maintenance_margin`` and the expected ones are in
+        pmargin's convention (requirement ``PortfolioMTM - IM``; the expected requirement uses
+        the file's ``PortfolioMTM``, NaN when the file has none); ``detail`` gives the native
+        figures and names any mismatch with its relative error.
     """
     p = Path(path)
     inputs, params, exp = load_derive_case(p)
     res = compute_derive_pm2(inputs, params)
     problems: list[str] = []
-    for label, got, want in (("IM", res.initial_margin, exp.im),
-                             ("MM", res.maintenance_margin, exp.mm)):
+    for label, got, want in (("IM", res.im, exp.im), ("MM", res.mm, exp.mm)):
         if not margins_match(got, want):
             err = abs(got - want) / max(abs(want), 1e-300)
-            problems.append(f"{label} {got:.12g} != {want:.12g} (rel {err:.2e})")
-    detail = "; ".join(problems + list(exp.notes)) or "ok"
+            problems.append(f"Derive {label} {got:.12g} != {want:.12g} (rel {err:.2e})")
+    native = (f"Derive native (portfolio value after the requirement): IM {res.im:.12g}, "
+              f"MM {res.mm:.12g}")
+    detail = "; ".join(problems + list(exp.notes) + [native]) if problems else f"ok; {native}"
+    mtm = exp.intermediates.get("PortfolioMTM", math.nan)
     return CaseOutcome(
         name=p.stem,
         passed=not problems,
         model=MODEL_NAME,
         initial_margin=res.initial_margin,
         maintenance_margin=res.maintenance_margin,
-        expected_im=exp.im,
-        expected_mm=exp.mm,
+        expected_im=mtm - exp.im,
+        expected_mm=mtm - exp.mm,
         detail=detail,
     )
-

@@ -5,9 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from pydantic import BaseModel
+
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
-from pmargin.models.params import PMParams, SMParams, params_digest
+from pmargin.models.params import params_digest
 from pmargin.models.result import AccountMargin, BookMarginResult
 from pmargin.models.valuation import InstrumentTable, build_table
 from pmargin.portfolio import Portfolio
@@ -22,16 +24,18 @@ class MarginModel(ABC):
     the explanation (scenario table, per-position breakdown).
     """
 
-    params: SMParams | PMParams
+    params: BaseModel
+    """Validated, frozen parameters (each model narrows the type); they have a ``name``."""
 
-    def __init__(self, params: SMParams | PMParams) -> None:
+    def __init__(self, params: BaseModel) -> None:
         self.params = params
         self.digest = params_digest(params)
+        self._name = str(params.model_dump(include={"name"})["name"])
 
     @property
     def name(self) -> str:
         """Preset name."""
-        return self.params.name
+        return self._name
 
     def table(self, book: Book, market: MarketSnapshot) -> InstrumentTable:
         """Build the instrument table of a book's columns."""

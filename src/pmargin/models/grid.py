@@ -12,9 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from pmargin._typing import BoolArray, FloatArray, IntArray
-from pmargin.models.derive_pm2 import SkewShockParams, skew_multipliers
 from pmargin.models.params import UnderlyingPMParams, VolShockParams
-from pmargin.scenarios import tail_weight, term_scale, vol_multiplier_down, vol_multiplier_up
+from pmargin.scenarios import (
+    SkewShockParams,
+    skew_multipliers,
+    tail_weight,
+    term_scale,
+    vol_multiplier_down,
+    vol_multiplier_up,
+)
 
 __all__ = ["VOL_DOWN", "VOL_NONE", "VOL_SKEW_ABS", "VOL_SKEW_LINEAR", "VOL_UP", "ScenarioGrid",
            "build_grid", "shocked_vol"]

@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pmargin.errors import ParamsError
-from pmargin.models.derive_pm2 import SkewShockParams
 from pmargin.overrides import deep_merge
 from pmargin.paramfiles import Shipped, params_digest, read_params_file, validate_params
+from pmargin.scenarios import SkewShockParams
 from pmargin.validation import nearest
 
 __all__ = [

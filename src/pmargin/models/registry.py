@@ -8,7 +8,9 @@ from typing import Any
 
 from pmargin.errors import InvalidInput
 from pmargin.models.base import MarginModel
-from pmargin.models.params import PMParams, SMParams, list_presets, load_params
+from pmargin.models.derive import DerivePM2Model, load_derive_pm2_params
+from pmargin.models.derive.params import MODEL_NAME as DERIVE
+from pmargin.models.params import PMParams, SMParams, list_presets, load_params, read_preset
 from pmargin.models.portfolio_margin import PortfolioMarginModel
 from pmargin.models.standard import StandardMarginModel
 
@@ -16,8 +18,8 @@ __all__ = ["list_models", "load_model"]
 
 
 def list_models() -> list[str]:
-    """Return the shipped presets usable with :func:`load_model`."""
-    return [p for p in list_presets() if p != "derive-pm2"]
+    """Return the shipped presets usable with :func:`load_model` (every shipped preset)."""
+    return list_presets()
 
 
 def load_model(
@@ -31,7 +33,7 @@ def load_model(
     ----------
     name : str or Path
         ``deribit-sm``, ``linear-sm``, ``deribit-pm``, ``paradex-pm``, ``okx-pm``, ``span``,
-        ``pmargin``, or a path to a preset file.
+        ``pmargin``, ``derive-pm2``, or a path to a preset file.
     overrides : mapping, optional
         Parameter overrides (nested or dotted keys).
     mode : str, optional
@@ -48,6 +50,10 @@ def load_model(
     InvalidInput
         On an unknown preset, an invalid parameter or a mode the model does not support.
     """
+    if read_preset(name).get("model") == DERIVE:
+        if mode not in (None, "portfolio", "cross"):
+            raise InvalidInput("mode", mode, f"portfolio margin model {DERIVE} has no {mode} mode")
+        return DerivePM2Model(load_derive_pm2_params(name, overrides))
     params = load_params(name, overrides)
     if isinstance(params, SMParams):
         m = mode or "cross"

@@ -41,10 +41,11 @@ Methodology (all money in USD, time :math:`\tau` = seconds / (365 x 86400))
   ``IM = MtM + W (IM_LOSS_FACTOR + PEG_LOSS_FACTOR max(0, PEG_LOSS_THRESHOLD - stable))
   + MM contingencies + IM contingencies + oracle contingency``.
 
-``IM`` and ``MM`` follow Derive's sign convention: the portfolio value *after* the requirement
-(> 0 excess, < 0 shortfall). :attr:`DerivePM2Result.initial_margin_requirement` and
-:attr:`DerivePM2Result.maintenance_margin_requirement` give the requirement in pmargin's
-convention (a non-negative-in-practice amount: ``PortfolioMTM - IM``).
+Signs. Derive's ``IM`` and ``MM`` (:attr:`DerivePM2Result.im`, :attr:`DerivePM2Result.mm`)
+are the portfolio value *after* the requirement (> 0 excess, < 0 shortfall).
+:attr:`DerivePM2Result.initial_margin` and :attr:`DerivePM2Result.maintenance_margin` have the
+meaning they have in every pmargin model: the requirement, a non-negative amount compared
+against equity (``PortfolioMTM - IM`` and ``PortfolioMTM - MM``).
 
 Source: derivexyz/v2-core @ 7736900d, PMRM_2 portfolio cases (test data only) and
 ``reference/methodologies.md`` section 6.3; see ``docs/models/derive-pm2.md``.
@@ -52,47 +53,36 @@ Source: derivexyz/v2-core @ 7736900d, PMRM_2 portfolio cases (test data only) an
 
 from __future__ import annotations
 
-import math
-import tomllib
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pmargin._typing import BoolArray, FloatArray, IntArray
-from pmargin.errors import InvalidInput, ParamsError
-from pmargin.overrides import deep_merge
+from pmargin.errors import InvalidInput
+from pmargin.models.derive.params import (
+    DerivePM2Params,
+    DeriveScenario,
+    MarginParams,
+    OtherContingencyParams,
+)
 from pmargin.pricing.black76 import price
-from pmargin.scenarios import term_scale, vol_multiplier_down, vol_multiplier_up
+from pmargin.scenarios import skew_multipliers, term_scale, vol_multiplier_down, vol_multiplier_up
+from pmargin.validation import finite_number, non_negative_number, positive_number, unit_interval
 
 __all__ = [
     "FORWARD_SETTLEMENT_SECONDS",
     "SECONDS_PER_DAY",
     "SECONDS_PER_YEAR",
-    "BasisContingencyParams",
     "DeriveCollateral",
     "DeriveExpiryFeed",
     "DeriveOption",
     "DerivePM2Inputs",
-    "DerivePM2Params",
     "DerivePM2Result",
     "DerivePerp",
-    "DeriveScenario",
-    "MarginParams",
-    "OtherContingencyParams",
-    "SkewShockParams",
-    "VolShockParams",
     "compute_derive_pm2",
     "forward_portions",
-    "load_derive_pm2_params",
-    "scenario_families",
-    "skew_multipliers",
     "static_discounts",
-    "validate_derive_pm2_params",
 ]
 
 SECONDS_PER_DAY = 86_400.0
@@ -111,242 +101,7 @@ _SKEW_DIRECTIONS = ("linear", "abs")
 _PRESET_NAME = "derive-pm2.toml"
 
 
-# ============================================================================ parameters
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class DeriveScenario(_Frozen):
-    """One margin scenario: spot shock, vol shock direction and dampening factor.
-
-    Accepts the case-file names (``SpotShock``, ``VolShockDirection``, ``DampeningFactor``) and
-    directions in any case (``Up``, ``LINEAR`` ...).
-    """
-
-    spot_shock: float = Field(gt=0.0, alias="SpotShock")
-    """Multiplier on the variable forward, perp price and risk-cancelling collateral."""
-    vol_shock: VolDirection = Field(alias="VolShockDirection")
-    """``up``, ``down``, ``none`` (vol-shock scenarios) or ``linear``, ``abs`` (skew scenarios)."""
-    dampening: float = Field(ge=0.0, alias="DampeningFactor")
-    """Multiplier on the scenario P&L."""
-    kind: ScenarioKind = "regular"
-    """Family used for reporting: ``regular``, ``tail`` or ``skew``. When omitted it is ``skew``
-    for skew directions, ``regular`` for dampening 1 and ``tail`` otherwise."""
-
-    @field_validator("vol_shock", mode="before")
-    @classmethod
-    def _lower_direction(cls, v: Any) -> Any:
-        return v.strip().lower() if isinstance(v, str) else v
-
-    @model_validator(mode="before")
-    @classmethod
-    def _infer_kind(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("kind") is None:
-            out = dict(data)
-            direction = str(out.get("vol_shock", out.get("VolShockDirection", ""))).strip().lower()
-            damp = out.get("dampening", out.get("DampeningFactor", 1.0))
-            try:
-                damp_value = float(damp)
-            except (TypeError, ValueError):
-                damp_value = 1.0
-            if direction in _SKEW_DIRECTIONS:
-                out["kind"] = "skew"
-            else:
-                out["kind"] = "regular" if damp_value == 1.0 else "tail"
-            return out
-        return data
-
-    @model_validator(mode="after")
-    def _kind_matches_direction(self) -> DeriveScenario:
-        if (self.kind == "skew") != (self.vol_shock in _SKEW_DIRECTIONS):
-            raise ValueError(
-                f"scenario kind {self.kind!r} does not match vol shock direction {self.vol_shock!r}"
-            )
-        return self
-
-
-class VolShockParams(_Frozen):
-    """Term-scaled vol shocks (``VolShock`` group)."""
-
-    vol_range_up: float = Field(ge=0.0, alias="VOLRANGEUP")
-    vol_range_down: float = Field(ge=0.0, alias="VOLRANGEDOWN")
-    short_term_power: float = Field(alias="SHORTTERMPOWER")
-    """Exponent used when days to expiry <= 30."""
-    long_term_power: float = Field(alias="LONGTERMPOWER")
-    dte_floor_days: float = Field(ge=0.0, alias="DTE_FLOOR")
-    """Floor on days to expiry in the term scale."""
-    min_vol_eval_shocked: float = Field(ge=0.0, alias="MIN_VOL_EVAL_SHOCKED")
-    """Floor on the up-shocked vol."""
-
-
-class SkewShockParams(_Frozen):
-    """Wing rotations of the skew scenarios (``SkewShock`` group)."""
-
-    linear_scale_cap: float = Field(alias="LINEAR_SCALE_CAP")
-    linear_cbase: float = Field(alias="LINEAR_CBASE")
-    abs_scale_cap: float = Field(alias="ABS_SCALE_CAP")
-    abs_cbase: float = Field(alias="ABS_CBASE")
-    min_k_star: float = Field(ge=0.0, alias="MIN_K_STAR")
-    min_width_scale: float = Field(ge=0.0, alias="MIN_WIDTH_SCALE")
-    vol_param_static: float = Field(alias="VOL_PARAM_STATIC")
-    vol_param_scale: float = Field(alias="VOL_PARAM_SCALE")
-
-
-class MarginParams(_Frozen):
-    """Loss factors and static discounts (``Margin`` group)."""
-
-    im_loss_factor: float = Field(ge=0.0, alias="IM_LOSS_FACTOR")
-    mm_loss_factor: float = Field(ge=0.0, alias="MM_LOSS_FACTOR")
-    long_rate_multscale: float = Field(alias="LONG_RATE_MULTSCALE")
-    long_rate_addscale: float = Field(alias="LONG_RATE_ADDSCALE")
-    short_rate_multscale: float = Field(alias="SHORT_RATE_MULTSCALE")
-    short_rate_addscale: float = Field(alias="SHORT_RATE_ADDSCALE")
-    base_static_discount: float = Field(ge=0.0, alias="BASE_STATIC_DISCOUNT")
-    """Static discount on a positive expiry MtM (before the rate term)."""
-    base_static_discount_neg: float = Field(ge=0.0, alias="BASE_STATIC_DISCOUNT_NEG")
-    """Static discount on a negative expiry MtM (before the rate term)."""
-
-
-class BasisContingencyParams(_Frozen):
-    """Forward (basis) contingency (``BasisContingency`` group)."""
-
-    scenario_spot_up: float = Field(gt=0.0, alias="SCENARIO_SPOT_UP")
-    scenario_spot_down: float = Field(gt=0.0, alias="SCENARIO_SPOT_DOWN")
-    add_factor: float = Field(ge=0.0, alias="BASIS_CONT_ADD_FACTOR")
-    mult_factor: float = Field(ge=0.0, alias="BASIS_CONT_MULT_FACTOR")
-
-
-class OtherContingencyParams(_Frozen):
-    """Peg loss, oracle confidence, perp and option contingencies (``OtherContingency`` group).
-
-    The case files also carry ``IM_PERP_PERCENT_NORMAL`` and ``IM_OPTION_PERCENT_NORMAL`` (IM +
-    MM sums, not used); the case loader drops them.
-    """
-
-    peg_loss_threshold: float = Field(ge=0.0, alias="PEG_LOSS_THRESHOLD")
-    peg_loss_factor: float = Field(ge=0.0, alias="PEG_LOSS_FACTOR")
-    conf_threshold: float = Field(ge=0.0, alias="CONF_THRESHOLD")
-    conf_margin: float = Field(ge=0.0, alias="CONF_MARGIN")
-    mm_perp_percent: float = Field(ge=0.0, alias="MM_PERP_PERCENT")
-    im_perp_percent: float = Field(ge=0.0, alias="IM_PERP_PERCENT")
-    mm_option_percent: float = Field(ge=0.0, alias="MM_OPTION_PERCENT")
-    im_option_percent: float = Field(ge=0.0, alias="IM_OPTION_PERCENT")
-
-
-class DerivePM2Params(_Frozen):
-    """Complete PMRM_2 parameter set (the ``Parameters`` block of a case file)."""
-
-    name: str = "derive-pm2"
-    source: str = ""
-    assumptions: tuple[str, ...] = ()
-    scenarios: tuple[DeriveScenario, ...] = Field(min_length=1, alias="Scenarios")
-    vol_shock: VolShockParams = Field(alias="VolShock")
-    skew_shock: SkewShockParams = Field(alias="SkewShock")
-    margin: MarginParams = Field(alias="Margin")
-    basis_contingency: BasisContingencyParams = Field(alias="BasisContingency")
-    other_contingency: OtherContingencyParams = Field(alias="OtherContingency")
-
-
-def _validation_to_params_error(exc: ValidationError, source: str) -> ParamsError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ())) or source
-    return ParamsError(loc, err.get("input"), f"{err.get('msg', 'invalid')} (in {source})")
-
-
-def validate_derive_pm2_params(
-    data: Mapping[str, Any], source: str = "parameters"
-) -> DerivePM2Params:
-    """Validate a raw parameter mapping (TOML or case-file names) into :class:`DerivePM2Params`.
-
-    Parameters
-    ----------
-    data : mapping
-        Parameters with snake_case or case-file (``VOLRANGEUP`` ...) names.
-    source : str
-        Name used in error messages.
-
-    Returns
-    -------
-    DerivePM2Params
-        The validated, frozen parameters.
-
-    Raises
-    ------
-    ParamsError
-        Naming the first invalid field.
-    """
-    try:
-        return DerivePM2Params.model_validate(dict(data))
-    except ValidationError as exc:
-        raise _validation_to_params_error(exc, source) from exc
-
-
-def _read_preset_text() -> str:
-    try:
-        res = resources.files("pmargin.models.presets") / _PRESET_NAME
-        if res.is_file():
-            return res.read_text(encoding="utf-8")
-    except (ModuleNotFoundError, TypeError, ImportError):  # pragma: no cover - packaging fallback
-        pass
-    return (resources.files("pmargin.models") / "presets" / _PRESET_NAME).read_text(
-        encoding="utf-8"
-    )
-
-
-def load_derive_pm2_params(
-    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
-) -> DerivePM2Params:
-    """Load the PMRM_2 parameters from a TOML file (default: the shipped ``derive-pm2`` preset).
-
-    Parameters
-    ----------
-    path : str or Path, optional
-        TOML file; ``None`` loads the shipped preset (package data of ``pmargin.models.presets``).
-    overrides : mapping, optional
-        Nested or dotted-key overrides, e.g. ``{"margin.mm_loss_factor": 0.75}``. Keys use the
-        TOML (snake_case) names.
-
-    Returns
-    -------
-    DerivePM2Params
-        Validated parameters.
-
-    Raises
-    ------
-    ParamsError
-        If the file is missing or not valid TOML, or a value is invalid.
-    """
-    source = str(path) if path is not None else "derive-pm2"
-    try:
-        if path is None:
-            text = _read_preset_text()
-        else:
-            p = Path(path)
-            if not p.is_file():
-                raise ParamsError("path", str(path), "no such parameter file")
-            text = p.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ParamsError("path", source, f"is not valid TOML: {exc}") from exc
-    if overrides:
-        raw = deep_merge(raw, overrides)
-    raw.pop("schema_version", None)
-    raw.pop("model", None)
-    return validate_derive_pm2_params(raw, source)
-
-
 # ============================================================================ inputs
-def _check_finite(field: str, value: float) -> None:
-    if not math.isfinite(value):
-        raise InvalidInput(field, value, "must be a finite number")
-
-
-def _check_unit(field: str, value: float) -> None:
-    _check_finite(field, value)
-    if not 0.0 <= value <= 1.0:
-        raise InvalidInput(field, value, "must lie in [0, 1]")
-
-
 @dataclass(frozen=True)
 class DeriveOption:
     """One option position (cash-settled European on the account's underlying).
@@ -363,9 +118,6 @@ class DeriveOption:
         Signed number of contracts (negative = short).
     mark_vol : float
         Implied vol used to mark the option (decimal, >= 0).
-    linear_multiplier, abs_multiplier : float, optional
-        Override of the skew multipliers (normally computed from the parameters, see
-        :func:`skew_multipliers`).
     """
 
     expiry_seconds: float
@@ -373,24 +125,12 @@ class DeriveOption:
     is_call: bool
     amount: float
     mark_vol: float
-    linear_multiplier: float | None = None
-    abs_multiplier: float | None = None
 
     def __post_init__(self) -> None:
-        _check_finite("option.expiry_seconds", self.expiry_seconds)
-        if self.expiry_seconds < 0:
-            raise InvalidInput("option.expiry_seconds", self.expiry_seconds, "must be >= 0")
-        _check_finite("option.strike", self.strike)
-        if self.strike <= 0:
-            raise InvalidInput("option.strike", self.strike, "must be > 0")
-        _check_finite("option.amount", self.amount)
-        _check_finite("option.mark_vol", self.mark_vol)
-        if self.mark_vol < 0:
-            raise InvalidInput("option.mark_vol", self.mark_vol, "must be >= 0")
-        for name in ("linear_multiplier", "abs_multiplier"):
-            v = getattr(self, name)
-            if v is not None:
-                _check_finite(f"option.{name}", v)
+        non_negative_number(self.expiry_seconds, "option.expiry_seconds")
+        positive_number(self.strike, "option.strike")
+        finite_number(self.amount, "option.amount")
+        non_negative_number(self.mark_vol, "option.mark_vol")
 
 
 @dataclass(frozen=True)
@@ -421,18 +161,14 @@ class DeriveExpiryFeed:
     forward_fixed: float | None = None
 
     def __post_init__(self) -> None:
-        _check_finite("feed.expiry_seconds", self.expiry_seconds)
-        if self.expiry_seconds < 0:
-            raise InvalidInput("feed.expiry_seconds", self.expiry_seconds, "must be >= 0")
-        _check_finite("feed.forward", self.forward)
-        if self.forward <= 0:
-            raise InvalidInput("feed.forward", self.forward, "must be > 0")
-        _check_finite("feed.rate", self.rate)
-        _check_unit("feed.forward_confidence", self.forward_confidence)
-        _check_unit("feed.rate_confidence", self.rate_confidence)
-        _check_unit("feed.vol_confidence", self.vol_confidence)
+        non_negative_number(self.expiry_seconds, "feed.expiry_seconds")
+        positive_number(self.forward, "feed.forward")
+        finite_number(self.rate, "feed.rate")
+        unit_interval(self.forward_confidence, "feed.forward_confidence")
+        unit_interval(self.rate_confidence, "feed.rate_confidence")
+        unit_interval(self.vol_confidence, "feed.vol_confidence")
         if self.forward_fixed is not None:
-            _check_finite("feed.forward_fixed", self.forward_fixed)
+            finite_number(self.forward_fixed, "feed.forward_fixed")
             if not 0.0 <= self.forward_fixed <= self.forward:
                 raise InvalidInput("feed.forward_fixed", self.forward_fixed,
                                    "must lie in [0, forward]")
@@ -461,13 +197,11 @@ class DerivePerp:
     unrealised_funding: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_finite("perp.amount", self.amount)
-        _check_finite("perp.price", self.price)
-        if self.price < 0:
-            raise InvalidInput("perp.price", self.price, "must be >= 0")
-        _check_unit("perp.confidence", self.confidence)
-        _check_finite("perp.unrealised_pnl", self.unrealised_pnl)
-        _check_finite("perp.unrealised_funding", self.unrealised_funding)
+        finite_number(self.amount, "perp.amount")
+        non_negative_number(self.price, "perp.price")
+        unit_interval(self.confidence, "perp.confidence")
+        finite_number(self.unrealised_pnl, "perp.unrealised_pnl")
+        finite_number(self.unrealised_funding, "perp.unrealised_funding")
 
 
 @dataclass(frozen=True)
@@ -499,15 +233,11 @@ class DeriveCollateral:
     name: str = ""
 
     def __post_init__(self) -> None:
-        _check_finite("collateral.amount", self.amount)
-        if self.amount < 0:
-            raise InvalidInput("collateral.amount", self.amount, "must be >= 0")
-        _check_finite("collateral.price", self.price)
-        if self.price < 0:
-            raise InvalidInput("collateral.price", self.price, "must be >= 0")
-        _check_unit("collateral.im_haircut", self.im_haircut)
-        _check_unit("collateral.mm_haircut", self.mm_haircut)
-        _check_unit("collateral.confidence", self.confidence)
+        non_negative_number(self.amount, "collateral.amount")
+        non_negative_number(self.price, "collateral.price")
+        unit_interval(self.im_haircut, "collateral.im_haircut")
+        unit_interval(self.mm_haircut, "collateral.mm_haircut")
+        unit_interval(self.confidence, "collateral.confidence")
 
 
 @dataclass(frozen=True)
@@ -547,15 +277,11 @@ class DerivePM2Inputs:
     stable_confidence: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_finite("spot", self.spot)
-        if self.spot <= 0:
-            raise InvalidInput("spot", self.spot, "must be > 0")
-        _check_finite("cash", self.cash)
-        _check_unit("spot_confidence", self.spot_confidence)
-        _check_finite("stable_price", self.stable_price)
-        if self.stable_price <= 0:
-            raise InvalidInput("stable_price", self.stable_price, "must be > 0")
-        _check_unit("stable_confidence", self.stable_confidence)
+        positive_number(self.spot, "spot")
+        finite_number(self.cash, "cash")
+        unit_interval(self.spot_confidence, "spot_confidence")
+        positive_number(self.stable_price, "stable_price")
+        unit_interval(self.stable_confidence, "stable_confidence")
         expiries = [f.expiry_seconds for f in self.feeds]
         if len(set(expiries)) != len(expiries):
             raise InvalidInput("feeds", expiries, "expiries must be unique")
@@ -576,10 +302,18 @@ class DerivePM2Result:
     per-scenario arrays follow :attr:`DerivePM2Params.scenarios`.
     """
 
+    im: float
+    """Derive's ``IM``: portfolio value after the initial requirement (< 0 = shortfall)."""
+    mm: float
+    """Derive's ``MM``: portfolio value after the maintenance requirement."""
     initial_margin: float
-    """``IM``: portfolio value after the initial requirement (< 0 = shortfall)."""
+    """Initial margin in pmargin's convention: the requirement ``PortfolioMTM - IM`` (USD),
+    ``-(W imLossFactor + MM and IM contingencies + oracle contingency)``; never negative with
+    non-negative loss factors. The account meets it when ``portfolio_mtm >= initial_margin``
+    (equivalently ``im >= 0``)."""
     maintenance_margin: float
-    """``MM``: portfolio value after the maintenance requirement."""
+    """Maintenance margin in pmargin's convention: ``PortfolioMTM - MM`` (USD),
+    ``-(W MM_LOSS_FACTOR + MM contingencies)``."""
     portfolio_mtm: float
     """``OptionMTM + CollateralMTM + Cash + PerpMTM + UnrealisedFunding``."""
     option_mtm: float
@@ -632,20 +366,6 @@ class DerivePM2Result:
     im_base_cont: float
     oracle_cont: float
     """Oracle-confidence contingency (IM only)."""
-
-    @property
-    def initial_margin_requirement(self) -> float:
-        """Initial requirement in pmargin's convention: ``PortfolioMTM - IM`` (USD).
-
-        Positive when the portfolio needs margin; the account meets IM when
-        ``portfolio_mtm >= initial_margin_requirement`` (equivalently ``initial_margin >= 0``).
-        """
-        return self.portfolio_mtm - self.initial_margin
-
-    @property
-    def maintenance_margin_requirement(self) -> float:
-        """Maintenance requirement in pmargin's convention: ``PortfolioMTM - MM`` (USD)."""
-        return self.portfolio_mtm - self.maintenance_margin
 
     @property
     def mm_contingency(self) -> float:
@@ -722,53 +442,6 @@ def static_discounts(
     return np.where(expired, 1.0, pos), np.where(expired, 1.0, neg)
 
 
-def _capped(ratio: FloatArray, cap: FloatArray, positive: BoolArray) -> FloatArray:
-    """``min(cap, ratio)`` where ``positive`` else ``max(-cap, ratio)``."""
-    return np.where(positive, np.minimum(cap, ratio), np.maximum(-cap, ratio))
-
-
-def skew_multipliers(
-    tau: FloatArray, log_moneyness: FloatArray, skew: SkewShockParams
-) -> tuple[FloatArray, FloatArray]:
-    """Vol multipliers of the LINEAR and ABS skew scenarios.
-
-    Parameters
-    ----------
-    tau : ndarray
-        Years to expiry of each option.
-    log_moneyness : ndarray
-        ``k = ln(K / F)`` with the unshocked forward.
-    skew : SkewShockParams
-        Caps and width parameters.
-
-    Returns
-    -------
-    linear, abs : ndarray
-        ``1 + min(cap, k cap / k*)`` for ``k >= 0`` and ``1 + max(-cap, k cap / k*)`` for
-        ``k < 0`` (with ``|k|`` for ABS), where ``cap = CBASE sqrt(tau) + SCALE_CAP`` and
-        ``k* = max(MIN_K_STAR, MIN_WIDTH_SCALE sqrt(tau) (VOL_PARAM_STATIC + VOL_PARAM_SCALE
-        sqrt(tau)))``. The shocked vol is ``vol * max(multiplier, 0)``. A zero ``k*`` is read
-        as the limit (the cap binds).
-    """
-    st = np.sqrt(np.maximum(np.asarray(tau, dtype=np.float64), 0.0))
-    k = np.asarray(log_moneyness, dtype=np.float64)
-    kstar = np.maximum(
-        skew.min_k_star,
-        skew.min_width_scale * st * (skew.vol_param_static + skew.vol_param_scale * st),
-    )
-    safe = np.where(kstar > 0.0, kstar, 1.0)
-    with np.errstate(invalid="ignore"):
-        rel = np.where(k == 0.0, 0.0, np.where(kstar > 0.0, k / safe, np.sign(k) * np.inf))
-        rel_abs = np.abs(rel)
-        lin_cap = skew.linear_cbase * st + skew.linear_scale_cap
-        abs_cap = skew.abs_cbase * st + skew.abs_scale_cap
-        lin_ratio = np.where(rel == 0.0, 0.0, rel * lin_cap)
-        abs_ratio = np.where(rel_abs == 0.0, 0.0, rel_abs * abs_cap)
-    linear = 1.0 + _capped(lin_ratio, lin_cap, k >= 0.0)
-    absolute = 1.0 + _capped(abs_ratio, abs_cap, np.ones_like(k, dtype=bool))
-    return np.asarray(linear, dtype=np.float64), np.asarray(absolute, dtype=np.float64)
-
-
 def _confidence_cont(
     conf: FloatArray, notional: FloatArray, other: OtherContingencyParams
 ) -> float:
@@ -806,7 +479,8 @@ def compute_derive_pm2(inputs: DerivePM2Inputs, params: DerivePM2Params) -> Deri
     Returns
     -------
     DerivePM2Result
-        ``IM``, ``MM`` (Derive convention: value after the requirement) and every intermediate.
+        Derive's ``IM`` and ``MM`` (value after the requirement), the requirements in pmargin's
+        convention and every intermediate.
 
     Notes
     -----
@@ -861,15 +535,9 @@ def compute_derive_pm2(inputs: DerivePM2Inputs, params: DerivePM2Params) -> Deri
         vol_up = np.maximum(vol * up_mult, vs.min_vol_eval_shocked)
         vol_down = vol * down_mult
 
-    # skew multipliers (file overrides win when given)
+    # skew multipliers (pmargin.scenarios), k = ln(K / F) with the unshocked forward
     log_k = np.log(strike / (fixed_e + var_e)[idx]) if n_o else np.zeros(0)
     lin_mult, abs_mult = skew_multipliers(tau_o, log_k, params.skew_shock)
-    lin_over = np.array([np.nan if o.linear_multiplier is None else o.linear_multiplier
-                         for o in opts], dtype=np.float64)
-    abs_over = np.array([np.nan if o.abs_multiplier is None else o.abs_multiplier
-                         for o in opts], dtype=np.float64)
-    lin_mult = np.where(np.isnan(lin_over), lin_mult, lin_over)
-    abs_mult = np.where(np.isnan(abs_over), abs_mult, abs_over)
     vol_lin = vol * np.maximum(lin_mult, 0.0)
     vol_abs = vol * np.maximum(abs_mult, 0.0)
 
@@ -978,10 +646,17 @@ def compute_derive_pm2(inputs: DerivePM2Inputs, params: DerivePM2Params) -> Deri
     mm = portfolio_mtm + worst * mp.mm_loss_factor + mm_opt + mm_base + mm_perp
     im = (portfolio_mtm + worst * im_lf + (mm_opt + im_opt) + (mm_base + im_base)
           + (mm_perp + im_perp) + oracle)
+    # the same terms without the MtM: pmargin's requirement (computed directly, not as a
+    # difference of two large numbers)
+    mm_req = -(worst * mp.mm_loss_factor + mm_opt + mm_base + mm_perp)
+    im_req = -(worst * im_lf + (mm_opt + im_opt) + (mm_base + im_base) + (mm_perp + im_perp)
+               + oracle)
 
     return DerivePM2Result(
-        initial_margin=float(im),
-        maintenance_margin=float(mm),
+        im=float(im),
+        mm=float(mm),
+        initial_margin=float(im_req),
+        maintenance_margin=float(mm_req),
         portfolio_mtm=float(portfolio_mtm),
         option_mtm=option_mtm,
         option_mtm_per_expiry=mtm_e,
@@ -1023,28 +698,3 @@ def compute_derive_pm2(inputs: DerivePM2Inputs, params: DerivePM2Params) -> Deri
         im_base_cont=im_base,
         oracle_cont=float(oracle),
     )
-
-
-def scenario_families(
-    scenarios: Sequence[Mapping[str, Any]], n_regular: int, n_tail: int
-) -> list[dict[str, Any]]:
-    """Tag raw scenario mappings with their family by position (regular, tail, then skew).
-
-    Parameters
-    ----------
-    scenarios : sequence of mapping
-        Raw scenario entries (case-file or snake_case names).
-    n_regular, n_tail : int
-        Number of regular and tail scenarios at the head of the list.
-
-    Returns
-    -------
-    list of dict
-        Copies with a ``kind`` key.
-    """
-    out: list[dict[str, Any]] = []
-    for i, s in enumerate(scenarios):
-        d = dict(s)
-        d["kind"] = "regular" if i < n_regular else "tail" if i < n_regular + n_tail else "skew"
-        out.append(d)
-    return out
