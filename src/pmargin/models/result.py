@@ -13,31 +13,9 @@ import numpy as np
 import pandas as pd
 
 from pmargin._typing import FloatArray, IntArray
+from pmargin.models.health import HEALTH_NAMES, classify
 
-__all__ = ["HEALTH_NAMES", "AccountMargin", "BookMarginResult", "health_codes"]
-
-HEALTH_NAMES = ("healthy", "margin_call", "liquidation", "bankrupt")
-
-
-def health_codes(equity: FloatArray, im: FloatArray, mm: FloatArray) -> IntArray:
-    """Classify accounts: 0 healthy, 1 margin call (equity < IM), 2 liquidation (< MM), 3 < 0.
-
-    Parameters
-    ----------
-    equity, im, mm : ndarray
-        Per-account equity, initial and maintenance margin.
-
-    Returns
-    -------
-    ndarray of int
-        Health code per account.
-    """
-    e = np.asarray(equity)
-    code = np.zeros(e.shape, np.int64)
-    code[e < np.asarray(im)] = 1
-    code[e < np.asarray(mm)] = 2
-    code[e < 0] = 3
-    return code
+__all__ = ["HEALTH_NAMES", "AccountMargin", "BookMarginResult"]
 
 
 @dataclass
@@ -91,8 +69,8 @@ class BookMarginResult:
 
     @property
     def health(self) -> IntArray:
-        """Health code per account (see :func:`health_codes`)."""
-        return health_codes(self.equity, self.initial_margin, self.maintenance_margin)
+        """Health code per account (:func:`pmargin.models.health.classify`; raises on NaN)."""
+        return classify(self.equity, self.initial_margin, self.maintenance_margin)
 
     def to_frame(self) -> pd.DataFrame:
         """Return one row per account with margins, equity, ratios, health and components."""
@@ -165,8 +143,7 @@ class AccountMargin:
     @property
     def health(self) -> str:
         """``healthy``, ``margin_call``, ``liquidation`` or ``bankrupt``."""
-        code = health_codes(np.array([self.equity]), np.array([self.initial_margin]),
-                            np.array([self.maintenance_margin]))[0]
+        code = classify(self.equity, self.initial_margin, self.maintenance_margin)
         return HEALTH_NAMES[int(code)]
 
     def to_frame(self) -> pd.DataFrame:

@@ -38,7 +38,8 @@ from pmargin.models.accounts import (
 )
 from pmargin.models.base import MarginModel
 from pmargin.models.params import SMParams
-from pmargin.models.result import HEALTH_NAMES, AccountMargin, BookMarginResult, health_codes
+from pmargin.models.health import HEALTH_NAMES, classify
+from pmargin.models.result import AccountMargin, BookMarginResult
 from pmargin.models.valuation import KIND_OPTION, InstrumentTable
 from pmargin.portfolio import Portfolio
 
@@ -242,7 +243,7 @@ class StandardMarginModel(MarginModel):
             frame["isolated_collateral"] = alloc
             frame["isolated_equity"] = alloc + vals
             frame["isolated_health"] = [
-                HEALTH_NAMES[int(h)] for h in health_codes(alloc + vals, im_c, mm_c)
+                HEALTH_NAMES[int(h)] for h in classify(alloc + vals, im_c, mm_c)
             ]
             coll = float(collateral_value(book, market)[0])
             comps["free_collateral"] = coll - float(alloc.sum())
