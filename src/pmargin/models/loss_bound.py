@@ -146,7 +146,9 @@ def loss_bound(indptr: IntArray, indices: IntArray, data: FloatArray, colmap: In
         lowest = np.minimum(lowest, lim0)
     else:
         lowest = np.minimum(np.minimum.reduceat(at_strikes, first), at_zero)
-        lowest = np.where(slope_inf < 0.0, -np.inf, lowest) / terms.usd_per_mc
+        calls = np.bincount(block, weights=np.where(call, np.abs(q), 0.0), minlength=first.size)
+        # a slope below 0 beyond rounding (1e-12 of the calls held) is an unbounded loss
+        lowest = np.where(slope_inf < -1e-12 * calls, -np.inf, lowest) / terms.usd_per_mc
     value = np.bincount(block, weights=q * terms.value[k], minlength=first.size)
     loss = np.maximum(value - lowest, 0.0)
     np.add.at(out, owner[first], loss)
