@@ -41,6 +41,10 @@ class BookMarginResult:
     greeks : dict of str to ndarray
         Account Greeks: ``delta`` (coin), ``delta_usd``, ``gamma``, ``vega`` (USD per vol point),
         ``theta`` (USD per day).
+    sub_accounts : BookMarginResult or None
+        Isolated margin only: the figures of every sub-account (one per position).
+    parent : ndarray of int or None
+        Isolated margin only: the account row of every sub-account.
     """
 
     model: str
@@ -53,6 +57,8 @@ class BookMarginResult:
     equity: FloatArray
     components: dict[str, FloatArray] = field(default_factory=dict)
     greeks: dict[str, FloatArray] = field(default_factory=dict)
+    sub_accounts: BookMarginResult | None = None
+    parent: IntArray | None = None
 
     @property
     def available_margin(self) -> FloatArray:
@@ -69,8 +75,14 @@ class BookMarginResult:
 
     @property
     def health(self) -> IntArray:
-        """Health code per account (:func:`pmargin.models.health.classify`; raises on NaN)."""
-        return classify(self.equity, self.initial_margin, self.maintenance_margin)
+        """Health code per account (:func:`pmargin.models.health.classify`; raises on NaN).
+
+        With isolated sub-accounts, an account is as unhealthy as its worst sub-account.
+        """
+        codes = classify(self.equity, self.initial_margin, self.maintenance_margin)
+        if self.sub_accounts is not None and self.parent is not None:
+            np.maximum.at(codes, self.parent, self.sub_accounts.health)
+        return codes
 
     def to_frame(self) -> pd.DataFrame:
         """Return one row per account with margins, equity, ratios, health and components."""
@@ -111,6 +123,9 @@ class AccountMargin:
         Portfolio margin only: the binding scenario per underlying.
     greeks : dict of str to float
         Account Greeks (see :class:`BookMarginResult`).
+    sub_health : ndarray of int or None
+        Isolated margin only: health code of every isolated sub-account; the account is as
+        unhealthy as the worst of them.
     """
 
     model: str
@@ -127,6 +142,7 @@ class AccountMargin:
     risk_matrix: pd.DataFrame | None = None
     worst_scenario: dict[str, Any] | None = None
     greeks: dict[str, float] = field(default_factory=dict)
+    sub_health: IntArray | None = None
 
     @property
     def available_margin(self) -> float:
@@ -143,8 +159,10 @@ class AccountMargin:
     @property
     def health(self) -> str:
         """``healthy``, ``margin_call``, ``liquidation`` or ``bankrupt``."""
-        code = classify(self.equity, self.initial_margin, self.maintenance_margin)
-        return HEALTH_NAMES[int(code)]
+        code = int(classify(self.equity, self.initial_margin, self.maintenance_margin))
+        if self.sub_health is not None and len(self.sub_health):
+            code = max(code, int(np.max(self.sub_health)))
+        return HEALTH_NAMES[code]
 
     def to_frame(self) -> pd.DataFrame:
         """Return the per-position breakdown (a copy)."""
