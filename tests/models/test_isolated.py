@@ -80,8 +80,9 @@ def test_book_uses_the_isolated_rule_and_flags_the_short_position(market) -> Non
     np.testing.assert_allclose(iso.maintenance_margin, cross.maintenance_margin, rtol=1e-12)
     np.testing.assert_allclose(iso.equity, cross.equity, rtol=1e-12)
     assert cross.equity[0] > cross.maintenance_margin[0]  # not liquidated in cross margin
-    sub = iso.sub_accounts
-    assert sub is not None and iso.parent is not None
+    model = load_model("deribit-sm-isolated")
+    prep = model.prepare(book, market)
+    sub = model.base.evaluate(prep.base, model.isolate(prep, book).book)
     short = [i for i, a in enumerate(sub.account_ids) if a.endswith(CALL)][0]
     im = load_model("deribit-sm").compute(Book.from_portfolios(
         [pf("BTC", [(long_deep, 5)]), pf("BTC", [(CALL, -1)])]), market).initial_margin
@@ -90,6 +91,7 @@ def test_book_uses_the_isolated_rule_and_flags_the_short_position(market) -> Non
     assert call_value < 0  # a short call is a liability
     assert sub.maintenance_margin[short] > share + call_value  # its own equity is short of MM
     assert iso.health[0] >= 2  # so the account is in liquidation in isolated margin
+    assert iso.components["isolated_shortfall_mm"][0] > 0
     assert iso.health[1] == 0 and iso.initial_margin[1] == 0.0
 
 

@@ -20,11 +20,13 @@ Currently implemented
 * Account figures: IM, MM and equity are the sums over the account's sub-accounts (equity is the
   account's value, collateral plus positions, as in cross margin); components add
   ``isolated_shortfall_im`` / ``isolated_shortfall_mm`` (sum over positions of the requirement
-  not covered by the position's own equity). Open orders are margined by the base model on the
+  not covered by the position's own equity) and ``isolated_deficit`` (sum of negative position
+  equities). Open orders are margined by the base model on the
   whole account (as if filled) and added to IM.
 * Health: an account is as unhealthy as its worst sub-account (the rule of
-  :mod:`pmargin.models.health` applied to each sub-account), so one position below its MM puts
-  the account in liquidation even when the account's total equity covers the total MM.
+  :mod:`pmargin.models.health` applied to each sub-account, recovered from the components by
+  :func:`pmargin.models.result.isolated_health`), so one position below its MM puts the account
+  in liquidation even when the account's total equity covers the total MM.
 """
 
 from __future__ import annotations
@@ -252,8 +254,8 @@ class IsolatedMarginModel(MarginModel):
         Returns
         -------
         BookMarginResult
-            One row per account (see the module docstring); ``sub_accounts`` holds the
-            sub-account figures and ``parent`` their owners.
+            One row per account (see the module docstring); the sub-account figures are
+            ``self.base.evaluate(prep.base, self.isolate(prep, book).book)``.
         """
         return self._evaluate(prep, book, None)[0]
 
@@ -268,6 +270,7 @@ class IsolatedMarginModel(MarginModel):
             return np.bincount(iso.parent, weights=x, minlength=n).astype(np.float64)
 
         comps = {k: total(v) for k, v in sub.components.items()}
+        comps["isolated_deficit"] = total(np.maximum(0.0, -sub.equity))
         comps["isolated_shortfall_im"] = total(np.maximum(0.0, sub.initial_margin - sub.equity))
         comps["isolated_shortfall_mm"] = total(
             np.maximum(0.0, sub.maintenance_margin - sub.equity))
@@ -286,8 +289,6 @@ class IsolatedMarginModel(MarginModel):
             equity=total(sub.equity),
             components=comps,
             greeks={k: total(v) for k, v in sub.greeks.items()},
-            sub_accounts=sub,
-            parent=iso.parent,
         )
         return res, iso, sub
 
@@ -348,7 +349,6 @@ class IsolatedMarginModel(MarginModel):
             components=comps,
             by_position=frame,
             greeks={k: float(v[0]) for k, v in res.greeks.items()},
-            sub_health=sub.health,
         )
 
 

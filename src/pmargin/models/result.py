@@ -15,7 +15,37 @@ import pandas as pd
 from pmargin._typing import FloatArray, IntArray
 from pmargin.models.health import HEALTH_NAMES, classify
 
-__all__ = ["HEALTH_NAMES", "AccountMargin", "BookMarginResult"]
+__all__ = ["HEALTH_NAMES", "ISOLATED_COMPONENTS", "AccountMargin", "BookMarginResult",
+           "isolated_health"]
+
+ISOLATED_COMPONENTS = ("isolated_deficit", "isolated_shortfall_im", "isolated_shortfall_mm")
+"""Components of isolated margin, summed over an account's positions: ``max(0, -E_p)``,
+``max(0, IM_p - E_p)`` and ``max(0, MM_p - E_p)`` for each position's own equity ``E_p``."""
+
+
+def isolated_health(components: dict[str, Any]) -> IntArray | None:
+    """Health code of the worst isolated position of each account (None without isolation).
+
+    A position is bankrupt, in liquidation or in margin call exactly when it adds to
+    ``isolated_deficit``, ``isolated_shortfall_mm`` or ``isolated_shortfall_im``, so the worst
+    position's code is the one rule applied to ``(-deficit, shortfall_im, shortfall_mm)``. The
+    components are plain arrays over accounts, so the code survives chunking and concatenation.
+
+    Parameters
+    ----------
+    components : dict of str to ndarray
+        A result's components.
+
+    Returns
+    -------
+    ndarray of int or None
+        Codes per account, or None when the result has no isolated components.
+    """
+    if not all(k in components for k in ISOLATED_COMPONENTS):
+        return None
+    deficit, short_im, short_mm = (np.asarray(components[k], np.float64)
+                                   for k in ISOLATED_COMPONENTS)
+    return classify(-deficit, short_im, short_mm)
 
 
 @dataclass
@@ -41,10 +71,6 @@ class BookMarginResult:
     greeks : dict of str to ndarray
         Account Greeks: ``delta`` (coin), ``delta_usd``, ``gamma``, ``vega`` (USD per vol point),
         ``theta`` (USD per day).
-    sub_accounts : BookMarginResult or None
-        Isolated margin only: the figures of every sub-account (one per position).
-    parent : ndarray of int or None
-        Isolated margin only: the account row of every sub-account.
     """
 
     model: str
@@ -57,8 +83,6 @@ class BookMarginResult:
     equity: FloatArray
     components: dict[str, FloatArray] = field(default_factory=dict)
     greeks: dict[str, FloatArray] = field(default_factory=dict)
-    sub_accounts: BookMarginResult | None = None
-    parent: IntArray | None = None
 
     @property
     def available_margin(self) -> FloatArray:
@@ -77,12 +101,12 @@ class BookMarginResult:
     def health(self) -> IntArray:
         """Health code per account (:func:`pmargin.models.health.classify`; raises on NaN).
 
-        With isolated sub-accounts, an account is as unhealthy as its worst sub-account.
+        With isolated margin, an account is as unhealthy as its worst position (see
+        :func:`isolated_health`).
         """
         codes = classify(self.equity, self.initial_margin, self.maintenance_margin)
-        if self.sub_accounts is not None and self.parent is not None:
-            np.maximum.at(codes, self.parent, self.sub_accounts.health)
-        return codes
+        worst = isolated_health(self.components)
+        return codes if worst is None else np.maximum(codes, worst)
 
     def to_frame(self) -> pd.DataFrame:
         """Return one row per account with margins, equity, ratios, health and components."""
@@ -123,9 +147,6 @@ class AccountMargin:
         Portfolio margin only: the binding scenario per underlying.
     greeks : dict of str to float
         Account Greeks (see :class:`BookMarginResult`).
-    sub_health : ndarray of int or None
-        Isolated margin only: health code of every isolated sub-account; the account is as
-        unhealthy as the worst of them.
     """
 
     model: str
@@ -142,7 +163,6 @@ class AccountMargin:
     risk_matrix: pd.DataFrame | None = None
     worst_scenario: dict[str, Any] | None = None
     greeks: dict[str, float] = field(default_factory=dict)
-    sub_health: IntArray | None = None
 
     @property
     def available_margin(self) -> float:
@@ -160,9 +180,9 @@ class AccountMargin:
     def health(self) -> str:
         """``healthy``, ``margin_call``, ``liquidation`` or ``bankrupt``."""
         code = int(classify(self.equity, self.initial_margin, self.maintenance_margin))
-        if self.sub_health is not None and len(self.sub_health):
-            code = max(code, int(np.max(self.sub_health)))
-        return HEALTH_NAMES[code]
+        comps = {k: np.array([v]) for k, v in self.components.items()}
+        worst = isolated_health(comps)
+        return HEALTH_NAMES[code if worst is None else max(code, int(worst[0]))]
 
     def to_frame(self) -> pd.DataFrame:
         """Return the per-position breakdown (a copy)."""
