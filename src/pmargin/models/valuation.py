@@ -137,9 +137,9 @@ class InstrumentTable:
         """
         def calc() -> FloatArray:
             opt = self.kind == KIND_OPTION
-            d = black76.delta(self.forward, self.strike, self.tau, self.vol, self.is_call)
-            inv_d = d - self.model_price() / self.forward
-            live = np.where(opt, np.where(self.inverse, inv_d, d), 1.0)
+            args = (self.forward, self.strike, self.tau, self.vol, self.is_call)
+            d = np.where(self.inverse, black76.inverse_delta(*args), black76.delta(*args))
+            live = np.where(opt, d, 1.0)
             return np.where(self.expired, 0.0, live)
 
         return self._memo("coin_delta", calc)  # type: ignore[no-any-return]
