@@ -14,7 +14,7 @@ The market is the synthetic flat-vol one of tests.factories (fast, no shared dat
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -56,7 +56,7 @@ legs = st.lists(st.tuples(st.sampled_from(INVERSE + LINEAR),
 accounts = st.lists(st.tuples(legs, st.floats(0.0, 3.0)), min_size=1, max_size=4)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _model(name: str) -> MarginModel:
     return load_model(name)
 
@@ -92,7 +92,8 @@ def test_contract(name: str, accts, mc: str) -> None:
         np.testing.assert_allclose(_figures(res, i), _figures(alone, 0), rtol=1e-9, atol=1e-12)
         assert res.health[i] == alone.health[0]
         if not p.positions:
-            assert im[i] == 0.0 and mm[i] == 0.0
+            assert im[i] == 0.0
+            assert mm[i] == 0.0
     engine = BookEngine(model, book, MARKET, chunk_size=1)
     np.testing.assert_allclose(engine.result.initial_margin, im, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(engine.result.maintenance_margin, mm, rtol=1e-9, atol=1e-12)

@@ -83,7 +83,7 @@ def test_book_uses_the_isolated_rule_and_flags_the_short_position(market) -> Non
     model = load_model("deribit-sm-isolated")
     prep = model.prepare(book, market)
     sub = model.base.evaluate(prep.base, model.isolate(prep, book).book)
-    short = [i for i, a in enumerate(sub.account_ids) if a.endswith(CALL)][0]
+    short = next(i for i, a in enumerate(sub.account_ids) if a.endswith(CALL))
     im = load_model("deribit-sm").compute(Book.from_portfolios(
         [pf("BTC", [(long_deep, 5)]), pf("BTC", [(CALL, -1)])]), market).initial_margin
     share = 0.05 * im[1] / im.sum()
@@ -92,7 +92,8 @@ def test_book_uses_the_isolated_rule_and_flags_the_short_position(market) -> Non
     assert sub.maintenance_margin[short] > share + call_value  # its own equity is short of MM
     assert iso.health[0] >= 2  # so the account is in liquidation in isolated margin
     assert iso.components["isolated_shortfall_mm"][0] > 0
-    assert iso.health[1] == 0 and iso.initial_margin[1] == 0.0
+    assert iso.health[1] == 0
+    assert iso.initial_margin[1] == 0.0
 
 
 def test_isolate_portfolios_gives_one_position_per_sub_account(market) -> None:

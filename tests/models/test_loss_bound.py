@@ -47,7 +47,8 @@ def _chain() -> dict[int, list[tuple[float, str, str]]]:
     for n in sorted(names):
         if n.startswith("BTC-") and n.endswith("-C") and n[:-1] + "P" in names:
             inst = parse_instrument(n)
-            assert inst.expiry is not None and inst.strike is not None
+            assert inst.expiry is not None
+            assert inst.strike is not None
             out.setdefault(int(inst.expiry.timestamp()), []).append(
                 (float(inst.strike), n, n[:-1] + "P"))
     return {k: sorted(v) for k, v in out.items() if len(v) >= 3}

@@ -22,19 +22,19 @@ import pytest
 from pmargin.models import load_params
 from pmargin.models.grid import build_grid
 
+TIER2_MR1 = ["LTC", "BCH", "EOS", "OKB", "DOT", "BSV", "LINK", "FIL", "ADA", "TRX", "UNI", "XRP"]
+TIER2_MR6 = ["SOL", "DOGE", "PEPE", "XRP", "BNB", "SHIB", "LTC", "ORDI", "WLD", "BCH", "ADA"]
 MR1 = {
     **dict.fromkeys(["BTC", "ETH"], (0.04, 0.08, 0.12)),
-    **dict.fromkeys("LTC BCH EOS OKB DOT BSV LINK FIL ADA TRX UNI XRP".split(),
-                    (0.06, 0.12, 0.18)),
+    **dict.fromkeys(TIER2_MR1, (0.06, 0.12, 0.18)),
 }
 MR1_OTHERS = (0.08, 0.16, 0.25)
 MR6 = {
     **dict.fromkeys(["BTC", "ETH"], 0.24),
-    **dict.fromkeys("SOL DOGE PEPE XRP BNB SHIB LTC ORDI WLD BCH ADA".split(), 0.36),
+    **dict.fromkeys(TIER2_MR6, 0.36),
 }
 MR6_OTHERS = 0.50
-MR4 = {"BTC": 0.05, "ETH": 0.05, **dict.fromkeys(
-    "LTC BCH EOS OKB DOT BSV LINK FIL ADA TRX UNI XRP".split(), 0.15)}
+MR4 = {"BTC": 0.05, "ETH": 0.05, **dict.fromkeys(TIER2_MR1, 0.15)}
 MR4_OTHERS = 0.30
 COINS = sorted(set(MR1) | set(MR6) | {"AVAX", "TON", "NOTLISTED"})
 

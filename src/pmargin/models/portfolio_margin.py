@@ -292,7 +292,8 @@ def _tiered(raw: FloatArray, tiers: list[tuple[float, float]]) -> FloatArray:
 
 
 def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
-            gross_linear: FloatArray, im: FloatArray, mm: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+            gross_linear: FloatArray, im: FloatArray, mm: FloatArray
+            ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Cap IM and MM of one unit at the largest possible loss (see :mod:`.loss_bound`).
 
     Only accounts with a requirement and no future or perpetual of the unit are evaluated. The
