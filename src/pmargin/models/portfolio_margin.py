@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
+from pmargin.models._bound_kernel import loss_bound_rows
 from pmargin.models._pm_kernels import NUMBA_ENABLED, unit_aggregates
 from pmargin.models.accounts import (
     CollateralTerms,
@@ -292,13 +293,14 @@ def _tiered(raw: FloatArray, tiers: list[tuple[float, float]]) -> FloatArray:
 
 
 def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
-            gross_linear: FloatArray, im: FloatArray, mm: FloatArray
+            gross_linear: FloatArray, im: FloatArray, mm: FloatArray, numpy_path: bool
             ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Cap IM and MM of one unit at the largest possible loss (see :mod:`.loss_bound`).
 
     Only accounts with a requirement and no future or perpetual of the unit are evaluated. The
     cap is the options' bound plus the worst scenario loss of the account's collateral in the
-    unit's grid (collateral revalued in the margin currency).
+    unit's grid (collateral revalued in the margin currency). The bound runs in Numba
+    (:mod:`._bound_kernel`) unless ``numpy_path`` (the reference, used with the P&L matrix).
 
     Returns
     -------
@@ -311,9 +313,11 @@ def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
     rows = np.flatnonzero((im > 0.0) & (gross_linear == 0.0))
     if rows.size == 0:
         return im, mm, relief
-    cap = loss_bound(np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data),
-                     unit.colmap, unit.bound, rows)
-    if coll.shape[1]:
+    args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data), unit.colmap,
+            unit.bound, rows)
+    fast = None if numpy_path else loss_bound_rows(*args)
+    cap = loss_bound(*args) if fast is None else fast
+    if coll.shape[1] and unit.collateral_risk.any():
         c_pnl = coll[rows] @ unit.collateral_risk
         cap = cap + np.maximum(0.0, -c_pnl.min(axis=1)) if c_pnl.shape[1] else cap
     im, mm = im.copy(), mm.copy()
@@ -419,7 +423,8 @@ class PortfolioMarginModel(MarginModel):
             im, mm = risk, comp.factor * risk
         else:
             im, mm = comp.factor * risk, risk
-        im, mm, comps["loss_bound_relief"] = _capped(unit, pos, coll, agg["gross"], im, mm)
+        im, mm, comps["loss_bound_relief"] = _capped(unit, pos, coll, agg["gross"], im, mm,
+                                                     numpy_path=pnl is not None)
         return im, mm, comps, pnl
 
     def _core(self, units: list[RiskUnit], pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
