@@ -48,10 +48,11 @@ def test_margin_table_explain_and_plot(files, tmp_path):
     assert png.stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("mode", ["cross", "isolated"])
-def test_standard_margin_modes(files, mode):
+@pytest.mark.parametrize(("model", "mode"), [("deribit-sm", "cross"),
+                                             ("deribit-sm-isolated", "isolated")])
+def test_standard_margin_modes(files, model, mode):
     out = runner.invoke(app, ["margin", str(files / "pf.json"), "-m", str(files / "market.json"),
-                              "--model", "deribit-sm", "--mode", mode, "--json"])
+                              "--model", model, "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["mode"] == mode
 

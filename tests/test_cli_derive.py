@@ -25,7 +25,7 @@ def files(tmp_path_factory):
         "margin_currency": "USDC", "collateral": {"USDC": 50_000.0},
         "positions": [{"instrument": "BTC_USDC-PERPETUAL", "quantity": 2}]}))
     (d / "call.json").write_text(json.dumps({
-        "margin_currency": "BTC", "collateral": {"BTC": 1.0},
+        "margin_currency": "USDC", "collateral": {"USDC": 100_000.0},
         "positions": [{"instrument": "BTC-25SEP26-100000-C", "quantity": -1}]}))
     (d / "option.json").write_text(json.dumps({
         "margin_currency": "USDC", "collateral": {"USDC": 30_000.0},
@@ -64,7 +64,7 @@ def test_margin_on_the_real_deribit_snapshot(files):
                               "--model", "derive-pm2", "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
-    assert data["margin_currency"] == "BTC"
+    assert data["margin_currency"] == "USDC"
     assert data["initial_margin"] >= data["maintenance_margin"] > 0.0
     # the worst case is at least the short call's loss in the x0.82 ... x1.18 grid, and the
     # requirement is -W x loss factor + contingencies (components, all >= 0)

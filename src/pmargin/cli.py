@@ -49,7 +49,6 @@ def margin(
     portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON")],
     market: MarketOpt,
     model: ModelOpt = "deribit-sm",
-    mode: Annotated[str | None, typer.Option(help="cross | isolated (standard margin)")] = None,
     as_json: JsonOpt = False,
     explain: Annotated[bool, typer.Option("--explain", help="Print the risk matrix")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG heat map and P&L profile")] = None,
@@ -60,7 +59,7 @@ def margin(
     from pmargin.portfolio import load_portfolio
 
     try:
-        mdl = load_model(model, mode=mode)
+        mdl = load_model(model)
         mkt = load_market(market)
         pf = load_portfolio(portfolio)
         res = mdl.margin(pf, mkt)
@@ -252,7 +251,6 @@ def liquidate(
     portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON")],
     market: MarketOpt,
     model: ModelOpt = "deribit-pm",
-    mode: Annotated[str | None, typer.Option(help="cross | isolated (standard margin)")] = None,
     hedge_first: Annotated[bool, typer.Option(help="Neutralise delta with the perpetual first")]
     = False,
     execution: Annotated[str, typer.Option(
@@ -266,13 +264,13 @@ def liquidate(
     from pmargin.portfolio import load_portfolio
 
     if execution in ("takeover", "auction"):
-        _liquidate_slices(portfolio, market, model, mode, execution, as_json)
+        _liquidate_slices(portfolio, market, model, execution, as_json)
         return
     if execution != "market":
         _fail(PmarginError(f"--execution must be market, takeover or auction, was {execution!r}"))
         return
     try:
-        mdl = load_model(model, mode=mode)
+        mdl = load_model(model)
         params = load_planner_params().model_copy(update={"delta_hedge_first": hedge_first})
         plan = plan_liquidation(load_portfolio(portfolio), load_market(market), mdl, params)
     except PmarginError as exc:
@@ -313,8 +311,8 @@ def liquidate(
     console.print(f"healthy after: {plan.healthy}; stuck: {plan.stuck}", highlight=False)
 
 
-def _liquidate_slices(portfolio: Path, market: Path, model: str, mode: str | None,
-                      execution: str, as_json: bool) -> None:
+def _liquidate_slices(portfolio: Path, market: Path, model: str, execution: str,
+                      as_json: bool) -> None:
     """Takeover or Dutch auction of whole-account slices (see pmargin.liquidation.execution)."""
     from dataclasses import asdict
 
@@ -324,7 +322,7 @@ def _liquidate_slices(portfolio: Path, market: Path, model: str, mode: str | Non
     from pmargin.portfolio import load_portfolio
 
     try:
-        mdl = load_model(model, mode=mode)
+        mdl = load_model(model)
         pf, mkt = load_portfolio(portfolio), load_market(market)
         out = (auction_account(pf, mkt, mdl) if execution == "auction"
                else takeover_account(pf, mkt, mdl))

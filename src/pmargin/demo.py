@@ -17,8 +17,7 @@ from pmargin.shared_folder import shared_folder
 
 __all__ = ["demo_market", "demo_portfolios", "find_shared", "run_demo"]
 
-MODELS = (("deribit-sm", "cross"), ("deribit-sm", "isolated"), ("deribit-pm", None),
-          ("pmargin", None), ("okx-pm", None), ("span", None))
+MODELS = ("deribit-sm", "deribit-sm-isolated", "deribit-pm", "pmargin", "okx-pm", "span")
 
 
 def find_shared() -> Path | None:
@@ -109,9 +108,9 @@ def run_demo(console: Console) -> pd.DataFrame:
     console.print("Each account holds 1 BTC of collateral; margins in BTC.")
     rows = []
     for pname, portfolio in demo_portfolios(market).items():
-        for mname, mode in MODELS:
-            res = load_model(mname, mode=mode).margin(portfolio, market)
-            rows.append({"portfolio": pname, "model": f"{mname}" + (f" {mode}" if mode else ""),
+        for mname in MODELS:
+            res = load_model(mname).margin(portfolio, market)
+            rows.append({"portfolio": pname, "model": mname,
                          "IM": res.initial_margin, "MM": res.maintenance_margin,
                          "equity": res.equity, "health": res.health})
     df = pd.DataFrame(rows)

@@ -170,7 +170,7 @@ def _parse(text: str, label: str) -> dict[str, Any]:
 
 def _check_finite(data: Any, path: str, label: str) -> None:
     if (isinstance(data, float) and not math.isfinite(data)) or (
-            isinstance(data, Decimal) and not data.is_finite()):
+            isinstance(data, Decimal) and not math.isfinite(float(data))):
         raise ParamsError(path or "params", data, f"must be finite (in {label})")
     if isinstance(data, Mapping):
         for k, v in data.items():

@@ -64,15 +64,6 @@ def test_cross_is_sum_of_positions_and_orders_take_worse_side(market):
     assert with_orders.maintenance_margin == both.maintenance_margin
 
 
-def test_isolated_mode_judges_each_position(market):
-    a = f"BTC-{E30}-90000-C"
-    data = pf("BTC", [(a, -1)], {"BTC": 1.0})
-    iso = load_model("deribit-sm", mode="isolated").margin(data, market)
-    assert iso.mode == "isolated"
-    assert iso.by_position.loc[a, "isolated_collateral"] == pytest.approx(iso.initial_margin)
-    assert iso.components["free_collateral"] == pytest.approx(1.0 - iso.initial_margin)
-
-
 def test_coin_account_rejects_foreign_instruments(market):
     with pytest.raises(Exception, match="BTC_USDC-PERPETUAL"):
         load_model("deribit-sm").margin(pf("BTC", [("BTC_USDC-PERPETUAL", 1)]), market)

@@ -13,11 +13,11 @@ from pmargin.models import load_model
 __all__ = ["STRESS_MODES", "run_stress"]
 
 STRESS_MODES = {
-    "isolated": ("deribit-sm", "cross"),
-    "cross": ("deribit-sm", "cross"),
-    "portfolio": ("deribit-pm", None),
+    "isolated": "deribit-sm-isolated",
+    "cross": "deribit-sm",
+    "portfolio": "deribit-pm",
 }
-"""Mode name to (preset, mode). Isolated margin splits each account into one sub-account per
+"""Mode name to model name. Isolated margin splits each account into one sub-account per
 position (collateral allocated in proportion to each position's IM) and margins each alone."""
 
 
@@ -53,8 +53,7 @@ def run_stress(accounts: int, shock: float, modes: Sequence[str], seed: int = 3,
     portfolios = [book_portfolio(book, r) for r in range(book.n_accounts)]
     out = []
     for mode in modes:
-        preset, m = STRESS_MODES[mode]
-        model = load_model(preset, mode=m)
+        model = load_model(STRESS_MODES[mode])
         accts = split_isolated(portfolios, mkt, model) if mode == "isolated" else portfolios
         out.append(run_cascade(accts, mkt, model, shock, "BTC", params, label=mode))
     return out

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
+from pmargin.models._bound_kernel import loss_bound_rows
 from pmargin.models._pm_kernels import NUMBA_ENABLED, unit_aggregates
 from pmargin.models.accounts import (
     CollateralTerms,
@@ -40,6 +41,7 @@ from pmargin.models.accounts import (
 )
 from pmargin.models.base import MarginModel
 from pmargin.models.grid import ScenarioGrid, build_grid, shocked_vol
+from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.models.params import PMParams, UnderlyingPMParams
 from pmargin.models.result import AccountMargin, BookMarginResult
 from pmargin.models.valuation import (
@@ -93,6 +95,8 @@ class RiskUnit:
         non-options; no groups when the contingency is disabled).
     is_lin : ndarray of bool
         Futures and perpetual columns.
+    bound : BoundTerms or None
+        Inputs of the largest-possible-loss cap (:mod:`pmargin.models.loss_bound`).
     """
 
     underlying: str
@@ -112,6 +116,7 @@ class RiskUnit:
     group: IntArray
     n_groups: int
     is_lin: np.ndarray
+    bound: BoundTerms | None = None
 
 
 @dataclass(frozen=True)
@@ -187,8 +192,22 @@ def build_risk_units(book: Book, t: InstrumentTable, market: MarketSnapshot, par
         damp = np.where(grid.extended, grid.dampener_usd / edge_mc, 0.0)
         index = market.index_price(u)
         out.append(RiskUnit(u, up, grid, cols, risk, coll, damp, index, index / p_mc0,
-                            *_column_maps(t, cols, up, book.n_instruments)))
+                            *_column_maps(t, cols, up, book.n_instruments),
+                            bound=_bound_terms(t, cols, u, mc, p_mc0)))
     return out
+
+
+def _bound_terms(t: InstrumentTable, cols: IntArray, unit: str, mc: str, p_mc0: float
+                 ) -> BoundTerms:
+    """Per-column inputs of the largest-possible-loss cap of one unit."""
+    opt = t.kind[cols] == KIND_OPTION
+    keys, inv = np.unique(t.expiry_key[cols][opt], return_inverse=True)
+    expiry = np.full(cols.size, -1, np.int64)
+    expiry[opt] = inv.ravel()
+    coin = mc == unit
+    value = t.settle_value()[cols] * t.to_mc()[cols]
+    return BoundTerms(expiry, int(keys.size), t.strike[cols], t.is_call[cols], value,
+                      t.expired[cols], coin, p_mc0, coin or is_stable(mc))
 
 
 def _column_maps(t: InstrumentTable, cols: IntArray, up: UnderlyingPMParams, n_cols: int
@@ -241,12 +260,12 @@ def _instrument_risk(t: InstrumentTable, cols: IntArray, grid: ScenarioGrid,
         tau_s = np.maximum(tau - grid.horizon_days / 365.0, 0.0)[:, None]
         sig_s = shocked_vol(t.vol[o], tau, grid.vol_mode, up.vol_shock,
                             np.log(t.strike[o] / t.forward[o]), up.grid.skew)
-        c_s = black76.price(f_s[opt], t.strike[o][:, None], tau_s, sig_s, t.is_call[o][:, None])
-        c_0 = black76.price(t.forward[o], t.strike[o], tau, t.vol[o], t.is_call[o])[:, None]
+        args = (f_s[opt], t.strike[o][:, None], tau_s, sig_s, t.is_call[o][:, None])
         inv_o = t.inverse[o][:, None]
-        v_s[opt] = np.where(inv_o, c_s / f_s[opt], c_s)
+        v_s[opt] = np.where(inv_o, black76.inverse_price(*args), black76.price(*args))
+        # P&L from the mark, the value equity uses (not from Black-76 at the mark's vol)
         v_0 = np.broadcast_to(v_0, v_s.shape).copy()
-        v_0[opt] = np.where(inv_o, c_0 / t.forward[o][:, None], c_0)
+        v_0[opt] = t.settle_value()[o][:, None]
     # conversion settlement currency -> margin currency under each scenario
     settle_s = np.where(inv, market.index_price(unit) * (1.0 + m), 1.0)
     settle_0 = np.where(inv, market.index_price(unit), 1.0)
@@ -271,6 +290,41 @@ def _tiered(raw: FloatArray, tiers: list[tuple[float, float]]) -> FloatArray:
         out += np.clip(raw - lower, 0.0, upper - lower) * mult
         lower = upper
     return out
+
+
+def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
+            gross_linear: FloatArray, im: FloatArray, mm: FloatArray, numpy_path: bool
+            ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Cap IM and MM of one unit at the largest possible loss (see :mod:`.loss_bound`).
+
+    Only accounts with a requirement and no future or perpetual of the unit are evaluated. The
+    cap is the options' bound plus the worst scenario loss of the account's collateral in the
+    unit's grid (collateral revalued in the margin currency). The bound runs in Numba
+    (:mod:`._bound_kernel`) unless ``numpy_path`` (the reference, used with the P&L matrix).
+
+    Returns
+    -------
+    (ndarray, ndarray, ndarray)
+        Capped IM, capped MM and the IM removed by the cap.
+    """
+    relief = np.zeros(im.shape)
+    if unit.bound is None or not unit.bound.bounded or im.size == 0:
+        return im, mm, relief
+    rows = np.flatnonzero((im > 0.0) & (gross_linear == 0.0))
+    if rows.size == 0:
+        return im, mm, relief
+    args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data), unit.colmap,
+            unit.bound, rows)
+    fast = None if numpy_path else loss_bound_rows(*args)
+    cap = loss_bound(*args) if fast is None else fast
+    if coll.shape[1] and unit.collateral_risk.any():
+        c_pnl = coll[rows] @ unit.collateral_risk
+        cap = cap + np.maximum(0.0, -c_pnl.min(axis=1)) if c_pnl.shape[1] else cap
+    im, mm = im.copy(), mm.copy()
+    relief[rows] = np.maximum(im[rows] - cap, 0.0)
+    im[rows] = np.minimum(im[rows], cap)
+    mm[rows] = np.minimum(mm[rows], cap)
+    return im, mm, relief
 
 
 class PortfolioMarginModel(MarginModel):
@@ -369,6 +423,8 @@ class PortfolioMarginModel(MarginModel):
             im, mm = risk, comp.factor * risk
         else:
             im, mm = comp.factor * risk, risk
+        im, mm, comps["loss_bound_relief"] = _capped(unit, pos, coll, agg["gross"], im, mm,
+                                                     numpy_path=pnl is not None)
         return im, mm, comps, pnl
 
     def _core(self, units: list[RiskUnit], pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
@@ -386,7 +442,7 @@ class PortfolioMarginModel(MarginModel):
             for k, v in c_u.items():
                 comps[k] = comps.get(k, np.zeros(n)) + v
             pnls.append(pnl)
-        for k in ("worst_case", *ADDONS):
+        for k in ("worst_case", *ADDONS, "loss_bound_relief"):
             comps.setdefault(k, np.zeros(n))
         return im, mm, comps, pnls
 

@@ -1,4 +1,10 @@
-"""Model registry: preset name → configured margin model."""
+"""Model registry: preset name → configured margin model.
+
+Isolated margin is a kind of model, not a parameter set: ``<preset>-isolated`` is the isolated
+model (:class:`~pmargin.models.isolated.IsolatedMarginModel`) over the standard-margin preset
+``<preset>``, whose TOML holds the only copy of the rates. Every standard-margin preset has one
+(``deribit-sm-isolated``, ``linear-sm-isolated``).
+"""
 
 from __future__ import annotations
 
@@ -6,39 +12,43 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pmargin.errors import InvalidInput
 from pmargin.models.base import MarginModel
 from pmargin.models.derive import DerivePM2Model, load_derive_pm2_params
 from pmargin.models.derive.params import MODEL_NAME as DERIVE
+from pmargin.models.isolated import IsolatedMarginModel
 from pmargin.models.params import PMParams, SMParams, list_presets, load_params, read_preset
 from pmargin.models.portfolio_margin import PortfolioMarginModel
 from pmargin.models.standard import StandardMarginModel
 
-__all__ = ["list_models", "load_model"]
+__all__ = ["ISOLATED_SUFFIX", "list_models", "load_model"]
+
+ISOLATED_SUFFIX = "-isolated"
+"""Suffix naming the isolated-margin model of a standard-margin preset."""
+
+
+def _standard_presets() -> list[str]:
+    return [p for p in list_presets() if read_preset(p).get("model") == "standard"]
 
 
 def list_models() -> list[str]:
-    """Return the shipped presets usable with :func:`load_model` (every shipped preset)."""
-    return list_presets()
+    """Return the model names usable with :func:`load_model` (presets and isolated kinds)."""
+    return sorted(list_presets() + [p + ISOLATED_SUFFIX for p in _standard_presets()])
 
 
 def load_model(
     name: str | Path,
     overrides: Mapping[str, Any] | None = None,
-    mode: str | None = None,
 ) -> MarginModel:
-    """Load a margin model from a shipped preset name or a TOML file.
+    """Load a margin model from a model name or a preset TOML file.
 
     Parameters
     ----------
     name : str or Path
-        ``deribit-sm``, ``linear-sm``, ``deribit-pm``, ``paradex-pm``, ``okx-pm``, ``span``,
-        ``pmargin``, ``derive-pm2``, or a path to a preset file.
+        A name of :func:`list_models` (``deribit-sm``, ``deribit-sm-isolated``, ``linear-sm``,
+        ``linear-sm-isolated``, ``deribit-pm``, ``paradex-pm``, ``okx-pm``, ``span``,
+        ``pmargin``, ``derive-pm2``) or a path to a preset file.
     overrides : mapping, optional
-        Parameter overrides (nested or dotted keys).
-    mode : str, optional
-        ``cross`` (default) or ``isolated`` for standard-margin presets; must be omitted or
-        ``portfolio`` for portfolio presets.
+        Parameter overrides (nested or dotted keys) of the preset.
 
     Returns
     -------
@@ -48,19 +58,15 @@ def load_model(
     Raises
     ------
     InvalidInput
-        On an unknown preset, an invalid parameter or a mode the model does not support.
+        On an unknown name or an invalid parameter.
     """
+    if isinstance(name, str) and name.endswith(ISOLATED_SUFFIX) \
+            and name[: -len(ISOLATED_SUFFIX)] in _standard_presets():
+        return IsolatedMarginModel(load_model(name[: -len(ISOLATED_SUFFIX)], overrides), name)
     if read_preset(name).get("model") == DERIVE:
-        if mode not in (None, "portfolio", "cross"):
-            raise InvalidInput("mode", mode, f"portfolio margin model {DERIVE} has no {mode} mode")
         return DerivePM2Model(load_derive_pm2_params(name, overrides))
     params = load_params(name, overrides)
     if isinstance(params, SMParams):
-        m = mode or "cross"
-        if m not in ("cross", "isolated"):
-            raise InvalidInput("mode", mode, "standard margin supports 'cross' or 'isolated'")
-        return StandardMarginModel(params, m)  # type: ignore[arg-type]
+        return StandardMarginModel(params)
     assert isinstance(params, PMParams)
-    if mode not in (None, "portfolio", "cross"):
-        raise InvalidInput("mode", mode, f"portfolio margin model {params.name} has no {mode} mode")
     return PortfolioMarginModel(params)

@@ -13,31 +13,39 @@ import numpy as np
 import pandas as pd
 
 from pmargin._typing import FloatArray, IntArray
+from pmargin.models.health import HEALTH_NAMES, classify
 
-__all__ = ["HEALTH_NAMES", "AccountMargin", "BookMarginResult", "health_codes"]
+__all__ = ["HEALTH_NAMES", "ISOLATED_COMPONENTS", "AccountMargin", "BookMarginResult",
+           "isolated_health"]
 
-HEALTH_NAMES = ("healthy", "margin_call", "liquidation", "bankrupt")
+ISOLATED_COMPONENTS = ("isolated_deficit", "isolated_shortfall_im", "isolated_shortfall_mm")
+"""Components of isolated margin, summed over an account's positions: ``max(0, -E_p)``,
+``max(0, IM_p - E_p)`` and ``max(0, MM_p - E_p)`` for each position's own equity ``E_p``."""
 
 
-def health_codes(equity: FloatArray, im: FloatArray, mm: FloatArray) -> IntArray:
-    """Classify accounts: 0 healthy, 1 margin call (equity < IM), 2 liquidation (< MM), 3 < 0.
+def isolated_health(components: dict[str, Any]) -> IntArray | None:
+    """Health code of the worst isolated position of each account (None without isolation).
+
+    A position is bankrupt, in liquidation or in margin call exactly when it adds to
+    ``isolated_deficit``, ``isolated_shortfall_mm`` or ``isolated_shortfall_im``, so the worst
+    position's code is the one rule applied to ``(-deficit, shortfall_im, shortfall_mm)``. The
+    components are plain arrays over accounts, so the code survives chunking and concatenation.
 
     Parameters
     ----------
-    equity, im, mm : ndarray
-        Per-account equity, initial and maintenance margin.
+    components : dict of str to ndarray
+        A result's components.
 
     Returns
     -------
-    ndarray of int
-        Health code per account.
+    ndarray of int or None
+        Codes per account, or None when the result has no isolated components.
     """
-    e = np.asarray(equity)
-    code = np.zeros(e.shape, np.int64)
-    code[e < np.asarray(im)] = 1
-    code[e < np.asarray(mm)] = 2
-    code[e < 0] = 3
-    return code
+    if not all(k in components for k in ISOLATED_COMPONENTS):
+        return None
+    deficit, short_im, short_mm = (np.asarray(components[k], np.float64)
+                                   for k in ISOLATED_COMPONENTS)
+    return classify(-deficit, short_im, short_mm)
 
 
 @dataclass
@@ -91,8 +99,14 @@ class BookMarginResult:
 
     @property
     def health(self) -> IntArray:
-        """Health code per account (see :func:`health_codes`)."""
-        return health_codes(self.equity, self.initial_margin, self.maintenance_margin)
+        """Health code per account (:func:`pmargin.models.health.classify`; raises on NaN).
+
+        With isolated margin, an account is as unhealthy as its worst position (see
+        :func:`isolated_health`).
+        """
+        codes = classify(self.equity, self.initial_margin, self.maintenance_margin)
+        worst = isolated_health(self.components)
+        return codes if worst is None else np.maximum(codes, worst)
 
     def to_frame(self) -> pd.DataFrame:
         """Return one row per account with margins, equity, ratios, health and components."""
@@ -165,9 +179,10 @@ class AccountMargin:
     @property
     def health(self) -> str:
         """``healthy``, ``margin_call``, ``liquidation`` or ``bankrupt``."""
-        code = health_codes(np.array([self.equity]), np.array([self.initial_margin]),
-                            np.array([self.maintenance_margin]))[0]
-        return HEALTH_NAMES[int(code)]
+        code = int(classify(self.equity, self.initial_margin, self.maintenance_margin))
+        comps = {k: np.array([v]) for k, v in self.components.items()}
+        worst = isolated_health(comps)
+        return HEALTH_NAMES[code if worst is None else max(code, int(worst[0]))]
 
     def to_frame(self) -> pd.DataFrame:
         """Return the per-position breakdown (a copy)."""

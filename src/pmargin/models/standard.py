@@ -11,14 +11,14 @@ Currently implemented
 * Open orders margined as if filled, worse side (all buys or all sells), including the equity
   lost by filling at the limit instead of the mark.
 * Collateral haircuts (IM and MM) added to the requirement.
-* Modes: ``cross`` (one pool: equity = collateral + position values; requirement = sum of
-  per-position requirements) and ``isolated`` (each position judged with its own collateral).
+* Cross margin: one pool (equity = collateral + position values; requirement = sum of
+  per-position requirements). Isolated margin is its own model over these rules
+  (:mod:`pmargin.models.isolated`, ``deribit-sm-isolated``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,6 @@ import scipy.sparse as sp
 
 from pmargin._typing import FloatArray
 from pmargin.book import Book
-from pmargin.errors import InvalidInput
 from pmargin.market import MarketSnapshot
 from pmargin.models.accounts import (
     collateral_haircuts,
@@ -38,14 +37,11 @@ from pmargin.models.accounts import (
 )
 from pmargin.models.base import MarginModel
 from pmargin.models.params import SMParams
-from pmargin.models.result import HEALTH_NAMES, AccountMargin, BookMarginResult, health_codes
+from pmargin.models.result import AccountMargin, BookMarginResult
 from pmargin.models.valuation import KIND_OPTION, InstrumentTable
 from pmargin.portfolio import Portfolio
 
 __all__ = ["SMPrepared", "StandardMarginModel"]
-
-Mode = Literal["cross", "isolated"]
-
 
 @dataclass(frozen=True)
 class SMPrepared:
@@ -60,11 +56,8 @@ class StandardMarginModel(MarginModel):
 
     params: SMParams
 
-    def __init__(self, params: SMParams, mode: Mode = "cross") -> None:
+    def __init__(self, params: SMParams) -> None:
         super().__init__(params)
-        if mode not in ("cross", "isolated"):
-            raise InvalidInput("mode", mode, "must be 'cross' or 'isolated'")
-        self.mode: Mode = mode
 
     # ------------------------------------------------------------------ per-unit rules
     def _unit_rules(self, t: InstrumentTable) -> tuple[FloatArray, ...]:
@@ -199,12 +192,7 @@ class StandardMarginModel(MarginModel):
 
     # ------------------------------------------------------------------ one account
     def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
-        """Compute and explain standard margin of one account in the model's mode.
-
-        In isolated mode each position is judged with its own collateral
-        (``isolated_collateral``, by default exactly its IM) and the per-position table gains
-        ``isolated_equity`` and ``isolated_health``; the account's ``available_margin`` is the
-        collateral not assigned to any position, less open-order margin.
+        """Compute and explain standard (cross) margin of one account.
 
         Parameters
         ----------
@@ -233,39 +221,16 @@ class StandardMarginModel(MarginModel):
             "initial_margin": im_c,
             "maintenance_margin": mm_c,
         }).set_index("instrument")
-        comps = {k: float(v[0]) for k, v in res.components.items()}
-        equity = float(res.equity[0])
-        if self.mode == "isolated":
-            iso = _isolated_collateral(portfolio)
-            alloc = np.array([iso.get(n, np.nan) for n in names])
-            alloc = np.where(np.isnan(alloc), im_c, alloc)
-            frame["isolated_collateral"] = alloc
-            frame["isolated_equity"] = alloc + vals
-            frame["isolated_health"] = [
-                HEALTH_NAMES[int(h)] for h in health_codes(alloc + vals, im_c, mm_c)
-            ]
-            coll = float(collateral_value(book, market)[0])
-            comps["free_collateral"] = coll - float(alloc.sum())
-            comps["isolated_shortfall_mm"] = float(np.maximum(0.0, mm_c - (alloc + vals)).sum())
-        greeks = {k: float(v[0]) for k, v in res.greeks.items()}
         return AccountMargin(
             model=self.name,
             margin_currency=book.margin_currency,
-            mode=self.mode,
+            mode="cross",
             initial_margin=float(res.initial_margin[0]),
             maintenance_margin=float(res.maintenance_margin[0]),
-            equity=equity,
+            equity=float(res.equity[0]),
             mc_usd=res.mc_usd,
             params_digest=self.digest,
-            components=comps,
+            components={k: float(v[0]) for k, v in res.components.items()},
             by_position=frame,
-            greeks=greeks,
+            greeks={k: float(v[0]) for k, v in res.greeks.items()},
         )
-
-
-def _isolated_collateral(portfolio: Portfolio) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for p in portfolio.positions:
-        if p.isolated_collateral is not None:
-            out[p.instrument.name] = out.get(p.instrument.name, 0.0) + p.isolated_collateral
-    return out

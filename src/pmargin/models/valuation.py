@@ -119,15 +119,6 @@ class InstrumentTable:
         """Base conversion factor from settlement currency to margin currency."""
         return self._memo("to_mc", lambda: self.settle_price / self.mc_price)  # type: ignore[no-any-return]
 
-    def model_price(self) -> FloatArray:
-        """Black-76 USD price of options from forward and vol (0 for futures)."""
-        def calc() -> FloatArray:
-            opt = self.kind == KIND_OPTION
-            p = black76.price(self.forward, self.strike, self.tau, self.vol, self.is_call)
-            return np.where(opt, p, 0.0)
-
-        return self._memo("model_price", calc)  # type: ignore[no-any-return]
-
     def coin_delta(self) -> FloatArray:
         """Delta in coin per unit held, the exposure the roll and delta shocks use.
 
@@ -137,9 +128,9 @@ class InstrumentTable:
         """
         def calc() -> FloatArray:
             opt = self.kind == KIND_OPTION
-            d = black76.delta(self.forward, self.strike, self.tau, self.vol, self.is_call)
-            inv_d = d - self.model_price() / self.forward
-            live = np.where(opt, np.where(self.inverse, inv_d, d), 1.0)
+            args = (self.forward, self.strike, self.tau, self.vol, self.is_call)
+            d = np.where(self.inverse, black76.inverse_delta(*args), black76.delta(*args))
+            live = np.where(opt, d, 1.0)
             return np.where(self.expired, 0.0, live)
 
         return self._memo("coin_delta", calc)  # type: ignore[no-any-return]

@@ -117,7 +117,7 @@ def hedge_table(market: MarketSnapshot, pm_models: tuple[str, ...] = ("deribit-p
         worst scenario loss, the sum of the IMs of its legs margined alone (``_legs``) and the
         ratio PM / SM.
     """
-    sm = load_model(sm_model, mode="cross")
+    sm = load_model(sm_model)
     pms = {m: load_model(m) for m in pm_models}
     rows = []
     for name, p in structures(market).items():

@@ -54,8 +54,6 @@ def test_overrides_and_mode():
     assert isinstance(m, DerivePM2Model)
     assert m.params.margin.mm_loss_factor == 0.5
     assert m.digest != MODEL.digest
-    with pytest.raises(InvalidInput, match="mode"):
-        load_model("derive-pm2", mode="isolated")
 
 
 def test_model_needs_the_account_table(tmp_path: Path):
@@ -156,13 +154,10 @@ def test_coin_collateral_alone():
     res = MODEL.margin(pf("USDC", [], {"USDC": 100.0, "ETH": 2.0}), MARKET)
     assert res.maintenance_margin == pytest.approx(0.15 * 5000.0, rel=1e-12)
     assert res.initial_margin == pytest.approx(0.20 * 5000.0, rel=1e-12)
-    # BTC account holding 1 BTC: BTC is its underlying, risk-cancelling (its USD value falls
-    # 18 % at x0.82; haircuts MM 0.02, IM 0.02 + 0.01); amounts in BTC
-    res = MODEL.margin(pf("BTC", [], {"BTC": 1.0}), MARKET)
-    worst = max(0.18, -TAILS_WORST)
-    assert res.maintenance_margin == pytest.approx(0.8 * worst + 0.02, rel=1e-12)
-    assert res.initial_margin == pytest.approx(worst + 0.03, rel=1e-12)
-    assert res.equity == 1.0
+    # a BTC-margined account is refused: Derive margins USDC accounts, and in USD a coin
+    # account holding only its coin would be charged the coin's own fall
+    with pytest.raises(InvalidInput, match="margin_currency"):
+        MODEL.margin(pf("BTC", [], {"BTC": 1.0}), MARKET)
 
 
 def test_matches_derive_on_hand_built_inputs():
@@ -183,16 +178,6 @@ def test_matches_derive_on_hand_built_inputs():
     # equity at the marks equals Derive's own MtM when the vols reproduce the marks
     assert res.equity == pytest.approx(hand.portfolio_mtm, rel=1e-9)
     assert res.by_position["derive_mark_vol"].to_numpy() == pytest.approx([0.6, 0.6], rel=1e-9)
-
-
-def test_coin_margined_amounts_are_the_usd_requirement_at_the_coin_price():
-    code = expiry_code(30)
-    inverse = pf("BTC", [(f"BTC-{code}-88000-C", -1.0)], {"BTC": 0.5})
-    res = MODEL.margin(inverse, MARKET)
-    native = MODEL.native(inverse, MARKET)
-    assert res.initial_margin * 80_000.0 == pytest.approx(native.initial_margin, rel=1e-12)
-    assert res.maintenance_margin * 80_000.0 == pytest.approx(native.maintenance_margin,
-                                                              rel=1e-12)
 
 
 def test_open_order_is_margined_as_if_filled_at_the_mark():

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
-from pmargin.errors import ParamsError
+from pmargin.errors import InvalidInput, ParamsError
 from pmargin.market import MarketSnapshot
 from pmargin.models.accounts import (
     collateral_value,
@@ -75,7 +75,17 @@ class DerivePM2Model(MarginModel):
 
     # ------------------------------------------------------------------ book
     def prepare(self, book: Book, market: MarketSnapshot) -> DerivePrepared:
-        """Build the instrument table and the Derive column data (mark vols) of ``book``."""
+        """Build the instrument table and the Derive column data (mark vols) of ``book``.
+
+        Derive margins USD-stable accounts (its cash is USDC): a coin-margined book is refused
+        rather than margined in USD, which would charge the coin collateral's own fall.
+        """
+        from pmargin.market import STABLECOINS
+
+        if book.margin_currency not in STABLECOINS:
+            raise InvalidInput("margin_currency", book.margin_currency,
+                               "Derive PMRM_2 margins USDC accounts; a coin-margined account "
+                               "cannot be margined with it (use a USDC margin currency)")
         return DerivePrepared(derive_columns(self.table(book, market), self.account), market)
 
     def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
