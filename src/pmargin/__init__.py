@@ -30,7 +30,7 @@ _EXPORTS = {
     "parse_instrument": "pmargin.instruments",
     "Instrument": "pmargin.instruments",
     "Book": "pmargin.book",
-    "BookEngine": "pmargin.book.engine",
+    "BookEngine": "pmargin.engine",
     "plan_liquidation": "pmargin.liquidation.planner",
     "run_cascade": "pmargin.liquidation.cascade",
 }

@@ -5,10 +5,9 @@ import pytest
 import scipy.sparse as sp
 
 from pmargin.book import Book
-from pmargin.book.bench import book_portfolio
-from pmargin.book.engine import BookEngine
-from pmargin.book.generator import Archetypes, chain_universe, generate_book
+from pmargin.engine.book_engine import BookEngine
 from pmargin.models import list_models, load_model
+from pmargin.synthetic import Archetypes, book_portfolio, chain_universe, generate_book
 from tests.factories import expiry_code, make_market
 
 MARKET = make_market()
@@ -131,7 +130,7 @@ def test_withdrawal_never_leaves_equity_below_im():
 
 def test_dask_local_cluster_equals_local():
     distributed = pytest.importorskip("distributed")
-    from pmargin.book.executors import DaskExecutor
+    from pmargin.engine.executors import DaskExecutor
 
     model = load_model("deribit-pm")
     book = random_book(8, n=60)
@@ -191,7 +190,7 @@ def test_multi_underlying_usdc_book_equals_accounts_alone(preset):
 
 def test_dask_resident_chunks_follow_book_changes():
     distributed = pytest.importorskip("distributed")
-    from pmargin.book.executors import DaskExecutor
+    from pmargin.engine.executors import DaskExecutor
 
     model = load_model("deribit-pm")
     book = random_book(12, n=30)
