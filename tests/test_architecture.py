@@ -139,6 +139,12 @@ def dependencies(rel: str) -> set[str]:
 
 def edges() -> dict[tuple[str, str], Row]:
     """(module, imported row key) -> the importing module's row, for every cross-row import."""
+    return _edges(SRC, table())
+
+
+@cache
+def _edges(src: Path, rows: tuple[Row, ...]) -> dict[tuple[str, str], Row]:
+    del src, rows  # cache keys: the tree and the table the graph is built from
     out: dict[tuple[str, str], Row] = {}
     for rel in modules():
         src_row = row_of(rel)

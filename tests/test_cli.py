@@ -73,6 +73,7 @@ def test_greeks(files):
     assert set(data["total"]) >= {"delta", "gamma", "vega", "theta"}
 
 
+@pytest.mark.data
 def test_conformance_run_ends_with_counts():
     out = runner.invoke(app, ["conformance", "run", str(shared_path("conformance", "vectors")),
                               str(shared_path("conformance", "derive-pm2"))])
@@ -82,6 +83,7 @@ def test_conformance_run_ends_with_counts():
     assert "passed" in last
 
 
+@pytest.mark.data
 def test_conformance_failure_gives_non_zero_exit(tmp_path):
     src = json.loads(shared_path("conformance", "vectors", "linear_sm_short_put.json").read_text())
     src["expect"]["initial_margin"] = 1.0
@@ -102,6 +104,7 @@ def test_liquidate_plan(files):
     assert data["steps"]
 
 
+@pytest.mark.data
 def test_stress_json_and_plot(tmp_path):
     shared_path("data", "deribit")
     png = tmp_path / "c.png"

@@ -128,6 +128,7 @@ def test_withdrawal_never_leaves_equity_below_im():
             assert not eng.check_withdrawal(acc, "BTC", 1e-3).passed
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_equals_local():
     distributed = pytest.importorskip("distributed")
     from pmargin.engine.executors import DaskExecutor
