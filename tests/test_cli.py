@@ -40,6 +40,7 @@ def test_margin_json_has_the_documented_keys(files):
 
 
 def test_margin_table_explain_and_plot(files, tmp_path):
+    pytest.importorskip("matplotlib")
     png = tmp_path / "risk.png"
     out = runner.invoke(app, ["margin", str(files / "pf.json"), "-m", str(files / "market.json"),
                               "--model", "pmargin", "--explain", "--plot", str(png)])
@@ -106,6 +107,7 @@ def test_liquidate_plan(files):
 
 @pytest.mark.data
 def test_stress_json_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
     shared_path("data", "deribit")
     png = tmp_path / "c.png"
     out = runner.invoke(app, ["stress", "--accounts", "25", "--shock", "-0.3", "--model",
