@@ -84,3 +84,23 @@ def test_missing_numba_disables_everywhere_with_one_warning():
 def test_enabled_everywhere_when_numba_imports():
     pytest.importorskip("numba")
     assert _run(PMARGIN_DISABLE_NUMBA="0") == ["True", "True", "True", "True", "0"]
+
+
+LATE = """
+    import os
+    from pmargin._numba import DISABLE_ENV_VAR
+    os.environ[DISABLE_ENV_VAR] = "1"  # after importing the switch, before any kernel asks
+    from pmargin.pricing import kernels
+    os.environ[DISABLE_ENV_VAR] = "0"  # decided already: no effect
+    from pmargin.models import _pm_kernels
+    print(kernels.NUMBA_ENABLED, _pm_kernels.NUMBA_ENABLED)
+"""
+
+
+def test_decision_is_taken_at_first_use_and_kept():
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(LATE)], capture_output=True, text=True,
+        env={k: v for k, v in os.environ.items() if k != "PMARGIN_DISABLE_NUMBA"},
+        timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
