@@ -266,3 +266,31 @@ def test_a_cycle_between_book_and_models_would_be_caught(monkeypatch, tmp_path):
                                 ("book/positions.py", "models/")}
     finally:
         table.cache_clear()
+
+
+def main() -> None:
+    """Print what the table should say: each row's actual imports, and modules without a row.
+
+    ``python -m tests.test_architecture`` after moving modules or adding imports.
+    """
+    rows = {r.key: r for r in table()}
+    orphans = [m for m in modules() if row_of(m) is None]
+    for m in orphans:
+        deps = sorted({getattr(row_of(d), "key", d) for d in dependencies(m)})
+        print(f"no row: {m} imports {', '.join(deps) or '—'}")
+    if orphans:
+        return
+    actual: dict[str, set[str]] = {k: set() for k in rows}
+    for (rel, dep), row in edges().items():
+        if rows[dep].layer > FOUNDATION_MAX_LAYER and (rel, dep) not in KNOWN_VIOLATIONS:
+            actual[row.key].add(dep)
+    for key, row in rows.items():
+        cell = ", ".join(f"`{d}`" for d in sorted(actual[key])) or "—"
+        flag = "" if actual[key] == set(row.imports) else "   <- differs from the table"
+        print(f"| {row.layer} | `{key}` | {cell}{flag}")
+    for pair in sorted(violations()):
+        print("violation:", " -> ".join(pair), "(known)" if pair in KNOWN_VIOLATIONS else "")
+
+
+if __name__ == "__main__":
+    main()
