@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Core-only environment (no optional extras: numba, dask, matplotlib), for `make test-core`.
+CORE_VENV  ?= .venv-core
+CORE_STAMP := $(CORE_VENV)/.installed
 
-.PHONY: run test bench lint env clean conformance
+.PHONY: run test test-core bench lint env clean conformance lock
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +16,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+$(CORE_STAMP): pyproject.toml requirements/core.lock
+	$(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CORE_VENV)/bin/python -m pip install --quiet -r requirements/core.lock
+	$(CORE_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(CORE_STAMP)
+
 env: $(STAMP)
 
 run: $(STAMP)
@@ -20,6 +30,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
+
+# The suite on the core install alone: tests needing an optional extra skip.
+test-core: $(CORE_STAMP)
+	$(CORE_VENV)/bin/python -m pytest -n 2 -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
@@ -31,5 +45,12 @@ lint: $(STAMP)
 conformance: $(STAMP)
 	$(BIN)/pmargin conformance run ../shared/conformance/vectors ../shared/conformance/derive-pm2
 
+# Regenerate both lockfiles after changing dependencies in pyproject.toml (uv in .venv).
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --all-extras -p 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test -p 3.11 -c requirements.lock \
+		-o requirements/core.lock
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CORE_VENV) .pytest_cache .mypy_cache .ruff_cache

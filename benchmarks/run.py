@@ -29,7 +29,7 @@ def run(accounts: int, preset: str) -> dict[str, object]:
 
 def main() -> None:
     """Run every size and write the Markdown report."""
-    from pmargin.book.bench import machine_info
+    from bench_book import machine_info  # benchmarks/ is sys.path[0] when run as a script
 
     rows = []
     for n in SIZES:
@@ -47,7 +47,7 @@ def main() -> None:
         f"NumPy {m['numpy']}, {m['platform']}. Numba "
         f"{'enabled' if rows and rows[0].get('numba') else 'disabled'}.",
         "",
-        "Book: `pmargin.book.generator` on the latest Deribit BTC chain (1,051 instruments), "
+        "Book: `pmargin.synthetic` on the latest Deribit BTC chain (1,051 instruments), "
         "BTC-margined accounts. *recompute* = risk arrays + every account (median of 5); "
         "*floor* = one scipy sparse product of the same positions matrix with a dense "
         "instruments x scenarios matrix, plus the row minimum, measured in the same run; "

@@ -57,3 +57,14 @@ def deribit_snapshots(shared_dir: Path) -> list[Path]:
     if not files:
         pytest.skip("no Deribit snapshots in ../shared/data/deribit")
     return files
+
+
+DATA_FIXTURES = frozenset({"shared_dir", "deribit_snapshots"})
+"""Fixtures that read ../shared: a test using one (even through another fixture) is ``data``."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``data`` every test that uses a shared-data fixture (others carry the mark in code)."""
+    for item in items:
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.data)

@@ -40,6 +40,7 @@ def test_margin_json_has_the_documented_keys(files):
 
 
 def test_margin_table_explain_and_plot(files, tmp_path):
+    pytest.importorskip("matplotlib")
     png = tmp_path / "risk.png"
     out = runner.invoke(app, ["margin", str(files / "pf.json"), "-m", str(files / "market.json"),
                               "--model", "pmargin", "--explain", "--plot", str(png)])
@@ -74,6 +75,7 @@ def test_greeks(files):
     assert set(data["total"]) >= {"delta", "gamma", "vega", "theta"}
 
 
+@pytest.mark.data
 def test_conformance_run_ends_with_counts():
     out = runner.invoke(app, ["conformance", "run", str(shared_path("conformance", "vectors")),
                               str(shared_path("conformance", "derive-pm2"))])
@@ -83,6 +85,7 @@ def test_conformance_run_ends_with_counts():
     assert "passed" in last
 
 
+@pytest.mark.data
 def test_conformance_failure_gives_non_zero_exit(tmp_path):
     src = json.loads(shared_path("conformance", "vectors", "linear_sm_short_put.json").read_text())
     src["expect"]["initial_margin"] = 1.0
@@ -103,7 +106,9 @@ def test_liquidate_plan(files):
     assert data["steps"]
 
 
+@pytest.mark.data
 def test_stress_json_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
     shared_path("data", "deribit")
     png = tmp_path / "c.png"
     out = runner.invoke(app, ["stress", "--accounts", "25", "--shock", "-0.3", "--model",

@@ -58,6 +58,7 @@ def test_margin_table_with_explain(files):
     assert "risk matrix" in out.output
 
 
+@pytest.mark.data
 def test_margin_on_the_real_deribit_snapshot(files):
     market = shared_path("data", "deribit", SNAPSHOT)
     out = runner.invoke(app, ["margin", str(files / "call.json"), "--market", str(market),

@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
 _EXPORTS = {
     "load_model": "pmargin.models",
     "list_models": "pmargin.models",
@@ -30,7 +28,7 @@ _EXPORTS = {
     "parse_instrument": "pmargin.instruments",
     "Instrument": "pmargin.instruments",
     "Book": "pmargin.book",
-    "BookEngine": "pmargin.book.engine",
+    "BookEngine": "pmargin.engine",
     "plan_liquidation": "pmargin.liquidation.planner",
     "run_cascade": "pmargin.liquidation.cascade",
 }
@@ -39,7 +37,19 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return _version()
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pmargin' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+
+def _version() -> str:
+    """The installed distribution's version (the one place it is written is pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pmargin")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"

@@ -226,18 +226,23 @@ def bench_book(
     runs: Annotated[int, typer.Option(help="Repetitions of the full recompute")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
-    """Full-book recompute versus its floor, a per-account loop, and what-if latency."""
-    from dataclasses import asdict
+    """Full-book recompute versus its floor, a per-account loop, and what-if latency.
 
-    from pmargin.book.bench import run_book_bench
-    from pmargin.book.generator import chain_universe
-    from pmargin.demo import demo_market
-    from pmargin.models._pm_kernels import NUMBA_ENABLED
+    A thin wrapper: the benchmark lives in the source checkout (``benchmarks/bench_book.py``),
+    not in the installed library.
+    """
+    import importlib.util
+    import sys
 
-    market, _ = demo_market()
-    res = asdict(run_book_bench(market, chain_universe(market, "BTC"), accounts, preset=preset,
-                                runs=runs))
-    res["numba"] = NUMBA_ENABLED
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_book.py"
+    spec = importlib.util.spec_from_file_location("pmargin_benchmarks_book", path)
+    if not path.is_file() or spec is None or spec.loader is None:
+        _fail(PmarginError(f"bench book needs the pmargin source checkout ({path} not found)"))
+        return
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    res: dict[str, Any] = bench.bench_book(accounts, preset=preset, runs=runs)
     if as_json:
         typer.echo(json.dumps(_jsonable(res)))
         return

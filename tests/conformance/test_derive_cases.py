@@ -18,6 +18,7 @@ from tests.conftest import SHARED
 
 CASE_DIR = SHARED / "conformance" / "derive-pm2"
 CASES = sorted(CASE_DIR.glob("test_*.json")) if CASE_DIR.is_dir() else []
+pytestmark = pytest.mark.data
 
 INTER_REL = 1e-8
 INTER_ABS = 1e-8  # absolute floor for figures that are float noise around zero (test_55)

@@ -2,10 +2,9 @@
 
 import pytest
 
-from pmargin.book.bench import book_portfolio
-from pmargin.book.generator import Archetypes, chain_universe, generate_book
 from pmargin.liquidation.cascade import load_cascade_params, run_cascade, split_isolated
 from pmargin.models import load_model
+from pmargin.synthetic import Archetypes, book_portfolio, chain_universe, generate_book
 from tests.factories import make_market
 
 MARKET = make_market()

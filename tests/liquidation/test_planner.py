@@ -42,6 +42,7 @@ def check_plan(plan, model):
                                                        rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.slow
 @settings(max_examples=25)
 @given(positions, st.floats(0.0, 0.3), st.sampled_from(sorted(MODELS)))
 def test_plan_restores_health_minimally_and_never_raises_mm(pos, coll, name):

@@ -33,6 +33,7 @@ def _vector(name: str) -> Path:
     return shared_path("conformance", "vectors", name)
 
 
+@pytest.mark.data
 def test_deribit_pm_vector_loads():
     s = load_market(_vector("deribit_pm_btc_perp_future.json"))
     assert s.valuation_time == datetime(2024, 6, 17, 10, 22, 20, 501000, tzinfo=UTC)
@@ -44,6 +45,7 @@ def test_deribit_pm_vector_loads():
     assert s.source == "deribit_pm_btc_perp_future.json"
 
 
+@pytest.mark.data
 def test_linear_sm_vector_loads_and_solves_iv():
     s = load_market_json(_vector("linear_sm_short_put.json"))
     inst = parse_instrument("ETH_USDC-17NOV23-1850-P")
@@ -57,6 +59,7 @@ def test_linear_sm_vector_loads_and_solves_iv():
     assert s.collateral_price("USDC") == 1.0
 
 
+@pytest.mark.data
 def test_json_whole_vector_bare_block_and_dict_agree():
     case = json.loads(_vector("deribit_pm_btc_perp_future.json").read_text())
     a = load_market_json(case)
@@ -65,6 +68,7 @@ def test_json_whole_vector_bare_block_and_dict_agree():
     assert a.to_dict() == b.to_dict()
 
 
+@pytest.mark.data
 def test_json_round_trip_through_file(tmp_path):
     case = json.loads(_vector("linear_sm_short_put.json").read_text())
     s = load_market_json(case)
@@ -292,6 +296,7 @@ def test_csv_bad_index_and_columns(tmp_path):
 # -- real Deribit snapshots -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_deribit_snapshot_loads_and_reprices(deribit_snapshots):
     errors = []
     for path in deribit_snapshots:

@@ -176,6 +176,7 @@ def one_snapshot(deribit_snapshots: list[Path]) -> tuple[Path, MarketSnapshot]:
     return p, load_deribit_csv(p)
 
 
+@pytest.mark.slow
 def test_surface_reproduces_every_pillar_exactly_on_real_snapshots(deribit_snapshots):
     for path in deribit_snapshots:
         snap = load_deribit_csv(path)

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmargin.book import Book
-from pmargin.book.engine import BookEngine
+from pmargin.engine import BookEngine
 from pmargin.errors import InvalidInput
 from pmargin.models import list_models, load_model
 from pmargin.models.base import MarginModel

@@ -25,6 +25,8 @@ from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.portfolio import Portfolio, Position
 from tests.conftest import shared_path
 
+pytestmark = pytest.mark.data
+
 SNAPSHOT = "deribit_options_snapshot_20260822T153351Z.csv.gz"
 
 # Models whose documented methodology charges a defined-risk structure more than its bound.

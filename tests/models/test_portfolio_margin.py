@@ -42,6 +42,7 @@ def test_portfolio_plus_opposite_needs_zero(pos):
         assert res.maintenance_margin == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.slow
 @given(positions, st.floats(0.0, 50.0))
 def test_no_nan_and_margin_at_least_worst_loss(pos, coll):
     for preset in ("deribit-pm", "pmargin", "okx-pm", "paradex-pm", "span"):
@@ -54,6 +55,7 @@ def test_no_nan_and_margin_at_least_worst_loss(pos, coll):
 
 @given(positions, st.sampled_from([n for n in NAMES if n.endswith(("-C", "-P"))]),
        st.floats(0.01, 10.0))
+@pytest.mark.slow
 def test_adding_long_option_raises_worst_loss_by_at_most_its_value(pos, opt, q):
     for preset in ("deribit-pm", "pmargin"):
         a = margin(preset, pos)

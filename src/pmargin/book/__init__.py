@@ -1,4 +1,7 @@
-"""Whole-book engine: all accounts of a venue as sparse matrices, margined in one pass."""
+"""Account data of a whole venue: positions, entry notionals, collateral and orders as matrices.
+
+Data only (below the models): the engine that margins a book is :mod:`pmargin.engine`.
+"""
 
 from pmargin.book.positions import Book, OrderTable
 

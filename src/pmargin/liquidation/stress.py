@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pmargin.book.bench import book_portfolio
-from pmargin.book.generator import chain_universe, generate_book
 from pmargin.liquidation.cascade import CascadeParams, CascadeResult, run_cascade, split_isolated
 from pmargin.market import MarketSnapshot
 from pmargin.models import load_model
+from pmargin.synthetic import book_portfolio, chain_universe, generate_book
 
 __all__ = ["STRESS_MODES", "run_stress"]
 

@@ -120,7 +120,7 @@ def loss_bound_rows(indptr: IntArray, indices: IntArray, data: FloatArray, colma
     if not terms.bounded:
         return np.full(rows.size, np.inf)
     if not _compiled:
-        import numba
+        from pmargin._numba import numba
 
         _compiled.append(numba.njit(cache=True, nogil=True)(_kernel))
     return np.asarray(_compiled[0](

@@ -10,24 +10,14 @@ the specification; tests assert both agree.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
+from pmargin._numba import NUMBA_ENABLED, numba
 from pmargin._typing import FloatArray, IntArray
 
 __all__ = ["NUMBA_ENABLED", "row_sums", "unit_aggregates"]
-
-try:  # pragma: no cover - exercised when numba is installed
-    if os.environ.get("PMARGIN_DISABLE_NUMBA") == "1":
-        raise ImportError("disabled")
-    import numba
-
-    NUMBA_ENABLED = True
-except ImportError:  # pragma: no cover
-    numba = None  # type: ignore[assignment]
-    NUMBA_ENABLED = False
 
 
 def _kernel(indptr: Any, indices: Any, data: Any, colmap: Any, risk: Any, coll: Any,

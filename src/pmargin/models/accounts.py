@@ -163,7 +163,8 @@ def values_and_greeks(positions: sp.csr_matrix, entry: sp.csr_matrix, table: Ins
         (coin), ``delta_usd``, ``gamma`` (coin per USD), ``vega`` (USD per vol point), ``theta``
         (USD per day).
     """
-    from pmargin.models._pm_kernels import NUMBA_ENABLED, row_sums
+    from pmargin._numba import NUMBA_ENABLED
+    from pmargin.models._pm_kernels import row_sums
 
     pos = sp.csr_matrix(positions)
     names = ["delta", "delta_usd", "gamma", "vega", "theta"]

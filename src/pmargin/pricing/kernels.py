@@ -3,22 +3,20 @@
 ``from pmargin.pricing import kernels`` and call ``kernels.price(...)`` etc. The functions have the
 signatures, units and broadcasting rules of :mod:`pmargin.pricing.black76`:
 
-* when numba imports and the environment variable ``PMARGIN_DISABLE_NUMBA`` is not ``"1"``, they
-  come from :mod:`pmargin.pricing._black76_numba` and :data:`NUMBA_ENABLED` is True;
-* when ``PMARGIN_DISABLE_NUMBA=1`` they come from :mod:`pmargin.pricing.black76` silently;
-* when numba cannot be imported they come from :mod:`pmargin.pricing.black76` and one
-  :class:`pmargin.errors.PerformanceWarning` is emitted at import.
+* when the package's Numba switch (:mod:`pmargin._numba`) is on, they come from
+  :mod:`pmargin.pricing._black76_numba` and :data:`NUMBA_ENABLED` is True;
+* otherwise (``PMARGIN_DISABLE_NUMBA=1``, silently, or numba missing, with one
+  :class:`pmargin.errors.PerformanceWarning` from the switch) they come from
+  :mod:`pmargin.pricing.black76`.
 
-The choice is made once, at first import.
+The choice is the switch's, made once per process.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
 from typing import TYPE_CHECKING
 
-from pmargin.errors import PerformanceWarning
+from pmargin._numba import NUMBA_ENABLED
 
 __all__ = [
     "NUMBA_ENABLED",
@@ -32,25 +30,6 @@ __all__ = [
     "theta",
     "vega",
 ]
-
-DISABLE_ENV_VAR = "PMARGIN_DISABLE_NUMBA"
-
-
-def _select() -> tuple[bool, bool]:
-    """Return ``(use_numba, numba_missing)`` from the environment and the numba import."""
-    if os.environ.get(DISABLE_ENV_VAR) == "1":
-        return False, False
-    try:
-        import pmargin.pricing._black76_numba  # noqa: F401
-    except ImportError:
-        return False, True
-    return True, False
-
-
-NUMBA_ENABLED: bool
-_NUMBA_ENABLED, _NUMBA_MISSING = _select()
-NUMBA_ENABLED = _NUMBA_ENABLED
-"""True when the kernels below are the compiled Numba twins."""
 
 if TYPE_CHECKING:
     from pmargin.pricing.black76 import (
@@ -87,12 +66,4 @@ else:
         rho,
         theta,
         vega,
-    )
-
-if _NUMBA_MISSING:
-    warnings.warn(
-        "numba is not installed: pmargin.pricing.kernels uses the NumPy reference Black-76 "
-        "kernel (install the 'fast' extra for the compiled path)",
-        PerformanceWarning,
-        stacklevel=2,
     )

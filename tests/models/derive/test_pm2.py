@@ -57,6 +57,7 @@ def test_preset_loads_with_p0_shape():
     assert tails == pytest.approx([0.2 * 0.18 / m for m in moves], rel=1e-12)
 
 
+@pytest.mark.data
 def test_preset_matches_a_p0_case_file():
     path = SHARED / "conformance" / "derive-pm2" / "test_20_structures_basic_put.json"
     if not path.exists():

@@ -1,7 +1,9 @@
 """Book benchmark: full recompute versus its floor, a per-account loop, and what-if latency.
 
-Used by ``pmargin bench book`` and ``make bench``. Timings are wall-clock medians on this
-machine; every figure is measured in the same run so ratios are meaningful.
+Run by ``make bench`` (through ``benchmarks/run.py``), ``pmargin bench book`` (a thin wrapper
+that loads this file from the source checkout) or ``python benchmarks/bench_book.py``. Timings
+are wall-clock medians on this machine; every figure is measured in the same run so ratios are
+meaningful.
 """
 
 from __future__ import annotations
@@ -16,15 +18,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from pmargin.book.engine import BookEngine
-from pmargin.book.generator import generate_book
-from pmargin.book.positions import Book
+from pmargin.engine.book_engine import BookEngine
 from pmargin.market import MarketSnapshot
 from pmargin.models.base import MarginModel
 from pmargin.models.registry import load_model
-from pmargin.portfolio import Portfolio, Position
+from pmargin.synthetic import book_portfolio, generate_book
 
-__all__ = ["BenchResult", "book_portfolio", "machine_info", "run_book_bench"]
+__all__ = ["BenchResult", "bench_book", "machine_info", "run_book_bench"]
 
 
 @dataclass(frozen=True)
@@ -77,21 +77,6 @@ def machine_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "platform": platform.platform(),
     }
-
-
-def book_portfolio(book: Book, row: int) -> Portfolio:
-    """Rebuild the :class:`Portfolio` of one book row (for the per-account reference)."""
-    pos = book.positions[row]
-    ent = book.entry_notional[row]
-    ent_map = dict(zip(ent.indices, ent.data, strict=True))
-    positions = []
-    for j, q in zip(pos.indices, pos.data, strict=True):
-        e = ent_map.get(j, np.nan)
-        avg = None if np.isnan(e) or q == 0 else float(e / q)
-        positions.append(Position(book.instruments[j], float(q), avg))
-    coll = {c: float(book.collateral[row, k]) for k, c in enumerate(book.collateral_currencies)
-            if book.collateral[row, k] != 0}
-    return Portfolio(book.margin_currency, tuple(positions), coll, (), book.account_ids[row])
 
 
 def _rss_mb() -> float:
@@ -207,3 +192,48 @@ def run_book_bench(market: MarketSnapshot, instruments: list[Any], accounts: int
 def as_dict(result: BenchResult) -> dict[str, Any]:
     """Return the figures as a plain dictionary."""
     return asdict(result)
+
+
+def bench_book(accounts: int, preset: str = "deribit-pm", runs: int = 5) -> dict[str, Any]:
+    """Run the book benchmark on the demo market's BTC chain (``pmargin bench book``).
+
+    Parameters
+    ----------
+    accounts : int
+        Number of accounts.
+    preset : str
+        Margin model preset.
+    runs : int
+        Repetitions of the full recompute.
+
+    Returns
+    -------
+    dict
+        The :class:`BenchResult` fields plus ``numba`` (whether the Numba kernels ran).
+    """
+    from pmargin._numba import NUMBA_ENABLED
+    from pmargin.demo import demo_market
+    from pmargin.synthetic import chain_universe
+
+    market, _ = demo_market()
+    res = asdict(run_book_bench(market, chain_universe(market, "BTC"), accounts, preset=preset,
+                                runs=runs))
+    res["numba"] = NUMBA_ENABLED
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python benchmarks/bench_book.py --accounts N [--preset P] [--runs R]``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--preset", default="deribit-pm")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    print(json.dumps(bench_book(args.accounts, preset=args.preset, runs=args.runs)))
+
+
+if __name__ == "__main__":
+    main()

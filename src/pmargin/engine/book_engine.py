@@ -21,8 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from pmargin._typing import FloatArray, IntArray
-from pmargin.book.executors import Executor, LocalExecutor
 from pmargin.book.positions import Book, OrderTable
+from pmargin.engine.executors import Executor, LocalExecutor
 from pmargin.errors import BookError, InvalidInput, StaleMarketData
 from pmargin.instruments import Instrument, parse_instrument
 from pmargin.market import MarketSnapshot
