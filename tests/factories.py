@@ -42,7 +42,7 @@ def make_market(
                                                                 "underlying_price": fwd}
     return load_market_json({
         "valuation_time": VALUATION.isoformat(),
-        "market": {"index": idx, "instruments": instruments},
+        "market": {"mark_unit": "USD", "index": idx, "instruments": instruments},
     })
 
 

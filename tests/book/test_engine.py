@@ -72,7 +72,8 @@ def test_expired_position_is_settled_value_without_margin():
     data["valuation_time"] = (later.valuation_time + timedelta(days=8)).isoformat()
     data["instruments"] = {k: v for k, v in data["instruments"].items()
                            if expiry_code(7) not in k}
-    moved = load_market_json(data)
+    data["settlement_prices"] = {f"BTC-{expiry_code(7)}": 80000.0}
+    moved = load_market_json(data, settle_expired=True)  # settlement is an explicit opt-in
     name = f"BTC-{expiry_code(7)}-72000-P"
     res = load_model("deribit-pm").margin(
         portfolio_from_dict({"margin_currency": "BTC", "positions": [
