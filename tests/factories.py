@@ -24,8 +24,13 @@ def make_market(
     expiries: tuple[int, ...] = (7, 30, 90),
     strikes: dict[str, list[float]] | None = None,
     basis: float = 0.0,
+    linear: bool = False,
 ) -> MarketSnapshot:
-    """A flat-vol market with futures and a few option strikes per expiry."""
+    """A flat-vol market with futures and a few option strikes per expiry.
+
+    With ``linear`` the USDC-settled twins (``BTC_USDC-...``) of every instrument are listed
+    too, at the same marks.
+    """
     idx = index or {"BTC": 80000.0, "ETH": 2500.0}
     instruments: dict[str, Any] = {}
     for u, s in idx.items():
@@ -40,6 +45,10 @@ def make_market(
                 for cp in ("C", "P"):
                     instruments[f"{u}-{code}-{int(k)}-{cp}"] = {"mark_iv": vol,
                                                                 "underlying_price": fwd}
+    if linear:
+        for name, q in list(instruments.items()):
+            u = name.split("-", 1)[0]
+            instruments[name.replace(u, f"{u}_USDC", 1)] = dict(q)
     return load_market_json({
         "valuation_time": VALUATION.isoformat(),
         "market": {"mark_unit": "USD", "index": idx, "instruments": instruments},

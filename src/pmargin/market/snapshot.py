@@ -545,9 +545,10 @@ class MarketSnapshot:
             hint = nearest(inst.name, [n for n, i in self._instruments.items()
                                        if i.underlying == u and i.kind is inst.kind])
             near = f" (nearest listed: {hint})" if hint else ""
+            src = f" {self._source}" if self._source else ""
             raise UnknownInstrument(
                 "instrument", inst.name,
-                f"{inst.name} is not listed in the market {self._source}{near}; pricing it "
+                f"{inst.name} is not listed in the market{src}{near}; pricing it "
                 "from the surface is an explicit opt-in (price_unlisted=True, --price-unlisted)")
         return "model"
 
