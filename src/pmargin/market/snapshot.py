@@ -548,8 +548,8 @@ class MarketSnapshot:
             src = f" {self._source}" if self._source else ""
             raise UnknownInstrument(
                 "instrument", inst.name,
-                f"{inst.name} is not listed in the market{src}{near}; pricing it "
-                "from the surface is an explicit opt-in (price_unlisted=True, --price-unlisted)")
+                f"{inst.name} is not listed in the market{src}{near}; pricing it from the "
+                "surface is an opt-in (price_unlisted=True, --price-unlisted)")
         return "model"
 
     def settlement_price(self, underlying: str, expiry: datetime) -> float:
