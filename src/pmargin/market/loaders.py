@@ -71,7 +71,8 @@ def _mark_unit(stated: Any, given: str | None) -> str:
     """The unit of option prices: the file's ``mark_unit``, else the caller's, never a guess."""
     for field, value in (("market.mark_unit", stated), ("mark_unit", given)):
         if value is not None and value not in MARK_UNITS:
-            hint = nearest(str(value), MARK_UNITS)
+            hint = next((u for u in MARK_UNITS if u.lower() == str(value).lower()),
+                        nearest(str(value), MARK_UNITS))
             raise MarketDataError(field, value, "must be 'USD' or 'coin'"
                                   + (f"; did you mean '{hint}'?" if hint else ""))
     if stated is not None and given is not None and stated != given:
