@@ -293,8 +293,9 @@ def liquidate(
     try:
         mdl = load_model(model, mode=mode)
         params = load_planner_params().model_copy(update={"delta_hedge_first": hedge_first})
-        plan = plan_liquidation(load_portfolio(portfolio), load_market(market, **policy), mdl,
-                                params)
+        plan = plan_liquidation(load_portfolio(portfolio), load_market(
+            market, price_unlisted=policy["price_unlisted"],
+            settle_expired=policy["settle_expired"]), mdl, params)
     except PmarginError as exc:
         _fail(exc)
         return
@@ -345,7 +346,9 @@ def _liquidate_slices(portfolio: Path, market: Path, model: str, mode: str | Non
 
     try:
         mdl = load_model(model, mode=mode)
-        pf, mkt = load_portfolio(portfolio), load_market(market, **policy)
+        pf = load_portfolio(portfolio)
+        mkt = load_market(market, price_unlisted=policy["price_unlisted"],
+                          settle_expired=policy["settle_expired"])
         out = (auction_account(pf, mkt, mdl) if execution == "auction"
                else takeover_account(pf, mkt, mdl))
     except PmarginError as exc:

@@ -121,7 +121,8 @@ def market_json(draw: st.DrawFn) -> Any:
 
 def _assert_finite_outputs(s: MarketSnapshot) -> None:
     for u in s.underlyings:
-        assert math.isfinite(s.index_price(u)) and s.index_price(u) > 0
+        assert math.isfinite(s.index_price(u))
+        assert s.index_price(u) > 0
         assert math.isfinite(s.perpetual_mark(u))
     for name in s.instrument_names:
         assert math.isfinite(s.mark_price(name)), name
@@ -144,11 +145,14 @@ def _loads_or_names_a_field(load: Any) -> MarketSnapshot | None:
     try:
         s = load()
     except InvalidInput as exc:
-        assert exc.field and isinstance(exc.field, str)
-        assert "\n" not in exc.field
-        return None
-    _assert_finite_outputs(s)
-    return s
+        field = exc.field
+    else:
+        _assert_finite_outputs(s)
+        return s
+    assert field
+    assert isinstance(field, str)
+    assert "\n" not in field
+    return None
 
 
 @given(market_json())
@@ -183,7 +187,8 @@ def real_rows() -> pd.DataFrame:
     path = shared_path("data", "deribit", "deribit_options_snapshot_20260822T153351Z.csv.gz")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     # a few rows of both currencies, several expiries, with a listed future among them
-    return pd.concat([df[df["currency"] == "BTC"].iloc[::97], df[df["currency"] == "ETH"].iloc[::83]])
+    return pd.concat([df[df["currency"] == "BTC"].iloc[::97],
+                      df[df["currency"] == "ETH"].iloc[::83]])
 
 
 CELLS = ["", "nan", "NaN", "inf", "-inf", "-1", "0", "1e308", "1e-308", "abc", "None", "1,5",
@@ -240,4 +245,5 @@ def test_unmutated_rows_load(real_rows: pd.DataFrame) -> None:
         p = Path(d) / "m.csv"
         real_rows.to_csv(p, index=False)
         s = _loads_or_names_a_field(lambda: load_deribit_csv(p))
-    assert s is not None and len(s.option_marks) == len(real_rows)
+    assert s is not None
+    assert len(s.option_marks) == len(real_rows)

@@ -59,7 +59,8 @@ def test_price_unlisted_opt_in_prices_from_the_surface():
 
 def test_csv_perpetual_is_listed_by_construction_at_the_index():
     mkt = load_market(_csv())
-    assert mkt.is_listed("BTC-PERPETUAL") and mkt.is_listed("ETH-PERPETUAL")
+    assert mkt.is_listed("BTC-PERPETUAL")
+    assert mkt.is_listed("ETH-PERPETUAL")
     assert mkt.priced_by("BTC-PERPETUAL") == "index"
     assert mkt.mark_price("BTC-PERPETUAL") == mkt.index_price("BTC")
     # written out, it becomes an explicit mark equal to the index

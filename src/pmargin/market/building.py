@@ -133,10 +133,12 @@ def build_option_rows(vt: datetime, quotes: Mapping[str, Quote],
         fwds.append(q.underlying_price if q.underlying_price is not None
                     else curves[inst.underlying].forward(inst.expiry))
     solve = [i for i, n in enumerate(names) if quotes[n].mark_iv is None]
+    prices = [quotes[names[i]].mark_price for i in solve]
+    strikes = [insts[names[i]].strike for i in solve]
     solved = solve_implied_vols(
-        [quotes[names[i]].mark_price for i in solve],
+        np.array(prices, dtype=np.float64),  # mark_iv or mark_price is checked: never None here
         [fwds[i] for i in solve],
-        [insts[names[i]].strike for i in solve],
+        np.array(strikes, dtype=np.float64),
         [taus[i] for i in solve],
         [insts[names[i]].is_call for i in solve],
         [f"market.instruments[{names[i]!r}].mark_price" for i in solve],
