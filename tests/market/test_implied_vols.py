@@ -8,7 +8,6 @@ import pytest
 
 from pmargin.errors import MarketDataError
 from pmargin.market import solve_implied_vol
-from pmargin.market.implied_vols import solve_implied_vols
 from pmargin.pricing import black76
 from pmargin.pricing.implied_vol import implied_vol
 
@@ -40,6 +39,8 @@ def test_snapshot_solver_is_the_pricing_implied_vol_module(deribit_snapshots):
 
 def test_real_chains_solved_vols_match_bisection(deribit_snapshots):
     # Independent reference: 80 bisection steps on Black-76 price over [1e-6, 10] (width 1e-23).
+    from pmargin.market.implied_vols import solve_implied_vols
+
     worst_vol, worst_price = 0.0, 0.0
     for path in deribit_snapshots:
         p, f, k, t, c = _chain(path)
@@ -72,6 +73,8 @@ def test_arbitrage_prices_are_named(price, match):
 
 
 def test_vectorised_solve_names_the_first_bad_row():
+    from pmargin.market.implied_vols import solve_implied_vols
+
     with pytest.raises(MarketDataError, match=r"^b:"):
         solve_implied_vols([3000.0, 1.0], [65000.0, 65000.0], [65000.0, 60000.0], [0.1, 0.1],
                            [True, True], ["a", "b"])

@@ -3,6 +3,7 @@ the package's InvalidInput naming a field; a loaded snapshot has no NaN or inf a
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import math
@@ -17,11 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pmargin.errors import InvalidInput
-from pmargin.market import MarketSnapshot, load_deribit_csv, load_market_json
-from pmargin.market.quotes import QUOTE_FIELDS
+from pmargin.market import MarketSnapshot, Quote, load_deribit_csv, load_market_json
 from tests.conftest import shared_path
 
 VT = "2024-06-17T08:00:00Z"
+QUOTE_FIELDS = tuple(f.name for f in dataclasses.fields(Quote))
 NAMES = [
     "BTC-PERPETUAL", "BTC_USDC-PERPETUAL", "BTC-28JUN24", "BTC_USDC-28JUN24", "ETH-27SEP24",
     "BTC-28JUN24-65000-C", "BTC-28JUN24-65000-P", "BTC-28JUN24-70000-C", "BTC-27SEP24-60000-P",

@@ -8,7 +8,6 @@ import pytest
 
 from pmargin.errors import MarketDataError, StaleMarketData, UnknownInstrument
 from pmargin.market import load_market, load_market_json
-from pmargin.market.policy import default_max_age
 from pmargin.pricing import black76
 from tests.conftest import shared_path
 from tests.factories import VALUATION, expiry_code, make_market
@@ -135,6 +134,12 @@ def test_settlement_price_key_must_name_an_expiry():
 
 
 # -- stale data -----------------------------------------------------------------------------
+
+
+def default_max_age() -> timedelta:
+    from pmargin.market.policy import default_max_age as dma
+
+    return dma()
 
 
 def test_default_max_age_comes_from_the_data_file():
