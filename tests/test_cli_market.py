@@ -68,6 +68,10 @@ def test_price_unlisted_is_accepted_by_the_other_commands(files, command):
     out = runner.invoke(app, [command, str(files / "pf.json"), "-m", str(files / "market.json"),
                               "--price-unlisted", "--json"])
     assert out.exit_code == 0, out.output
+    if command == "greeks":
+        rows = json.loads(out.output)["positions"]
+        assert {r["instrument"]: r["priced_by"] for r in rows} == {UNLISTED: "model",
+                                                                  LISTED: "market"}
 
 
 def test_expired_position_is_an_error_then_settles_on_request(files):
