@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pmargin.errors import InvalidInput
+from pmargin.instruments import parse_instrument
 from pmargin.market import MarketSnapshot, Quote, load_deribit_csv, load_market_json
 from tests.conftest import shared_path
 
@@ -127,7 +128,7 @@ def _assert_finite_outputs(s: MarketSnapshot) -> None:
         assert math.isfinite(s.perpetual_mark(u))
     for name in s.instrument_names:
         assert math.isfinite(s.mark_price(name)), name
-        inst = s._inst(name)
+        inst = parse_instrument(name)
         if inst.expiry is not None:
             assert math.isfinite(s.forward(inst.underlying, inst.expiry)), name
         if inst.is_option:
