@@ -93,6 +93,14 @@ def test_unknown_market_key_names_the_nearest_valid_one(key, hint):
         load_market_json({**BLOCK, "mark_unit": "coin", key: {}})
 
 
+@pytest.mark.parametrize("key", ["\n", "a\x00b", "mark\nprice"])
+def test_unprintable_unknown_key_is_named_on_one_line(key):
+    with pytest.raises(MarketDataError) as info:
+        load_market_json({**BLOCK, "mark_unit": "coin", key: 1})
+    assert info.value.field == f"market[{key!r}]"
+    assert "\n" not in str(info.value)
+
+
 def test_unknown_instrument_field_names_the_nearest_valid_one():
     block = {**BLOCK, "mark_unit": "USD",
              "instruments": {"BTC-28JUN24": {"mark_price": 65400.0, "avg_px": 1.0}}}

@@ -26,10 +26,10 @@ import pandas as pd
 from pmargin.errors import MarketDataError, UnknownInstrument
 from pmargin.instruments import InstrumentKind, parse_instrument
 from pmargin.market.policy import ValuationPolicy
-from pmargin.market.quotes import Quote
+from pmargin.market.quotes import Quote, check_field_names
 from pmargin.market.snapshot import MarketSnapshot
 from pmargin.market.timestamps import check_time
-from pmargin.validation import check_keys, nearest, require_mapping
+from pmargin.validation import nearest, require_mapping
 
 __all__ = ["MARK_UNITS", "load_deribit_csv", "load_market", "load_market_json"]
 
@@ -178,7 +178,7 @@ def load_market_json(
         block = require_mapping(data["market"], "market", error=MarketDataError)
     else:
         block, top_time = data, None
-    check_keys(block, _MARKET_KEYS, "market", error=MarketDataError)
+    check_field_names(block, _MARKET_KEYS, "market")
     unit = _mark_unit(block.get("mark_unit"), mark_unit)
     inner_time = block.get("valuation_time")
     if (top_time is not None and inner_time is not None

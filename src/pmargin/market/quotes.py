@@ -16,7 +16,7 @@ from pmargin.instruments import LINEAR_QUOTES, Instrument, InstrumentKind, parse
 from pmargin.market.surface import check_vol
 from pmargin.validation import check_keys, finite_number, non_negative_number, positive_number
 
-__all__ = ["QUOTE_FIELDS", "STABLECOINS", "Quote", "check_instrument"]
+__all__ = ["QUOTE_FIELDS", "STABLECOINS", "Quote", "check_field_names", "check_instrument"]
 
 STABLECOINS: frozenset[str] = frozenset(LINEAR_QUOTES)
 """Currencies worth 1 USD unless an explicit collateral price is given."""
@@ -50,6 +50,24 @@ class Quote:
 
 
 QUOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Quote))
+
+
+def check_field_names(data: Mapping[Any, Any], allowed: tuple[str, ...], where: str) -> None:
+    """Reject unknown keys of a market object, naming the key and the nearest valid one.
+
+    :func:`pmargin.validation.check_keys`, after refusing keys that are not printable text
+    (named by their ``repr``, so the error stays on one line).
+
+    Raises
+    ------
+    MarketDataError
+        On the first unknown key.
+    """
+    for key in data:
+        if not (isinstance(key, str) and key.isprintable()):
+            raise MarketDataError(f"{where}[{key!r}]", key,
+                                  f"unknown field (valid: {', '.join(allowed)})")
+    check_keys(data, allowed, where, error=MarketDataError)
 
 
 def check_instrument(
@@ -89,7 +107,7 @@ def check_instrument(
     if isinstance(raw_quote, Quote):
         given = {k: getattr(raw_quote, k) for k in QUOTE_FIELDS}
     elif isinstance(raw_quote, Mapping):
-        check_keys(raw_quote, QUOTE_FIELDS, base, error=MarketDataError)
+        check_field_names(raw_quote, QUOTE_FIELDS, base)
         given = {k: raw_quote.get(k) for k in QUOTE_FIELDS}
     else:
         raise MarketDataError(base, raw_quote, "must be a mapping of mark_price, mark_iv, ...")
