@@ -24,19 +24,21 @@ def make_market(
     expiries: tuple[int, ...] = (7, 30, 90),
     strikes: dict[str, list[float]] | None = None,
     basis: float = 0.0,
-    linear: bool = False,
+    linear: bool = True,
 ) -> MarketSnapshot:
     """A flat-vol market with futures and a few option strikes per expiry.
 
-    With ``linear`` the USDC-settled twins (``BTC_USDC-...``) of every instrument are listed
-    too, at the same marks.
+    Positions must be in listed instruments, so the market lists what the tests trade: strikes
+    at 75 % .. 120 % of the index (BTC 60,000 .. 96,000) and, with ``linear`` (default), the
+    USDC-settled twins (``BTC_USDC-...``) of every instrument at the same marks.
     """
     idx = index or {"BTC": 80000.0, "ETH": 2500.0}
     instruments: dict[str, Any] = {}
     for u, s in idx.items():
         instruments[f"{u}-PERPETUAL"] = {"mark_price": s * (1 + basis / 10)}
         ks = (strikes or {}).get(u) or [round(s * f, -1 if s < 10000 else -3)
-                                         for f in (0.8, 0.9, 1.0, 1.1, 1.2)]
+                                         for f in (0.75, 0.8, 0.875, 0.9, 1.0, 1.1, 1.125,
+                                                   1.2)]
         for d in expiries:
             code = expiry_code(d)
             fwd = s * (1 + basis * d / 365)

@@ -9,9 +9,7 @@ E30 = expiry_code(30)
 
 @pytest.fixture(scope="module")
 def market():
-    # the strikes the tests trade are listed (an unlisted strike is an error)
-    return make_market(linear=True, strikes={"BTC": [60000, 64000, 70000, 72000, 80000, 88000,
-                                                     90000, 96000]})
+    return make_market()
 
 
 def test_short_call_inverse_rule(market):

@@ -15,7 +15,7 @@ from pmargin.models.valuation import build_table
 from tests.factories import VALUATION, expiry_code, make_market, pf
 
 E30 = expiry_code(30)
-UNLISTED = f"BTC-{E30}-81000-C"  # make_market lists 64k, 72k, 80k, 88k, 96k
+UNLISTED = f"BTC-{E30}-81000-C"  # make_market lists 60k, 64k, 70k, 72k, 80k, 88k, 90k, 96k
 LISTED = f"BTC-{E30}-80000-C"
 
 
@@ -83,7 +83,7 @@ def test_settled_position_is_valued_at_the_settlement_price_and_says_so(preset):
 def test_generated_books_use_listed_instruments_only():
     from pmargin.book.generator import chain_universe
 
-    mkt = make_market()
+    mkt = make_market(linear=False)
     for linear in (False, True):
         for inst in chain_universe(mkt, "BTC", linear=linear):
             assert mkt.is_listed(inst)
