@@ -65,6 +65,14 @@ def test_coin_marks_need_the_underlying_price():
         load_market_json(block)
 
 
+def test_bad_underlying_price_of_a_coin_mark_is_named():
+    block = {**BLOCK, "mark_unit": "coin",
+             "instruments": {"BTC-28JUN24-65000-C": {"mark_price": 0.05, "underlying_price": -1}}}
+    with pytest.raises(MarketDataError,
+                       match=r"65000-C'\]\.underlying_price: must be positive"):
+        load_market_json(block)
+
+
 def test_written_snapshots_state_usd():
     s = load_market_json({**BLOCK, "mark_unit": "coin"})
     d = s.to_dict()

@@ -29,7 +29,7 @@ from pmargin.market.policy import ValuationPolicy
 from pmargin.market.quotes import Quote, check_field_names
 from pmargin.market.snapshot import MarketSnapshot
 from pmargin.market.timestamps import check_time
-from pmargin.validation import nearest, require_mapping
+from pmargin.validation import nearest, positive_number, require_mapping
 
 __all__ = ["MARK_UNITS", "load_deribit_csv", "load_market", "load_market_json"]
 
@@ -109,13 +109,13 @@ def _coin_to_usd(instruments: Mapping[str, Any]) -> dict[str, Any]:
             raise MarketDataError(f"{base}.underlying_price", None,
                                   "is required to convert the option's coin prices to USD "
                                   "(mark_unit 'coin')")
+        f = positive_number(fwd, f"{base}.underlying_price", error=MarketDataError)
         conv = dict(q)
         for k in priced:
-            v, f = q[k], fwd
-            if (isinstance(v, bool) or isinstance(f, bool)
-                    or not isinstance(v, int | float) or not isinstance(f, int | float)):
+            v = q[k]
+            if isinstance(v, bool) or not isinstance(v, int | float):
                 continue  # left as given: the snapshot names the bad field
-            conv[k] = float(v) * float(f)
+            conv[k] = float(v) * f
         out[name] = conv
     return out
 
