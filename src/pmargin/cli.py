@@ -25,6 +25,12 @@ console = Console(width=160)
 MarketOpt = Annotated[Path, typer.Option("--market", "-m", help="Market: JSON or Deribit CSV(.gz)")]
 ModelOpt = Annotated[str, typer.Option("--model", help="Preset name or TOML file")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
+UnlistedOpt = Annotated[bool, typer.Option(
+    "--price-unlisted", help="Price instruments the market does not list from its vol surface "
+    "(reported as model-priced); without it they are an error")]
+SettleOpt = Annotated[bool, typer.Option(
+    "--settle-expired", help="Value expired positions at the market's settlement_prices "
+    "(reported as settled); without it they are an error")]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -40,7 +46,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -52,6 +58,13 @@ def margin(
     as_json: JsonOpt = False,
     explain: Annotated[bool, typer.Option("--explain", help="Print the risk matrix")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG heat map and P&L profile")] = None,
+    price_unlisted: UnlistedOpt = False,
+    settle_expired: SettleOpt = False,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Valuation time (ISO-8601 UTC) if later than the market data")] = None,
+    max_age: Annotated[float | None, typer.Option(
+        help="Largest age of the market data at --as-of, seconds (default in "
+        "market_data.toml)")] = None,
 ) -> None:
     """Compute the initial and maintenance margin of a portfolio."""
     from pmargin.market.loaders import load_market
@@ -60,7 +73,8 @@ def margin(
 
     try:
         mdl = load_model(model)
-        mkt = load_market(market)
+        mkt = load_market(market, price_unlisted=price_unlisted, settle_expired=settle_expired,
+                          valuation_time=as_of, max_age=max_age)
         pf = load_portfolio(portfolio)
         res = mdl.margin(pf, mkt)
         if plot is not None:
@@ -87,6 +101,8 @@ def greeks(
     portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON")],
     market: MarketOpt,
     as_json: JsonOpt = False,
+    price_unlisted: UnlistedOpt = False,
+    settle_expired: SettleOpt = False,
 ) -> None:
     """Print position and portfolio Greeks."""
     from pmargin.market.loaders import load_market
@@ -96,7 +112,8 @@ def greeks(
 
     try:
         pf = load_portfolio(portfolio)
-        frame = portfolio_greeks(pf, load_market(market))
+        frame = portfolio_greeks(pf, load_market(market, price_unlisted=price_unlisted,
+                                                 settle_expired=settle_expired))
     except PmarginError as exc:
         _fail(exc)
         return
@@ -261,6 +278,8 @@ def liquidate(
     execution: Annotated[str, typer.Option(
         help="market (surgical plan) | takeover | auction (whole-account slices)")] = "market",
     as_json: JsonOpt = False,
+    price_unlisted: UnlistedOpt = False,
+    settle_expired: SettleOpt = False,
 ) -> None:
     """Plan the surgical liquidation of an account (steps, sizes, prices, margin after each)."""
     from pmargin.liquidation.planner import load_planner_params, plan_liquidation
@@ -268,8 +287,9 @@ def liquidate(
     from pmargin.models import load_model
     from pmargin.portfolio import load_portfolio
 
+    policy = {"price_unlisted": price_unlisted, "settle_expired": settle_expired}
     if execution in ("takeover", "auction"):
-        _liquidate_slices(portfolio, market, model, execution, as_json)
+        _liquidate_slices(portfolio, market, model, execution, as_json, policy)
         return
     if execution != "market":
         _fail(PmarginError(f"--execution must be market, takeover or auction, was {execution!r}"))
@@ -277,7 +297,9 @@ def liquidate(
     try:
         mdl = load_model(model)
         params = load_planner_params().model_copy(update={"delta_hedge_first": hedge_first})
-        plan = plan_liquidation(load_portfolio(portfolio), load_market(market), mdl, params)
+        plan = plan_liquidation(load_portfolio(portfolio), load_market(
+            market, price_unlisted=policy["price_unlisted"],
+            settle_expired=policy["settle_expired"]), mdl, params)
     except PmarginError as exc:
         _fail(exc)
         return
@@ -317,7 +339,7 @@ def liquidate(
 
 
 def _liquidate_slices(portfolio: Path, market: Path, model: str, execution: str,
-                      as_json: bool) -> None:
+                      as_json: bool, policy: dict[str, bool]) -> None:
     """Takeover or Dutch auction of whole-account slices (see pmargin.liquidation.execution)."""
     from dataclasses import asdict
 
@@ -328,7 +350,9 @@ def _liquidate_slices(portfolio: Path, market: Path, model: str, execution: str,
 
     try:
         mdl = load_model(model)
-        pf, mkt = load_portfolio(portfolio), load_market(market)
+        pf = load_portfolio(portfolio)
+        mkt = load_market(market, price_unlisted=policy["price_unlisted"],
+                          settle_expired=policy["settle_expired"])
         out = (auction_account(pf, mkt, mdl) if execution == "auction"
                else takeover_account(pf, mkt, mdl))
     except PmarginError as exc:

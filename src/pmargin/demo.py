@@ -60,7 +60,8 @@ def demo_market() -> tuple[MarketSnapshot, str]:
                 iv = 0.45 + 0.25 * np.log(k / fwd) ** 2
                 instruments[f"BTC-{code}-{k}-{cp}"] = {"mark_iv": iv, "underlying_price": fwd}
     m = load_market_json({"valuation_time": now.isoformat(),
-                          "market": {"index": {"BTC": 115000.0}, "instruments": instruments}})
+                          "market": {"mark_unit": "USD", "index": {"BTC": 115000.0},
+                                     "instruments": instruments}})
     return m, "generated market (../shared/data not found)"
 
 

@@ -193,12 +193,13 @@ def chain_universe(market: MarketSnapshot, underlying: str = "BTC",
     underlying : str
         Coin.
     linear : bool
-        If True, return the USDC-settled twins (``BTC_USDC-...``) of the same contracts.
+        If True, the USDC-settled (``BTC_USDC-...``) instruments instead of the inverse ones.
 
     Returns
     -------
     list of Instrument
-        Options sorted by name, then futures, then the perpetual.
+        Options sorted by name, then futures, then the perpetual: only instruments the market
+        lists (:meth:`MarketSnapshot.is_listed`), so a generated book never needs model prices.
     """
     from pmargin.instruments import parse_instrument
 
@@ -215,12 +216,8 @@ def chain_universe(market: MarketSnapshot, underlying: str = "BTC",
             opts.append(inst)
         elif inst.kind is InstrumentKind.FUTURE:
             futs.append(inst)
-    if linear and not opts:
-        base = chain_universe(market, underlying, linear=False)
-        return [parse_instrument(i.name.replace(underlying, f"{underlying}_USDC", 1))
-                for i in base]
     perp = parse_instrument(f"{underlying}_USDC-PERPETUAL" if linear else f"{underlying}-PERPETUAL")
-    return [*opts, *futs, perp]
+    return [*opts, *futs, *([perp] if market.is_listed(perp) else [])]
 
 
 def book_portfolio(book: Book, row: int) -> Portfolio:

@@ -73,7 +73,8 @@ def test_expired_position_is_settled_value_without_margin():
     data["valuation_time"] = (later.valuation_time + timedelta(days=8)).isoformat()
     data["instruments"] = {k: v for k, v in data["instruments"].items()
                            if expiry_code(7) not in k}
-    moved = load_market_json(data)
+    data["settlement_prices"] = {f"BTC-{expiry_code(7)}": 80000.0}
+    moved = load_market_json(data, settle_expired=True)  # settlement is an explicit opt-in
     name = f"BTC-{expiry_code(7)}-72000-P"
     res = load_model("deribit-pm").margin(
         portfolio_from_dict({"margin_currency": "BTC", "positions": [
@@ -169,8 +170,9 @@ def test_multi_underlying_usdc_book_equals_accounts_alone(preset):
     from pmargin.portfolio import portfolio_from_dict
 
     rng = np.random.default_rng(21)
-    names = [i.name for i in chain_universe(MARKET, "BTC", linear=True)]
-    names += [i.name for i in chain_universe(MARKET, "ETH", linear=True)]
+    market = make_market(linear=True)  # lists the USDC twins: books use listed instruments only
+    names = [i.name for i in chain_universe(market, "BTC", linear=True)]
+    names += [i.name for i in chain_universe(market, "ETH", linear=True)]
     names += ["BTC-PERPETUAL", f"ETH-{expiry_code(30)}-2500-C"]  # inverse ones too
     pfs = []
     for a in range(25):
@@ -183,9 +185,9 @@ def test_multi_underlying_usdc_book_equals_accounts_alone(preset):
                                         "positions": pos, "account_id": f"u{a}"}))
     model = load_model(preset)
     book = Book.from_portfolios(pfs)
-    res = model.compute(book, MARKET)
+    res = model.compute(book, market)
     for r, p in enumerate(pfs):
-        one = model.margin(p, MARKET)
+        one = model.margin(p, market)
         assert rel_diff(res.initial_margin[r], one.initial_margin) <= 1e-9
         assert rel_diff(res.maintenance_margin[r], one.maintenance_margin) <= 1e-9
         assert rel_diff(res.equity[r], one.equity) <= 1e-9

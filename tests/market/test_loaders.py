@@ -35,7 +35,7 @@ def _vector(name: str) -> Path:
 
 @pytest.mark.data
 def test_deribit_pm_vector_loads():
-    s = load_market(_vector("deribit_pm_btc_perp_future.json"))
+    s = load_market_json(_vector("deribit_pm_btc_perp_future.json"), mark_unit="USD")
     assert s.valuation_time == datetime(2024, 6, 17, 10, 22, 20, 501000, tzinfo=UTC)
     assert s.index_price("BTC") == 65666.19
     assert s.perpetual_mark("BTC") == 65910.57
@@ -47,7 +47,7 @@ def test_deribit_pm_vector_loads():
 
 @pytest.mark.data
 def test_linear_sm_vector_loads_and_solves_iv():
-    s = load_market_json(_vector("linear_sm_short_put.json"))
+    s = load_market_json(_vector("linear_sm_short_put.json"), mark_unit="USD")
     inst = parse_instrument("ETH_USDC-17NOV23-1850-P")
     assert inst.expiry is not None
     assert s.forward("ETH", inst.expiry) == 2098.0
@@ -62,8 +62,8 @@ def test_linear_sm_vector_loads_and_solves_iv():
 @pytest.mark.data
 def test_json_whole_vector_bare_block_and_dict_agree():
     case = json.loads(_vector("deribit_pm_btc_perp_future.json").read_text())
-    a = load_market_json(case)
-    bare = dict(case["market"], valuation_time=case["valuation_time"])
+    a = load_market_json(case, mark_unit="USD")
+    bare = dict(case["market"], valuation_time=case["valuation_time"], mark_unit="USD")
     b = load_market_json(bare)
     assert a.to_dict() == b.to_dict()
 
@@ -71,7 +71,7 @@ def test_json_whole_vector_bare_block_and_dict_agree():
 @pytest.mark.data
 def test_json_round_trip_through_file(tmp_path):
     case = json.loads(_vector("linear_sm_short_put.json").read_text())
-    s = load_market_json(case)
+    s = load_market_json(case, mark_unit="USD")
     p = tmp_path / "m.json"
     p.write_text(json.dumps(s.to_dict()))
     assert load_market(p).to_dict() == s.to_dict()
@@ -80,7 +80,7 @@ def test_json_round_trip_through_file(tmp_path):
 def test_json_collateral_prices(tmp_path):
     data = {"valuation_time": "2024-06-17T00:00:00Z", "index": {"BTC": 60000.0},
             "collateral_prices": {"USDC": 0.98}}
-    s = load_market_json(data)
+    s = load_market_json(data, mark_unit="USD")
     assert s.collateral_price("USDC") == 0.98
 
 
@@ -90,7 +90,7 @@ def test_json_collateral_prices(tmp_path):
         ({"index": {"BTC": 1.0}}, "market.valuation_time", "None"),
         ({"valuation_time": "2024-06-17T00:00:00Z"}, "market.index", "None"),
         ({"valuation_time": "2024-06-17T00:00:00Z", "index": {"BTC": 1.0}, "indices": {}},
-         "market.indices", "{}"),
+         "market.indices", "did you mean 'index'?"),
         ({"valuation_time": "2024-06-17T00:00:00Z", "index": {"BTC": 1.0}, "instruments": []},
          "market.instruments", "[]"),
         ({"valuation_time": "2024-06-17T00:00:00Z", "market": {"index": {"BTC": 1.0},
@@ -111,13 +111,14 @@ def test_json_collateral_prices(tmp_path):
 )
 def test_json_bad_inputs_named(data, field, shown):
     with pytest.raises(MarketDataError, match=re.escape(field)) as info:
-        load_market_json(data)
+        load_market_json(data, mark_unit="USD")
     assert shown in str(info.value)
 
 
 def test_json_nan_token_in_file_rejected(tmp_path):
     p = tmp_path / "m.json"
-    p.write_text('{"valuation_time": "2024-06-17T00:00:00Z", "index": {"BTC": NaN}}')
+    p.write_text('{"valuation_time": "2024-06-17T00:00:00Z", "mark_unit": "USD", '
+                 '"index": {"BTC": NaN}}')
     with pytest.raises(MarketDataError, match=r"market\.index\['BTC'\].*nan"):
         load_market(p)
 

@@ -14,7 +14,7 @@ import pytest
 
 from pmargin.errors import InvalidInput, MarketDataError, StaleMarketData
 from pmargin.instruments import parse_instrument
-from pmargin.market import MarketSnapshot, Quote, VolSurface, solve_implied_vol
+from pmargin.market import MarketSnapshot, Quote, ValuationPolicy, VolSurface, solve_implied_vol
 from pmargin.pricing import black76
 
 VT = "2024-06-17T08:00:00Z"
@@ -72,6 +72,7 @@ def test_forward_beyond_last_pillar_uses_flat_basis(snap):
 def test_mark_price_by_kind(snap):
     assert snap.mark_price(parse_instrument("BTC-PERPETUAL")) == 65050.0
     assert snap.mark_price("BTC-28JUN24") == 65400.0
+    snap = snap.with_policy(price_unlisted=True)  # the model fallbacks below are an opt-in
     assert snap.mark_price("BTC_USDC-28JUN24") == 65400.0  # unmarked future: forward curve
     assert snap.mark_price("BTC_USDC-PERPETUAL") == 65050.0  # unmarked perp: perpetual mark
     assert snap.mark_price("BTC_USDC") == 65000.0  # spot: index
@@ -163,10 +164,11 @@ def test_unknown_underlying_queries_name_the_index():
 
 
 def test_option_without_surface_raises():
-    s = MarketSnapshot(VT, {"BTC": 65000.0})
+    s = MarketSnapshot(VT, {"BTC": 65000.0}).with_policy(price_unlisted=True)
     with pytest.raises(MarketDataError, match=r"vol_surface\['BTC'\]"):
         s.mark_price(CALL)
-    flat = MarketSnapshot(VT, {"BTC": 65000.0}, vol_surfaces={"BTC": VolSurface.flat(0.5)})
+    flat = MarketSnapshot(VT, {"BTC": 65000.0}, vol_surfaces={"BTC": VolSurface.flat(0.5)},
+                          policy=ValuationPolicy(price_unlisted=True))
     assert flat.implied_vol("BTC", JUN, 60000.0) == 0.5
     assert flat.mark_price(CALL) == pytest.approx(
         float(black76.price(65000.0, 65000.0, flat.tau(JUN), 0.5, True)))
@@ -288,7 +290,8 @@ BAD_CASES = [
     (("instruments", CALL, "bid_price"), -5.0, f"market.instruments['{CALL}'].bid_price", "-5.0"),
     (("instruments", CALL, "bid_price"), 2000.0, f"market.instruments['{CALL}'].bid_price",
      "2000.0"),
-    (("instruments", CALL, "mark_vol"), 0.5, f"market.instruments['{CALL}'].mark_vol", "0.5"),
+    (("instruments", CALL, "mark_vol"), 0.5, f"market.instruments['{CALL}'].mark_vol",
+     "did you mean 'mark_iv'?"),
     (("instruments", PUT, "mark_price"), -3.0, f"market.instruments['{PUT}'].mark_price", "-3.0"),
     (("instruments", "BTC-28JUN24", "mark_price"), 0.0,
      "market.instruments['BTC-28JUN24'].mark_price", "0.0"),

@@ -48,7 +48,7 @@ def run_vector(case: Mapping[str, Any], name: str = "vector") -> CaseOutcome:
     rel = float(exp.get("rel_tol", 1e-9))
     abs_ = float(exp.get("abs_tol", 1e-9))
     model = load_model(case["model"], case.get("params") or {})
-    market = load_market_json(case)
+    market = load_market_json(case, mark_unit="USD")  # the vector format fixes USD marks
     portfolio = portfolio_from_dict(case["portfolio"])
     res = model.margin(portfolio, market)
     problems: list[str] = []

@@ -35,6 +35,7 @@ from numpy.typing import ArrayLike
 from pmargin._typing import FloatArray
 from pmargin.conventions import ensure_utc, year_fraction
 from pmargin.errors import MarketDataError
+from pmargin.validation import positive_number
 
 __all__ = ["ForwardCurve", "ForwardPillar"]
 
@@ -59,18 +60,6 @@ class ForwardPillar:
     tau: float
     forward: float
     source: str
-
-
-def _positive(field: str, value: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise MarketDataError(field, value, "must be a number") from exc
-    if not math.isfinite(v):
-        raise MarketDataError(field, value, "must be finite")
-    if v <= 0.0:
-        raise MarketDataError(field, value, "must be positive")
-    return v
 
 
 class ForwardCurve:
@@ -131,18 +120,20 @@ class ForwardCurve:
         option_forwards: Mapping[datetime, float] | None = None,
     ) -> None:
         self.underlying = underlying
-        self.index = _positive(f"forward_curve[{underlying!r}].index", index)
+        self.index = positive_number(index, f"forward_curve[{underlying!r}].index",
+                                     error=MarketDataError)
         self.valuation_time = ensure_utc(valuation_time, "forward_curve.valuation_time")
         self.perpetual = (
             None if perpetual is None
-            else _positive(f"forward_curve[{underlying!r}].perpetual", perpetual)
+            else positive_number(perpetual, f"forward_curve[{underlying!r}].perpetual",
+                                 error=MarketDataError)
         )
         merged: dict[datetime, ForwardPillar] = {}
         for source, table in (("option", option_forwards), ("future", futures)):
             for expiry, fwd in (table or {}).items():
                 exp = ensure_utc(expiry, f"forward_curve[{underlying!r}].{source}_expiry")
                 field = f"forward_curve[{underlying!r}].{source}s[{exp.isoformat()!r}]"
-                f = _positive(field, fwd)
+                f = positive_number(fwd, field, error=MarketDataError)
                 tau = year_fraction(self.valuation_time, exp)
                 if tau <= 0.0:
                     raise MarketDataError(
@@ -241,7 +232,7 @@ class ForwardCurve:
         ForwardCurve
             The scaled curve (same valuation time and pillar sources).
         """
-        fac = _positive("factor", factor)
+        fac = positive_number(factor, "factor", error=MarketDataError)
         fut = {p.expiry: p.forward * fac for p in self._pillars if p.source == "future"}
         opt = {p.expiry: p.forward * fac for p in self._pillars if p.source == "option"}
         perp = None if self.perpetual is None else self.perpetual * fac

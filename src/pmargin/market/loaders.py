@@ -11,9 +11,12 @@ The formats and every rule are described in ``docs/market-data.md``.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
+import zlib
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +24,22 @@ import numpy as np
 import pandas as pd
 
 from pmargin.errors import MarketDataError, UnknownInstrument
-from pmargin.instruments import parse_instrument
-from pmargin.market.snapshot import MarketSnapshot, Quote, check_time
+from pmargin.instruments import InstrumentKind, parse_instrument
+from pmargin.market.policy import ValuationPolicy
+from pmargin.market.quotes import Quote, check_field_names
+from pmargin.market.snapshot import MarketSnapshot
+from pmargin.market.timestamps import check_time
+from pmargin.validation import nearest, positive_number, require_mapping
 
-__all__ = ["load_deribit_csv", "load_market", "load_market_json"]
+__all__ = ["MARK_UNITS", "load_deribit_csv", "load_market", "load_market_json"]
 
-_MARKET_KEYS = ("valuation_time", "index", "instruments", "collateral_prices")
+MARK_UNITS: tuple[str, ...] = ("USD", "coin")
+"""Units of option prices in a market JSON (``mark_unit``): USD, or coin per option on one coin
+(converted to USD with the option's ``underlying_price``)."""
+
+_MARKET_KEYS = ("valuation_time", "data_time", "mark_unit", "index", "instruments",
+                "collateral_prices", "settlement_prices")
+_COIN_FIELDS = ("mark_price", "bid_price", "ask_price")
 
 _CSV_REQUIRED = ("timestamp", "instrument_name", "underlying", "strike", "mark_price",
                  "implied_volatility", "currency", "index_price")
@@ -36,17 +49,86 @@ _CSV_OPTIONAL = ("underlying_name", "bid_price", "ask_price", "futures_price",
 
 def _read_json(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise MarketDataError("market", str(path), f"cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise MarketDataError("market", str(path),
+                              f"is not UTF-8 text (byte {exc.start}): is it a binary file?"
+                              ) from exc
+    if not text.strip():
+        raise MarketDataError("market", str(path), "is empty")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise MarketDataError("market", str(path),
                               f"is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    except RecursionError as exc:
+        raise MarketDataError("market", str(path), "is nested too deeply") from exc
 
 
-def load_market_json(path_or_dict: str | Path | Mapping[str, Any]) -> MarketSnapshot:
+def _mark_unit(stated: Any, given: str | None) -> str:
+    """The unit of option prices: the file's ``mark_unit``, else the caller's, never a guess."""
+    for field, value in (("market.mark_unit", stated), ("mark_unit", given)):
+        if value is not None and value not in MARK_UNITS:
+            hint = next((u for u in MARK_UNITS if u.lower() == str(value).lower()),
+                        nearest(str(value), MARK_UNITS))
+            raise MarketDataError(field, value, "must be 'USD' or 'coin'"
+                                  + (f"; did you mean '{hint}'?" if hint else ""))
+    if stated is not None and given is not None and stated != given:
+        raise MarketDataError("market.mark_unit", stated,
+                              f"differs from the unit the caller passed ({given!r})")
+    unit = stated if stated is not None else given
+    if unit is None:
+        raise MarketDataError(
+            "market.mark_unit", None,
+            "is required: the unit of option mark/bid/ask prices, 'USD' (per option on one "
+            "unit of underlying) or 'coin' (Deribit's quote, converted with underlying_price)")
+    return str(unit)
+
+
+def _coin_to_usd(instruments: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert option prices quoted in coin to USD with each option's ``underlying_price``."""
+    out: dict[str, Any] = {}
+    for name, q in instruments.items():
+        base = f"market.instruments[{name!r}]"
+        try:
+            is_opt = parse_instrument(str(name)).kind is InstrumentKind.OPTION
+        except UnknownInstrument as exc:
+            raise MarketDataError(base, name,
+                                  f"is not a valid instrument name: {exc.reason}") from exc
+        if not is_opt or not isinstance(q, Mapping):
+            out[name] = q
+            continue
+        priced = [k for k in _COIN_FIELDS if q.get(k) is not None]
+        if not priced:
+            out[name] = q
+            continue
+        fwd = q.get("underlying_price")
+        if fwd is None:
+            raise MarketDataError(f"{base}.underlying_price", None,
+                                  "is required to convert the option's coin prices to USD "
+                                  "(mark_unit 'coin')")
+        f = positive_number(fwd, f"{base}.underlying_price", error=MarketDataError)
+        conv = dict(q)
+        for k in priced:
+            v = q[k]
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue  # left as given: the snapshot names the bad field
+            conv[k] = float(v) * f
+        out[name] = conv
+    return out
+
+
+def load_market_json(
+    path_or_dict: str | Path | Mapping[str, Any],
+    *,
+    mark_unit: str | None = None,
+    valuation_time: datetime | str | None = None,
+    max_age: timedelta | float | None = None,
+    price_unlisted: bool = False,
+    settle_expired: bool = False,
+) -> MarketSnapshot:
     """Load a snapshot from the JSON ``market`` format.
 
     Parameters
@@ -54,9 +136,22 @@ def load_market_json(path_or_dict: str | Path | Mapping[str, Any]) -> MarketSnap
     path_or_dict : str, Path or mapping
         A JSON file or its parsed content: either a whole conformance vector (top-level
         ``valuation_time`` and a ``market`` block) or a bare market block that carries its own
-        ``valuation_time``. The market block holds ``index`` {currency: USD},
-        ``instruments`` {name: {mark_price, mark_iv, underlying_price, bid_price, ask_price,
-        open_interest, volume}} and optional ``collateral_prices`` {currency: USD}.
+        ``valuation_time``. The market block holds ``mark_unit`` (``"USD"`` or ``"coin"``),
+        ``index`` {currency: USD}, ``instruments`` {name: {mark_price, mark_iv,
+        underlying_price, bid_price, ask_price, open_interest, volume}} and optional
+        ``collateral_prices`` {currency: USD}, ``settlement_prices`` {expiry: USD} and
+        ``data_time``.
+    mark_unit : {"USD", "coin"}, optional
+        Unit of option prices when the data does not state ``mark_unit`` (e.g. the conformance
+        vectors, whose format fixes USD). One of the two is required; if both are given they
+        must agree.
+    valuation_time : datetime or str, optional
+        Value at this time instead of the file's ``valuation_time``; the file's time is then
+        the data time, and the data must be at most ``max_age`` older.
+    max_age : timedelta or float, optional
+        Largest age of the data in seconds (default: ``market_data.toml``).
+    price_unlisted, settle_expired : bool
+        The opt-ins of :class:`~pmargin.market.policy.ValuationPolicy`.
 
     Returns
     -------
@@ -66,8 +161,9 @@ def load_market_json(path_or_dict: str | Path | Mapping[str, Any]) -> MarketSnap
     Raises
     ------
     MarketDataError
-        On unreadable JSON, a missing or unknown key, or any invalid value (the field is named,
-        e.g. ``market.instruments['BTC-28JUN24-65000-C'].mark_iv``).
+        On unreadable JSON, a missing or unknown key (with the nearest valid one), a missing
+        ``mark_unit``, or any invalid value (the field is named, e.g.
+        ``market.instruments['BTC-28JUN24-65000-C'].mark_iv``).
     """
     source = "dict"
     if isinstance(path_or_dict, str | Path):
@@ -79,20 +175,16 @@ def load_market_json(path_or_dict: str | Path | Mapping[str, Any]) -> MarketSnap
         raise MarketDataError("market", type(data).__name__, "must be a JSON object")
     top_time = data.get("valuation_time")
     if "market" in data:
-        block = data["market"]
-        if not isinstance(block, Mapping):
-            raise MarketDataError("market", block, "must be a JSON object")
+        block = require_mapping(data["market"], "market", error=MarketDataError)
     else:
         block, top_time = data, None
-    unknown = sorted(set(map(str, block)) - set(_MARKET_KEYS))
-    if unknown:
-        raise MarketDataError(f"market.{unknown[0]}", block[unknown[0]],
-                              f"unknown key; expected some of {', '.join(_MARKET_KEYS)}")
+    check_field_names(block, _MARKET_KEYS, "market")
+    unit = _mark_unit(block.get("mark_unit"), mark_unit)
     inner_time = block.get("valuation_time")
     if (top_time is not None and inner_time is not None
             and check_time(top_time, "valuation_time") != check_time(inner_time)):
-            raise MarketDataError("market.valuation_time", inner_time,
-                                  f"differs from the top-level valuation_time {top_time!r}")
+        raise MarketDataError("market.valuation_time", inner_time,
+                              f"differs from the top-level valuation_time {top_time!r}")
     vt = inner_time if inner_time is not None else top_time
     if vt is None:
         raise MarketDataError("market.valuation_time", None, "is required")
@@ -103,12 +195,21 @@ def load_market_json(path_or_dict: str | Path | Mapping[str, Any]) -> MarketSnap
     if not isinstance(instruments, Mapping):
         raise MarketDataError("market.instruments", instruments,
                               "must be an object {instrument name: {mark_price, ...}}")
+    if unit == "coin":
+        instruments = _coin_to_usd(instruments)
     coll = block.get("collateral_prices")
     coll = {} if coll is None else coll
     if not isinstance(coll, Mapping):
         raise MarketDataError("market.collateral_prices", coll,
                               "must be an object {currency: USD price}")
-    return MarketSnapshot(vt, block["index"], instruments, coll, source=source)
+    data_time = block.get("data_time")
+    if valuation_time is not None:
+        data_time = vt if data_time is None else data_time
+        vt = valuation_time
+    return MarketSnapshot(vt, block["index"], instruments, coll, source=source,
+                          settlement_prices=block.get("settlement_prices"),
+                          data_time=data_time, max_age=max_age,
+                          policy=ValuationPolicy(price_unlisted, settle_expired))
 
 
 def _first_bad(mask: np.ndarray) -> int | None:
@@ -140,13 +241,31 @@ def _check_column(df: pd.DataFrame, names: np.ndarray, column: str, key: str,
     return v
 
 
-def load_deribit_csv(path: str | Path) -> MarketSnapshot:
+def load_deribit_csv(
+    path: str | Path,
+    *,
+    valuation_time: datetime | str | None = None,
+    max_age: timedelta | float | None = None,
+    price_unlisted: bool = False,
+    settle_expired: bool = False,
+    settlement_prices: Mapping[str, float] | None = None,
+) -> MarketSnapshot:
     """Load a Deribit option-chain snapshot CSV (``.csv`` or gzip-compressed ``.csv.gz``).
 
     Parameters
     ----------
     path : str or Path
         A file in the format of ``../shared/data/deribit/README.md`` (one row per option).
+    valuation_time : datetime or str, optional
+        Value at this time instead of the file's ``timestamp`` (the data time), at most
+        ``max_age`` later.
+    max_age : timedelta or float, optional
+        Largest age of the data in seconds (default: ``market_data.toml``).
+    price_unlisted, settle_expired : bool
+        The opt-ins of :class:`~pmargin.market.policy.ValuationPolicy`.
+    settlement_prices : mapping of str to float, optional
+        USD settlement prices of past expiries (``{"BTC-21AUG26": 77000.0}``), for
+        ``settle_expired``.
 
     Returns
     -------
@@ -162,17 +281,27 @@ def load_deribit_csv(path: str | Path) -> MarketSnapshot:
         * options: ``mark_price`` and ``bid_price``/``ask_price`` converted from coin to USD by
           multiplying by the row's ``underlying``; ``mark_iv`` = ``implied_volatility``;
           ``open_interest`` and ``volume`` in contracts. Empty cells are missing values.
-        * perpetual: not in the file, so the perpetual mark is the index.
+        * perpetual: not in the file; ``{U}-PERPETUAL`` of each currency is listed by
+          construction with mark = index (``priced_by = "index"``).
 
     Raises
     ------
     MarketDataError
-        On a missing column, an unreadable file or any invalid value.
+        On a missing column, an unreadable, binary, truncated or empty file, or any invalid
+        value (the file or the field is named).
     """
     p = Path(path)
     try:
         df = pd.read_csv(p, dtype={"instrument_name": str, "timestamp": str,
                                    "futures_instrument_name": str, "currency": str})
+    except pd.errors.EmptyDataError as exc:
+        raise MarketDataError("market", str(p), "is empty (no CSV header)") from exc
+    except UnicodeDecodeError as exc:
+        raise MarketDataError("market", str(p),
+                              "is not UTF-8 text: is it a binary file?") from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise MarketDataError("market", str(p),
+                              f"is a truncated or corrupt gzip file ({exc})") from exc
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise MarketDataError("market", str(p), f"cannot be read as a CSV: {exc}") from exc
     missing = [c for c in _CSV_REQUIRED if c not in df.columns]
@@ -185,7 +314,7 @@ def load_deribit_csv(path: str | Path) -> MarketSnapshot:
         if c not in df.columns:
             df[c] = np.nan
     names = df["instrument_name"].astype(str).to_numpy()
-    vt = check_time(str(df["timestamp"].iloc[0]))
+    data_time = check_time(str(df["timestamp"].iloc[0]))
 
     und = _check_column(df, names, "underlying", "underlying_price", False, True, "USD")
     strike = _check_column(df, names, "strike", "strike", False, True, "USD")
@@ -229,7 +358,11 @@ def load_deribit_csv(path: str | Path) -> MarketSnapshot:
                 raise MarketDataError(f"market.instruments[{fkey!r}]", fkey,
                                       "is both an option row and a listed future")
             instruments[fkey] = Quote(mark_price=float(px))
-    return MarketSnapshot(vt, index, instruments, source=p.name)
+    return MarketSnapshot(data_time if valuation_time is None else valuation_time, index,
+                          instruments, source=p.name, settlement_prices=settlement_prices,
+                          index_perpetuals=[c for c in index if isinstance(c, str)],
+                          data_time=data_time, max_age=max_age,
+                          policy=ValuationPolicy(price_unlisted, settle_expired))
 
 
 def _check_strikes(instruments: Mapping[str, Quote | Mapping[str, Any]],
@@ -250,13 +383,23 @@ def _check_strikes(instruments: Mapping[str, Quote | Mapping[str, Any]],
                                   f"{inst.strike:g}")
 
 
-def load_market(path: str | Path) -> MarketSnapshot:
+def load_market(
+    path: str | Path,
+    *,
+    valuation_time: datetime | str | None = None,
+    max_age: timedelta | float | None = None,
+    price_unlisted: bool = False,
+    settle_expired: bool = False,
+) -> MarketSnapshot:
     """Load a snapshot, choosing the loader from the file suffix.
 
     Parameters
     ----------
     path : str or Path
-        ``*.json`` (conformance format) or ``*.csv`` / ``*.csv.gz`` (Deribit chain).
+        ``*.json`` (market JSON, which must state its ``mark_unit``) or ``*.csv`` /
+        ``*.csv.gz`` (Deribit chain).
+    valuation_time, max_age, price_unlisted, settle_expired
+        As in :func:`load_market_json` and :func:`load_deribit_csv`.
 
     Returns
     -------
@@ -270,9 +413,11 @@ def load_market(path: str | Path) -> MarketSnapshot:
     """
     p = Path(path)
     name = p.name.lower()
+    kw: dict[str, Any] = {"valuation_time": valuation_time, "max_age": max_age,
+                          "price_unlisted": price_unlisted, "settle_expired": settle_expired}
     if name.endswith(".json"):
-        return load_market_json(p)
+        return load_market_json(p, **kw)
     if name.endswith((".csv", ".csv.gz")):
-        return load_deribit_csv(p)
+        return load_deribit_csv(p, **kw)
     raise MarketDataError("market", str(p),
                           "unknown market file type; expected .json, .csv or .csv.gz")

@@ -6,214 +6,54 @@ and the value. Prices are in USD per unit of underlying throughout (option premi
 forwards, futures marks, bids and asks); implied vols are decimals (0.55 = 55 %); times to expiry
 are ACT/365 years measured in seconds (:func:`pmargin.conventions.year_fraction`).
 
+The pieces live in their own modules: timestamps (:mod:`~pmargin.market.timestamps`), one
+instrument's quote and its validation (:mod:`~pmargin.market.quotes`), implied vols of prices
+(:mod:`~pmargin.market.implied_vols`), curve, option-row and surface building
+(:mod:`~pmargin.market.building`) and the valuation policy (:mod:`~pmargin.market.policy`).
+This module holds the snapshot and its accessors.
+
 See ``docs/market-data.md`` for the input formats and every interpolation and fallback rule.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy.optimize import brentq
 
 from pmargin._typing import FloatArray
 from pmargin.conventions import year_fraction
 from pmargin.errors import InvalidInput, MarketDataError, StaleMarketData, UnknownInstrument
-from pmargin.instruments import LINEAR_QUOTES, Instrument, InstrumentKind, parse_instrument
+from pmargin.instruments import Instrument, InstrumentKind, format_expiry, parse_instrument
+from pmargin.market.building import (
+    build_curves,
+    build_option_rows,
+    build_surfaces,
+    explicit_marks,
+)
 from pmargin.market.curves import ForwardCurve
-from pmargin.market.surface import MAX_VOL, Smile, VolSurface, check_vol
+from pmargin.market.implied_vols import solve_implied_vol
+from pmargin.market.policy import (
+    PricedBy,
+    ValuationPolicy,
+    check_age,
+    parse_settlement_prices,
+    to_max_age,
+)
+from pmargin.market.quotes import QUOTE_FIELDS, STABLECOINS, Quote, check_instrument
+from pmargin.market.surface import VolSurface
+from pmargin.market.timestamps import check_time
 from pmargin.pricing import black76
+from pmargin.validation import finite_number, nearest, positive_number
 
-__all__ = ["STABLECOINS", "MarketSnapshot", "Quote", "solve_implied_vol"]
-
-STABLECOINS: frozenset[str] = frozenset(LINEAR_QUOTES)
-"""Currencies worth 1 USD unless an explicit collateral price is given."""
-
-_MIN_SOLVE_VOL = 1e-6
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """Market data of one instrument as supplied (every price in USD per unit of underlying).
-
-    Parameters
-    ----------
-    mark_price : float, optional
-        Mark: futures/perpetual price, or option premium (USD per option on one unit).
-    mark_iv : float, optional
-        Option mark implied vol (decimal).
-    underlying_price : float, optional
-        Option only: forward of the option's expiry that the mark and IV refer to.
-    bid_price, ask_price : float, optional
-        Best bid and ask (same units as ``mark_price``).
-    open_interest, volume : float, optional
-        Open interest and 24-hour volume in contracts (informative, for liquidity models).
-    """
-
-    mark_price: float | None = None
-    mark_iv: float | None = None
-    underlying_price: float | None = None
-    bid_price: float | None = None
-    ask_price: float | None = None
-    open_interest: float | None = None
-    volume: float | None = None
-
-
-QUOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Quote))
-
-
-@dataclass(frozen=True, slots=True)
-class _OptionRow:
-    name: str
-    instrument: Instrument
-    tau: float
-    mark_price: float | None
-    iv: float
-    iv_solved: bool
-    underlying_price: float | None
-    forward: float
-    bid: float | None
-    ask: float | None
-    open_interest: float | None
-    volume: float | None
-
-
-def _number(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise MarketDataError(field, value, "must be a number")
-    v = float(value)
-    if not math.isfinite(v):
-        raise MarketDataError(field, value, "must be finite")
-    return v
-
-
-def _positive(field: str, value: Any) -> float:
-    v = _number(field, value)
-    if v <= 0.0:
-        raise MarketDataError(field, value, "must be positive")
-    return v
-
-
-def _non_negative(field: str, value: Any) -> float:
-    v = _number(field, value)
-    if v < 0.0:
-        raise MarketDataError(field, value, "must not be negative")
-    return v
-
-
-def check_time(value: Any, field: str = "market.valuation_time") -> datetime:
-    """Parse and validate a UTC timestamp (ISO-8601 text or aware datetime).
-
-    Parameters
-    ----------
-    value : str or datetime
-        ``"2024-06-17T10:22:20.501Z"``, ``"...+00:00"`` or a datetime with a zero UTC offset.
-    field : str
-        Field named in errors.
-
-    Returns
-    -------
-    datetime
-        Aware datetime with ``tzinfo=UTC``.
-
-    Raises
-    ------
-    MarketDataError
-        If the value is not a timestamp, is naive, or has a non-zero UTC offset.
-    """
-    if isinstance(value, str):
-        try:
-            ts = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise MarketDataError(field, value, "is not an ISO-8601 timestamp") from exc
-    elif isinstance(value, datetime):
-        ts = value
-    else:
-        raise MarketDataError(field, value, "must be an ISO-8601 string or a datetime")
-    offset = ts.utcoffset() if ts.tzinfo is not None else None
-    if offset is None:
-        raise MarketDataError(field, value,
-                              "must be timezone-aware UTC (e.g. 2024-06-17T10:22:20Z); "
-                              "a naive timestamp is ambiguous")
-    if offset != timedelta(0):
-        raise MarketDataError(field, value,
-                              f"must be in UTC (offset +00:00 or Z), not UTC{ts.isoformat()[-6:]}; "
-                              "convert it to UTC first")
-    return ts.astimezone(UTC)
-
-
-def solve_implied_vol(
-    price: float, forward: float, strike: float, tau: float, is_call: bool,
-    field: str = "mark_price",
-) -> float:
-    """Black-76 implied vol of an undiscounted USD option price (bracketed Brent solver).
-
-    Parameters
-    ----------
-    price : float
-        Option premium in USD per option on one unit of underlying.
-    forward, strike : float
-        Forward and strike in USD.
-    tau : float
-        Time to expiry in years (positive).
-    is_call : bool
-        Call or put.
-    field : str
-        Field named in errors.
-
-    Returns
-    -------
-    float
-        Implied vol in ``[1e-6, MAX_VOL]``, solved to about 1e-12.
-
-    Raises
-    ------
-    MarketDataError
-        If the price violates the no-arbitrage bounds ``intrinsic < price < F`` (call) or
-        ``intrinsic < price < K`` (put), or implies a vol outside ``[1e-6, MAX_VOL]``.
-    """
-    intrinsic = max(forward - strike, 0.0) if is_call else max(strike - forward, 0.0)
-    upper = forward if is_call else strike
-    what = "call" if is_call else "put"
-    if price < intrinsic:
-        raise MarketDataError(
-            field, price,
-            f"is below the {what}'s intrinsic value {intrinsic:.10g} (forward {forward:.10g}, "
-            f"strike {strike:.10g}): an arbitrage price, no implied volatility exists",
-        )
-    if price >= upper:
-        raise MarketDataError(
-            field, price,
-            f"is at or above the {what}'s upper bound {upper:.10g} "
-            f"({'forward' if is_call else 'strike'}): an arbitrage price",
-        )
-
-    def excess(vol: float) -> float:
-        return float(black76.price(forward, strike, tau, vol, is_call)) - price
-
-    if excess(MAX_VOL) < 0.0:
-        raise MarketDataError(field, price,
-                              f"implies a volatility above {MAX_VOL:g} ({MAX_VOL:.0%}); "
-                              "is the price in USD per unit of underlying?")
-    if excess(_MIN_SOLVE_VOL) > 0.0 or price <= intrinsic:
-        raise MarketDataError(
-            field, price,
-            f"equals the intrinsic value {intrinsic:.10g}, so the implied volatility is zero; "
-            "give mark_iv instead",
-        )
-    return float(brentq(excess, _MIN_SOLVE_VOL, MAX_VOL, xtol=1e-14, rtol=1e-13, maxiter=300))
-
-
-def _median(values: list[float]) -> float:
-    return values[0] if len(values) == 1 else float(statistics.median(values))
+__all__ = ["STABLECOINS", "MarketSnapshot", "Quote", "check_time", "solve_implied_vol"]
 
 
 class MarketSnapshot:
@@ -227,7 +67,8 @@ class MarketSnapshot:
         Index (spot) price in USD by currency, e.g. ``{"BTC": 65666.19}``. A stablecoin key
         (``USDC``) is read as that coin's USD price, like ``collateral_prices``.
     instruments : mapping of str to Quote or mapping, optional
-        Market data by instrument name; a mapping may hold the keys of :class:`Quote`.
+        Market data by instrument name, prices in USD; a mapping may hold the keys of
+        :class:`Quote`. These are the listed instruments.
     collateral_prices : mapping of str to float, optional
         Explicit USD prices of collateral currencies (e.g. a de-pegged ``{"USDC": 0.98}``).
     vol_surfaces : mapping of str to VolSurface, optional
@@ -235,6 +76,22 @@ class MarketSnapshot:
         ``VolSurface.flat(0.6)`` for an underlying without listed options).
     source : str, optional
         Where the data came from (informative).
+    settlement_prices : mapping of str to float, optional
+        USD settlement prices of past expiries, ``{"BTC-14JUN24": 66012.5}`` (used only with
+        ``policy.settle_expired``).
+    index_perpetuals : iterable of str, optional
+        Underlyings whose inverse perpetual ``{U}-PERPETUAL`` is listed by construction with
+        mark = index (a Deribit chain CSV has no perpetual row); reported as
+        ``priced_by = "index"``.
+    data_time : datetime or str, optional
+        When the data was observed (default: ``valuation_time``); at most ``max_age`` before
+        ``valuation_time`` and not after it.
+    max_age : timedelta or float, optional
+        Largest age of the data in seconds (default: ``market_data.toml``).
+    policy : ValuationPolicy, optional
+        Opt-ins for unlisted and expired instruments (default: neither).
+    mark_unit : str, optional
+        Must be ``"USD"``: the constructor takes USD prices (loaders convert coin prices).
 
     Raises
     ------
@@ -242,7 +99,8 @@ class MarketSnapshot:
         On any non-finite or non-positive price, an absurd vol, an expired instrument, an option
         with neither ``mark_iv`` nor ``mark_price``, an instrument whose underlying has no index,
         an option price outside the no-arbitrage bounds, or a non-UTC valuation time.
-        :class:`~pmargin.errors.StaleMarketData` (a subclass) for expired instruments.
+        :class:`~pmargin.errors.StaleMarketData` (a subclass) for expired instruments and data
+        older than ``max_age``.
 
     Notes
     -----
@@ -266,8 +124,21 @@ class MarketSnapshot:
         *,
         vol_surfaces: Mapping[str, VolSurface] | None = None,
         source: str = "",
+        settlement_prices: Mapping[str, float] | None = None,
+        index_perpetuals: Iterable[str] = (),
+        data_time: datetime | str | None = None,
+        max_age: timedelta | float | None = None,
+        policy: ValuationPolicy | None = None,
+        mark_unit: str = "USD",
     ) -> None:
         vt = check_time(valuation_time)
+        if mark_unit != "USD":
+            raise MarketDataError("market.mark_unit", mark_unit,
+                                  "MarketSnapshot takes USD prices; load coin prices with "
+                                  "load_market_json, which converts them")
+        dt = vt if data_time is None else check_time(data_time, "market.data_time")
+        age = to_max_age(max_age)
+        check_age(dt, vt, age)
         if not isinstance(index, Mapping):
             raise MarketDataError("market.index", index, "must be a mapping {currency: USD price}")
         if instruments is not None and not isinstance(instruments, Mapping):
@@ -276,89 +147,44 @@ class MarketSnapshot:
         if collateral_prices is not None and not isinstance(collateral_prices, Mapping):
             raise MarketDataError("market.collateral_prices", collateral_prices,
                                   "must be a mapping {currency: USD price}")
+        if settlement_prices is not None and not isinstance(settlement_prices, Mapping):
+            raise MarketDataError("market.settlement_prices", settlement_prices,
+                                  "must be a mapping {expiry like 'BTC-14JUN24': USD price}")
+        if policy is not None and not isinstance(policy, ValuationPolicy):
+            raise InvalidInput("policy", policy, "must be a ValuationPolicy")
         coll: dict[str, float] = {}
         idx: dict[str, float] = {}
         for ccy, px in index.items():
             c = str(ccy).strip().upper()
             field = f"market.index[{ccy!r}]"
             if c in STABLECOINS:
-                coll[c] = _positive(field, px)
+                coll[c] = positive_number(px, field, error=MarketDataError)
             else:
-                idx[c] = _positive(field, px)
+                idx[c] = positive_number(px, field, error=MarketDataError)
         for ccy, px in (collateral_prices or {}).items():
-            coll[str(ccy).strip().upper()] = _positive(f"market.collateral_prices[{ccy!r}]", px)
+            coll[str(ccy).strip().upper()] = positive_number(
+                px, f"market.collateral_prices[{ccy!r}]", error=MarketDataError)
+        perps: set[str] = set()
+        for u in index_perpetuals:
+            uu = str(u).upper()
+            if uu not in idx:
+                raise MarketDataError(f"market.index[{uu!r}]", None,
+                                      f"is missing: index_perpetuals lists {uu}")
+            perps.add(uu)
 
         quotes: dict[str, Quote] = {}
         insts: dict[str, Instrument] = {}
         for raw_name, raw_quote in (instruments or {}).items():
-            inst, q = self._check_instrument(raw_name, raw_quote, vt, idx)
+            inst, q = check_instrument(raw_name, raw_quote, vt, idx)
             if inst.name in quotes:
                 raise MarketDataError(f"market.instruments[{raw_name!r}]", raw_name,
                                       f"duplicates instrument {inst.name}")
             quotes[inst.name] = q
             insts[inst.name] = inst
 
-        # Forward curves.
-        futs: dict[str, dict[datetime, list[float]]] = {u: {} for u in idx}
-        opt_fwds: dict[str, dict[datetime, list[float]]] = {u: {} for u in idx}
-        perps: dict[str, dict[bool, float]] = {u: {} for u in idx}
-        marks: dict[str, float] = {}
-        for name, inst in insts.items():
-            q = quotes[name]
-            u = inst.underlying
-            if inst.kind is InstrumentKind.OPTION:
-                if q.underlying_price is not None:
-                    assert inst.expiry is not None
-                    opt_fwds[u].setdefault(inst.expiry, []).append(q.underlying_price)
-                continue
-            assert q.mark_price is not None
-            marks[name] = q.mark_price
-            if inst.kind is InstrumentKind.FUTURE:
-                assert inst.expiry is not None
-                futs[u].setdefault(inst.expiry, []).append(q.mark_price)
-            elif inst.kind is InstrumentKind.PERPETUAL:
-                perps[u].setdefault(inst.is_inverse, q.mark_price)
-        curves: dict[str, ForwardCurve] = {}
-        for u, s in idx.items():
-            p = perps[u]
-            perp = p.get(True, p.get(False))
-            curves[u] = ForwardCurve(
-                u, s, vt,
-                futures={e: _median(v) for e, v in futs[u].items()},
-                perpetual=perp,
-                option_forwards={e: _median(v) for e, v in opt_fwds[u].items()},
-            )
-
-        # Option rows: forward, implied vol (given or solved).
-        rows: dict[str, _OptionRow] = {}
-        for name, inst in insts.items():
-            if inst.kind is not InstrumentKind.OPTION:
-                continue
-            assert inst.expiry is not None
-            assert inst.strike is not None
-            q = quotes[name]
-            tau = year_fraction(vt, inst.expiry)
-            fwd = (q.underlying_price if q.underlying_price is not None
-                   else curves[inst.underlying].forward(inst.expiry))
-            if q.mark_iv is not None:
-                iv, solved = q.mark_iv, False
-            else:
-                assert q.mark_price is not None
-                iv = solve_implied_vol(q.mark_price, fwd, inst.strike, tau, inst.is_call,
-                                       f"market.instruments[{name!r}].mark_price")
-                solved = True
-            rows[name] = _OptionRow(name, inst, tau, q.mark_price, iv, solved, q.underlying_price,
-                                    fwd, q.bid_price, q.ask_price, q.open_interest, q.volume)
-
-        # Vol surfaces from the option rows.
-        by_exp: dict[str, dict[datetime, list[_OptionRow]]] = {u: {} for u in idx}
-        for r in rows.values():
-            assert r.instrument.expiry is not None
-            by_exp[r.instrument.underlying].setdefault(r.instrument.expiry, []).append(r)
-        surfaces: dict[str, VolSurface] = {}
-        for u, exps in by_exp.items():
-            smiles = [self._smile(exp, rs, curves[u].forward(exp)) for exp, rs in exps.items()]
-            surfaces[u] = VolSurface(u, vt, smiles, curves[u])
+        curves = build_curves(vt, idx, quotes, insts)
+        rows = build_option_rows(vt, quotes, insts, curves)
+        surfaces = build_surfaces(vt, rows, curves)
         for u, surf in (vol_surfaces or {}).items():
             uu = str(u).upper()
             if uu not in idx:
@@ -370,88 +196,22 @@ class MarketSnapshot:
             surfaces[uu] = surf
 
         self._valuation_time = vt
+        self._data_time = dt
+        self._max_age = age
         self._index = idx
         self._collateral = coll
         self._quotes = quotes
         self._instruments = insts
-        self._marks = marks
+        self._marks = explicit_marks(quotes, insts)
         self._curves = curves
         self._rows = rows
         self._surfaces = surfaces
         self._explicit_surfaces = dict(vol_surfaces or {})
+        self._settlement = parse_settlement_prices(settlement_prices, vt, idx)
+        self._index_perpetuals = frozenset(perps)
+        self._policy = policy or ValuationPolicy()
         self._source = source
         self._frozen = True
-
-    # ------------------------------------------------------------------ construction helpers
-
-    @staticmethod
-    def _check_instrument(
-        raw_name: str, raw_quote: Quote | Mapping[str, Any], vt: datetime, idx: Mapping[str, float]
-    ) -> tuple[Instrument, Quote]:
-        base = f"market.instruments[{raw_name!r}]"
-        try:
-            inst = parse_instrument(raw_name)
-        except UnknownInstrument as exc:
-            raise MarketDataError(base, raw_name,
-                                  f"is not a valid instrument name: {exc.reason}") from exc
-        if isinstance(raw_quote, Quote):
-            given = {k: getattr(raw_quote, k) for k in QUOTE_FIELDS}
-        elif isinstance(raw_quote, Mapping):
-            unknown = sorted(set(map(str, raw_quote)) - set(QUOTE_FIELDS))
-            if unknown:
-                raise MarketDataError(f"{base}.{unknown[0]}", raw_quote[unknown[0]],
-                                      f"unknown field; expected some of {', '.join(QUOTE_FIELDS)}")
-            given = {k: raw_quote.get(k) for k in QUOTE_FIELDS}
-        else:
-            raise MarketDataError(base, raw_quote, "must be a mapping of mark_price, mark_iv, ...")
-        u = inst.underlying
-        if u not in idx:
-            raise MarketDataError(f"market.index[{u!r}]", None,
-                                  f"is missing: {base} needs the {u} index price")
-        if inst.expiry is not None and inst.expiry <= vt:
-            raise StaleMarketData(base, inst.expiry.isoformat(),
-                                  f"expired at or before the valuation time {vt.isoformat()}")
-        is_opt = inst.kind is InstrumentKind.OPTION
-        vals: dict[str, float | None] = {}
-        for key, v in given.items():
-            if v is None:
-                vals[key] = None
-                continue
-            fld = f"{base}.{key}"
-            if key == "mark_iv":
-                if not is_opt:
-                    raise MarketDataError(fld, v, "applies to options only")
-                vals[key] = check_vol(fld, _number(fld, v))
-            elif key == "underlying_price":
-                if not is_opt:
-                    raise MarketDataError(fld, v, "applies to options only")
-                vals[key] = _positive(fld, v)
-            elif key == "mark_price" and not is_opt:
-                vals[key] = _positive(fld, v)
-            else:
-                vals[key] = _non_negative(fld, v)
-        bid, ask = vals["bid_price"], vals["ask_price"]
-        if bid is not None and ask is not None and bid > ask:
-            raise MarketDataError(f"{base}.bid_price", bid, f"is above the ask {ask!r}")
-        if is_opt:
-            if vals["mark_iv"] is None and vals["mark_price"] is None:
-                raise MarketDataError(f"{base}.mark_iv", None,
-                                      "option has neither mark_iv nor mark_price")
-        elif vals["mark_price"] is None:
-            raise MarketDataError(f"{base}.mark_price", None,
-                                  f"is required for a {inst.kind.value}")
-        return inst, Quote(**vals)
-
-    @staticmethod
-    def _smile(expiry: datetime, rows: list[_OptionRow], forward: float) -> Smile:
-        best: dict[float, _OptionRow] = {}
-        for r in sorted(rows, key=lambda r: (not _is_otm(r, forward), not r.instrument.is_inverse,
-                                             r.name)):
-            assert r.instrument.strike is not None
-            best.setdefault(r.instrument.strike, r)
-        strikes = sorted(best)
-        return Smile(expiry, rows[0].tau, forward, np.array(strikes),
-                     np.array([best[k].iv for k in strikes]))
 
     def __setattr__(self, name: str, value: Any) -> None:
         if getattr(self, "_frozen", False):
@@ -479,6 +239,51 @@ class MarketSnapshot:
     def source(self) -> str:
         """Where the data came from (file name or free text)."""
         return self._source
+
+    @property
+    def data_time(self) -> datetime:
+        """When the data was observed (aware UTC; the valuation time unless given)."""
+        return self._data_time
+
+    @property
+    def max_age(self) -> timedelta:
+        """Largest age of the data at the valuation time that was accepted."""
+        return self._max_age
+
+    @property
+    def policy(self) -> ValuationPolicy:
+        """Opt-ins for unlisted and expired instruments (see :class:`ValuationPolicy`)."""
+        return self._policy
+
+    def with_policy(self, *, price_unlisted: bool | None = None,
+                    settle_expired: bool | None = None) -> MarketSnapshot:
+        """The same market data with other opt-ins (arguments left ``None`` are kept).
+
+        Parameters
+        ----------
+        price_unlisted : bool, optional
+            Price instruments the market does not list from the curve and surface.
+        settle_expired : bool, optional
+            Value expired instruments at the market's settlement prices.
+
+        Returns
+        -------
+        MarketSnapshot
+            A copy sharing the validated data.
+        """
+        pol = ValuationPolicy(
+            self._policy.price_unlisted if price_unlisted is None else bool(price_unlisted),
+            self._policy.settle_expired if settle_expired is None else bool(settle_expired),
+        )
+        if pol == self._policy:
+            return self
+        new = object.__new__(MarketSnapshot)
+        for k, v in self.__dict__.items():
+            if k not in ("_frozen", "option_marks"):
+                object.__setattr__(new, k, v)
+        object.__setattr__(new, "_policy", pol)
+        object.__setattr__(new, "_frozen", True)
+        return new
 
     @property
     def instrument_names(self) -> tuple[str, ...]:
@@ -669,6 +474,100 @@ class MarketSnapshot:
                 f"{self._valuation_time.isoformat()}",
             )
 
+    def is_listed(self, instrument: Instrument | str) -> bool:
+        """Whether the market lists an instrument (has its data, or lists it by construction).
+
+        Parameters
+        ----------
+        instrument : Instrument or str
+            Any instrument (names are canonicalised).
+
+        Returns
+        -------
+        bool
+            True for an instrument with market data, and for ``{U}-PERPETUAL`` of an underlying
+            in ``index_perpetuals`` (mark = index).
+        """
+        inst = self._inst(instrument)
+        return inst.name in self._quotes or (
+            inst.kind is InstrumentKind.PERPETUAL and inst.is_inverse
+            and inst.underlying in self._index_perpetuals)
+
+    def priced_by(self, instrument: Instrument | str) -> PricedBy:
+        """How an instrument is valued under this snapshot's policy, or why it cannot be.
+
+        Parameters
+        ----------
+        instrument : Instrument or str
+            Any instrument.
+
+        Returns
+        -------
+        str
+            ``"market"`` (a listed mark), ``"index"`` (listed by construction with mark =
+            index), ``"model"`` (unlisted, priced from curve and surface: needs
+            ``policy.price_unlisted``) or ``"settlement"`` (expired, at the settlement price:
+            needs ``policy.settle_expired``).
+
+        Raises
+        ------
+        StaleMarketData
+            For an instrument expired at the valuation time, naming it and its expiry, unless
+            settlement is asked for and the market has its settlement price.
+        UnknownInstrument
+            For an instrument the market does not list, unless ``policy.price_unlisted``.
+        MarketDataError
+            If the underlying has no index.
+        """
+        inst = self._inst(instrument)
+        u = self._u(inst.underlying)
+        if inst.expiry is not None and inst.expiry <= self._valuation_time:
+            exp = inst.expiry.isoformat()
+            if not self._policy.settle_expired:
+                raise StaleMarketData(
+                    "instrument", inst.name,
+                    f"{inst.name} expired at {exp}, at or before the valuation time "
+                    f"{self._valuation_time.isoformat()}; close the position, or ask for "
+                    "settlement (settle_expired=True, --settle-expired) with a settlement price "
+                    "in the market")
+            if (u, inst.expiry) not in self._settlement:
+                raise StaleMarketData(
+                    f"market.settlement_prices[{u + '-' + format_expiry(inst.expiry)!r}]",
+                    inst.name,
+                    f"is missing: {inst.name} expired at {exp} and settlement was asked for, "
+                    "but the market has no settlement price for that expiry")
+            return "settlement"
+        if inst.name in self._quotes:
+            return "market"
+        if self.is_listed(inst):
+            return "index"
+        if not self._policy.price_unlisted:
+            hint = nearest(inst.name, [n for n, i in self._instruments.items()
+                                       if i.underlying == u and i.kind is inst.kind])
+            near = f" (nearest listed: {hint})" if hint else ""
+            src = f" {self._source}" if self._source else ""
+            raise UnknownInstrument(
+                "instrument", inst.name,
+                f"{inst.name} is not listed in the market{src}{near}; pricing it from the "
+                "surface is an opt-in (price_unlisted=True, --price-unlisted)")
+        return "model"
+
+    def settlement_price(self, underlying: str, expiry: datetime) -> float:
+        """USD settlement price of an underlying at a past expiry.
+
+        Raises
+        ------
+        StaleMarketData
+            If the market has no settlement price for that expiry.
+        """
+        u = self._u(underlying)
+        px = self._settlement.get((u, expiry))
+        if px is None:
+            raise StaleMarketData(
+                f"market.settlement_prices[{u + '-' + format_expiry(expiry)!r}]", None,
+                "is missing: no settlement price for that expiry")
+        return px
+
     def model_price(self, instrument: Instrument | str) -> float:
         """Model value in USD per unit, ignoring explicit marks.
 
@@ -714,18 +613,29 @@ class MarketSnapshot:
             Futures/perpetuals/spot: the explicit mark, else the forward curve (futures), the
             perpetual mark (perpetuals) or the index (spot). Options: the explicit
             ``mark_price``; else Black-76 at the option's own forward and mark IV when it has
-            market data (``mark_iv`` only); else Black-76 at the curve forward and surface vol.
+            market data (``mark_iv`` only); else (unlisted, with ``policy.price_unlisted``)
+            Black-76 at the curve forward and surface vol. Expired, with
+            ``policy.settle_expired``: the settlement value (futures: the settlement price;
+            options: intrinsic value against it).
 
         Raises
         ------
         StaleMarketData
-            If the instrument is expired at the valuation time.
+            If the instrument is expired at the valuation time (see :meth:`priced_by`).
+        UnknownInstrument
+            If the market does not list it and ``policy.price_unlisted`` is off.
         MarketDataError
             If its underlying has no index (or, for an unmarked option, no vol surface).
         """
         inst = self._inst(instrument)
-        self._u(inst.underlying)
-        self._check_live(inst)
+        how = self.priced_by(inst)
+        if how == "settlement":
+            assert inst.expiry is not None
+            px = self.settlement_price(inst.underlying, inst.expiry)
+            if inst.kind is not InstrumentKind.OPTION:
+                return px
+            assert inst.strike is not None
+            return max(px - inst.strike, 0.0) if inst.is_call else max(inst.strike - px, 0.0)
         if inst.kind is not InstrumentKind.OPTION:
             m = self._marks.get(inst.name)
             return self.model_price(inst) if m is None else m
@@ -770,7 +680,7 @@ class MarketSnapshot:
         frame = pd.DataFrame({
             "underlying": [r.instrument.underlying for r in rs],
             "settlement": [r.instrument.settlement.value for r in rs],
-            "expiry": pd.to_datetime([_expiry(r) for r in rs], utc=True),
+            "expiry": pd.to_datetime([r.expiry for r in rs], utc=True),
             "tau": np.array([r.tau for r in rs], dtype=np.float64),
             "strike": np.array([r.instrument.strike for r in rs], dtype=np.float64),
             "is_call": np.array([r.instrument.is_call for r in rs], dtype=bool),
@@ -851,7 +761,7 @@ class MarketSnapshot:
         moves: dict[str, float] = {}
         for u, m in spot_move.items():
             uu = self._u(u)
-            mv = _number(f"spot_move[{u!r}]", m)
+            mv = finite_number(m, f"spot_move[{u!r}]", error=MarketDataError)
             if mv <= -1.0:
                 raise MarketDataError(f"spot_move[{u!r}]", m, "must be above -1 (-100 %)")
             if mv != 0.0:
@@ -879,7 +789,11 @@ class MarketSnapshot:
                                        ask_price=None)
         return MarketSnapshot(self._valuation_time, index, quotes, coll,
                               vol_surfaces=self._explicit_surfaces,
-                              source=f"{self._source} bumped {dict(spot_move)}".strip())
+                              source=f"{self._source} bumped {dict(spot_move)}".strip(),
+                              settlement_prices=self._settlement_keys(),
+                              index_perpetuals=self._index_perpetuals,
+                              data_time=self._data_time, max_age=self._max_age,
+                              policy=self._policy)
 
     def to_dict(self) -> dict[str, Any]:
         """The market data in the JSON ``market`` format (explicit inputs only).
@@ -887,27 +801,34 @@ class MarketSnapshot:
         Returns
         -------
         dict
-            ``valuation_time``, ``index``, ``instruments`` and, if any, ``collateral_prices``;
-            solved IVs and explicit ``vol_surfaces`` are not included.
+            ``valuation_time``, ``mark_unit`` (always ``"USD"``), ``index``, ``instruments``
+            and, if any, ``data_time``, ``collateral_prices`` and ``settlement_prices``; solved
+            IVs, explicit ``vol_surfaces`` and the valuation policy are not included. A
+            perpetual listed by construction (``index_perpetuals``) is written with its mark.
         """
-        out: dict[str, Any] = {
-            "valuation_time": self._valuation_time.isoformat().replace("+00:00", "Z"),
-            "index": dict(self._index),
-            "instruments": {
-                name: {k: getattr(q, k) for k in QUOTE_FIELDS if getattr(q, k) is not None}
-                for name, q in self._quotes.items()
-            },
+        instruments = {
+            name: {k: getattr(q, k) for k in QUOTE_FIELDS if getattr(q, k) is not None}
+            for name, q in self._quotes.items()
         }
+        for u in sorted(self._index_perpetuals):
+            instruments.setdefault(f"{u}-PERPETUAL", {"mark_price": self._index[u]})
+        out: dict[str, Any] = {
+            "valuation_time": _iso(self._valuation_time),
+            "mark_unit": "USD",
+            "index": dict(self._index),
+            "instruments": instruments,
+        }
+        if self._data_time != self._valuation_time:
+            out["data_time"] = _iso(self._data_time)
         if self._collateral:
             out["collateral_prices"] = dict(self._collateral)
+        if self._settlement:
+            out["settlement_prices"] = self._settlement_keys()
         return out
 
-
-def _expiry(row: _OptionRow) -> datetime:
-    assert row.instrument.expiry is not None
-    return row.instrument.expiry
+    def _settlement_keys(self) -> dict[str, float]:
+        return {f"{u}-{format_expiry(e)}": px for (u, e), px in self._settlement.items()}
 
 
-def _is_otm(row: _OptionRow, forward: float) -> bool:
-    assert row.instrument.strike is not None
-    return row.instrument.is_call == (row.instrument.strike >= forward)
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")

@@ -34,6 +34,7 @@ from pmargin._typing import FloatArray
 from pmargin.conventions import ensure_utc, year_fraction
 from pmargin.errors import InvalidInput, MarketDataError
 from pmargin.market.curves import ForwardCurve
+from pmargin.validation import finite_number
 
 __all__ = ["MAX_VOL", "Smile", "VolSurface"]
 
@@ -61,12 +62,7 @@ def check_vol(field_name: str, value: float) -> float:
     MarketDataError
         If the value is not a finite number in ``(0, MAX_VOL]``.
     """
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise MarketDataError(field_name, value, "must be a number") from exc
-    if not math.isfinite(v):
-        raise MarketDataError(field_name, value, "must be finite")
+    v = finite_number(value, field_name, error=MarketDataError)
     if v <= 0.0:
         raise MarketDataError(field_name, value, "implied volatility must be positive")
     if v > MAX_VOL:

@@ -328,6 +328,7 @@ class IsolatedMarginModel(MarginModel):
         frame = pd.DataFrame({
             "instrument": [book.instruments[j].name for j in pos.indices[iso.cell[cells]]],
             "quantity": pos.data[iso.cell[cells]],
+            "priced_by": self.table(book, market).priced_by[pos.indices[iso.cell[cells]]],
             "value": (sub.equity - coll_value)[cells],
             "initial_margin": sub.initial_margin[cells],
             "maintenance_margin": sub.maintenance_margin[cells],

@@ -646,6 +646,7 @@ class PortfolioMarginModel(MarginModel):
             "instrument": [book.instruments[j].name for j in pos.indices],
             "quantity": pos.data,
             "mark_usd": t.mark[pos.indices],
+            "priced_by": t.priced_by[pos.indices],
             "value": vals,
             "pnl_at_worst": contrib,
         }).set_index("instrument")

@@ -188,6 +188,34 @@ class AccountMargin:
         """Return the per-position breakdown (a copy)."""
         return self.by_position.copy()
 
+    def positions_priced_by(self, how: str) -> list[str]:
+        """Positions valued in one way (``by_position["priced_by"]``), e.g. ``"model"``.
+
+        Parameters
+        ----------
+        how : str
+            ``"market"``, ``"index"``, ``"model"`` or ``"settlement"``.
+
+        Returns
+        -------
+        list of str
+            Instrument names, in the order of ``by_position``.
+        """
+        if "priced_by" not in self.by_position.columns:
+            return []
+        col = self.by_position["priced_by"]
+        return [str(n) for n in col.index[col == how]]
+
+    @property
+    def model_priced(self) -> list[str]:
+        """Positions the market does not list, priced from the curve and surface (opt-in)."""
+        return self.positions_priced_by("model")
+
+    @property
+    def settled(self) -> list[str]:
+        """Expired positions valued at the market's settlement price (opt-in)."""
+        return self.positions_priced_by("settlement")
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready summary (margins in margin currency and USD)."""
         out: dict[str, Any] = {
@@ -209,6 +237,8 @@ class AccountMargin:
             "components": dict(self.components),
             "greeks": dict(self.greeks),
             "params_digest": self.params_digest,
+            "model_priced": self.model_priced,
+            "settled": self.settled,
             "positions": self.by_position.reset_index().to_dict(orient="records"),
         }
         if self.worst_scenario is not None:

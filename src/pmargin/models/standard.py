@@ -217,6 +217,7 @@ class StandardMarginModel(MarginModel):
             "instrument": names,
             "quantity": pos.data,
             "mark_usd": t.mark[pos.indices],
+            "priced_by": t.priced_by[pos.indices],
             "value": vals,
             "initial_margin": im_c,
             "maintenance_margin": mm_c,

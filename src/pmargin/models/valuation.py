@@ -66,9 +66,14 @@ class InstrumentTable:
     margin_currency : str
         Margin currency of the book.
     expired : ndarray of bool
-        Instruments past expiry at the valuation time: valued at their settlement value against
-        the index (options at intrinsic, futures at the index) and carrying no scenario risk
-        and no margin until the position is settled and removed.
+        Instruments past expiry at the valuation time, present only when settlement was asked
+        for (``market.policy.settle_expired``): valued at their settlement value against the
+        market's settlement price (options at intrinsic, futures at the price) and carrying no
+        scenario risk and no margin until the position is settled and removed.
+    priced_by : ndarray of str
+        How each column is valued (:meth:`MarketSnapshot.priced_by`): ``"market"``,
+        ``"index"``, ``"model"`` (unlisted, priced from curve and surface: opt-in) or
+        ``"settlement"`` (expired: opt-in).
     """
 
     instruments: list[Instrument]
@@ -87,6 +92,7 @@ class InstrumentTable:
     mc_price: float
     margin_currency: str
     expired: BoolArray
+    priced_by: np.ndarray
 
     @property
     def n(self) -> int:
@@ -180,6 +186,11 @@ def build_table(
     ------
     InvalidInput
         If an instrument is not allowed in a book of this margin currency.
+    UnknownInstrument
+        If the market does not list an instrument and ``market.policy.price_unlisted`` is off.
+    StaleMarketData
+        If an instrument is expired and settlement was not asked for (or has no settlement
+        price in the market).
     """
     n = len(instruments)
     und = np.empty(n, dtype=object)
@@ -195,6 +206,7 @@ def build_table(
     exp_key = np.full(n, -1, np.int64)
     settle_px = np.ones(n)
     expired = np.zeros(n, bool)
+    priced_by = np.empty(n, dtype=object)
     mc_stable = is_stable(margin_currency)
     mc_price = market.collateral_price(margin_currency)
     for j, inst in enumerate(instruments):
@@ -207,6 +219,7 @@ def build_table(
                 f"a {margin_currency}-margined account holds only {margin_currency} inverse "
                 "instruments; use a USDC-margined account for anything else",
             )
+        how = priced_by[j] = market.priced_by(inst)
         und[j] = inst.underlying
         inverse[j] = inst.is_inverse
         index[j] = market.index_price(inst.underlying)
@@ -219,18 +232,15 @@ def build_table(
         assert inst.expiry is not None
         exp_key[j] = int(inst.expiry.timestamp())
         t = market.tau(inst.expiry)
-        if t <= 0.0:
+        if how == "settlement":
             expired[j] = True
-            fwd[j] = index[j]
+            fwd[j] = market.settlement_price(inst.underlying, inst.expiry)
+            mark[j] = market.mark_price(inst)
             kind[j] = KIND_OPTION if inst.is_option else KIND_FUTURE
             if inst.is_option:
                 assert inst.strike is not None
                 strike[j] = inst.strike
                 is_call[j] = inst.is_call
-                mark[j] = max(index[j] - inst.strike, 0.0) if inst.is_call else \
-                    max(inst.strike - index[j], 0.0)
-            else:
-                mark[j] = index[j]
             continue
         tau[j] = t
         fwd[j] = market.forward(inst.underlying, inst.expiry)
@@ -245,4 +255,5 @@ def build_table(
             is_call[j] = inst.is_call
             vol[j] = market.implied_vol(inst.underlying, inst.expiry, inst.strike)
     return InstrumentTable(list(instruments), und, kind, inverse, index, fwd, strike, tau, vol,
-                           is_call, mark, exp_key, settle_px, mc_price, margin_currency, expired)
+                           is_call, mark, exp_key, settle_px, mc_price, margin_currency, expired,
+                           priced_by)

@@ -29,7 +29,8 @@ def portfolio_greeks(portfolio: Portfolio, market: MarketSnapshot) -> pd.DataFra
     pandas.DataFrame
         Columns ``quantity``, ``delta`` (coin; inverse options use Deribit's net transaction
         delta), ``delta_usd``, ``gamma`` (coin per USD), ``vega`` (USD per vol point), ``theta``
-        (USD per day), indexed by instrument.
+        (USD per day), ``priced_by`` (``market``, ``index``, ``model`` or ``settlement``; empty
+        on the ``TOTAL`` row), indexed by instrument.
     """
     book = Book.from_portfolios([portfolio])
     t = build_table(book.instruments, market, "USDC")
@@ -49,4 +50,5 @@ def portfolio_greeks(portfolio: Portfolio, market: MarketSnapshot) -> pd.DataFra
     total = frame.drop(columns=["quantity"]).sum()
     total["quantity"] = np.nan
     frame.loc["TOTAL"] = total
+    frame["priced_by"] = [*t.priced_by[j], ""]  # market / index / model / settlement
     return frame

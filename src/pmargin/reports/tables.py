@@ -56,6 +56,12 @@ def print_margin(console: Console, res: AccountMargin, explain: bool = False) ->
     console.print(comp)
     if len(res.by_position):
         print_frame(console, res.by_position, "positions")
+    if res.model_priced:
+        console.print(f"model-priced (not listed in the market, priced from the surface): "
+                      f"{', '.join(res.model_priced)}", highlight=False)
+    if res.settled:
+        console.print(f"settled (expired, at the market's settlement price): "
+                      f"{', '.join(res.settled)}", highlight=False)
     if res.worst_scenario:
         for u, w in res.worst_scenario.items():
             console.print(f"worst scenario {u}: {w['name']} (P&L {w['pnl']:,.8g} {mc})")

@@ -83,7 +83,7 @@ def tv07_market():
     valuation = expiry - timedelta(seconds=1_399_652)
     return load_market_json({
         "valuation_time": valuation.isoformat(),
-        "market": {"index": {"BTC": 95_663.50604855}, "instruments": {
+        "market": {"mark_unit": "USD", "index": {"BTC": 95_663.50604855}, "instruments": {
             "BTC-05JUN26": {"mark_price": 95_923.63240250274},
             # TV-07's option MtM per contract (Black-76 at vol 0.45476, rate 0.17), in USD
             "BTC_USDC-05JUN26-100000-P": {"mark_price": 6_082.239829372652,

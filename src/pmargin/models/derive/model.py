@@ -275,6 +275,7 @@ class DerivePM2Model(MarginModel):
             "instrument": [book.instruments[j].name for j in pos.indices],
             "quantity": pos.data,
             "mark_usd": t.mark[pos.indices],
+            "priced_by": t.priced_by[pos.indices],
             "value": vals,
             "derive_mark_vol": prep.columns.mark_vol[pos.indices],
         }).set_index("instrument")
