@@ -5,8 +5,10 @@ Currently implemented
 * :mod:`~pmargin.liquidation.ledger`: double-entry Decimal ledger with exact conservation.
 * :mod:`~pmargin.liquidation.insurance_fund`: penalties in, bankruptcy cover out, history.
 * :mod:`~pmargin.liquidation.adl`: BitMEX ADL ranking and deleveraging; pro-rata socialised loss.
-* :mod:`~pmargin.liquidation.auction`: Derive Dutch auction (solvent and insolvent phases) and
-  liquidator takeover.
+* :mod:`~pmargin.liquidation.auction_params`, :mod:`~pmargin.liquidation.auction_schedule`,
+  :mod:`~pmargin.liquidation.auction`: Derive Dutch auction (parameters, price schedule and
+  sizing, simulation of the solvent and insolvent phases).
+* :mod:`~pmargin.liquidation.takeover`: liquidator takeover at a discount to mark.
 * :mod:`~pmargin.liquidation.liquidity`: closing cost from spread and linear impact.
 * :mod:`~pmargin.liquidation.health`: healthy / margin call / liquidation / bankrupt.
 
@@ -32,22 +34,25 @@ from pmargin.liquidation.adl import (
 from pmargin.liquidation.auction import (
     AuctionFill,
     AuctionLot,
-    AuctionParams,
     AuctionPhase,
     AuctionResult,
     Bidder,
+    run_auction,
+)
+from pmargin.liquidation.auction_params import (
+    AuctionParams,
     InsolventAuctionParams,
     SolventAuctionParams,
     TakeoverParams,
-    TakeoverResult,
+    load_auction_params,
+)
+from pmargin.liquidation.auction_schedule import (
     buffer_margin,
     discount_at,
     discount_curve,
     insolvent_bid_price,
-    load_auction_params,
     max_liquidation_fraction,
-    run_auction,
-    takeover,
+    solvent_bid_price,
 )
 from pmargin.liquidation.health import HealthState, classify, classify_one
 from pmargin.liquidation.insurance_fund import Coverage, FundEvent, FundEventKind, InsuranceFund
@@ -74,6 +79,7 @@ from pmargin.liquidation.liquidity import (
     closing_cost,
     load_liquidity_params,
 )
+from pmargin.liquidation.takeover import TakeoverResult, takeover
 
 __all__ = [
     "EXTERNAL_DEPOSITS",
@@ -130,5 +136,6 @@ __all__ = [
     "socialise_loss",
     "socialised_account",
     "socialised_loss_shares",
+    "solvent_bid_price",
     "takeover",
 ]

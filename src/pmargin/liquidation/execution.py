@@ -16,15 +16,9 @@ import numpy as np
 
 from pmargin.book import Book
 from pmargin.liquidation._params import FrozenParams, load_params_file
-from pmargin.liquidation.auction import (
-    AuctionLot,
-    AuctionResult,
-    Bidder,
-    TakeoverResult,
-    load_auction_params,
-    run_auction,
-    takeover,
-)
+from pmargin.liquidation.auction import AuctionLot, AuctionResult, Bidder, run_auction
+from pmargin.liquidation.auction_params import load_auction_params
+from pmargin.liquidation.takeover import TakeoverResult, takeover
 from pmargin.liquidation.insurance_fund import InsuranceFund
 from pmargin.liquidation.ledger import Ledger
 from pmargin.market import MarketSnapshot
