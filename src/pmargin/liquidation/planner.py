@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -260,14 +260,15 @@ class _Planner:
     """State of a vectorised plan: flat, row-sorted position entries of every account."""
 
     def __init__(self, book: Book, market: MarketSnapshot, model: MarginModel,
-                 params: PlannerParams, liquidity: LiquidityParams | None) -> None:
+                 params: PlannerParams, liquidity: LiquidityParams | None,
+                 prepared: Any = None) -> None:
         self.p = params
         self.model = model
         self.liquidity = liquidity
         self.mc = book.margin_currency
         self.p_mc = market.collateral_price(self.mc)
         self.book = book
-        self.prep = model.prepare(book, market)
+        self.prep = prepared if prepared is not None else model.prepare(book, market)
         self.cols = _Columns(book, market)
         n = book.n_accounts
         pos = sp.csr_matrix(book.positions)
@@ -503,6 +504,8 @@ def plan_book(
     model: MarginModel,
     params: PlannerParams | None = None,
     liquidity: LiquidityParams | None = None,
+    *,
+    prepared: Any = None,
 ) -> BookPlan:
     """Plan the liquidation of every account of a book in one vectorised pass.
 
@@ -519,6 +522,9 @@ def plan_book(
         Planner parameters (shipped defaults if omitted).
     liquidity : LiquidityParams, optional
         Liquidity model parameters (shipped defaults if omitted).
+    prepared : object, optional
+        ``model.prepare(b, market)`` of a book ``b`` with the same columns, to reuse (the
+        cascade prepares once per round); ignored when a delta hedge adds a column.
 
     Returns
     -------
@@ -543,7 +549,9 @@ def plan_book(
     perp_col = np.full(n, -1, dtype=np.int64)
     if p.delta_hedge_first:
         base, perp_col = _with_perpetuals(base, all_rows)
-    pl = _Planner(base, market, model, p, liquidity)
+        if base.n_instruments != book.n_instruments:
+            prepared = None
+    pl = _Planner(base, market, model, p, liquidity, prepared)
     none_i, none_f = np.zeros(0, np.int64), np.zeros(0)
     im0, mm0, eq0, _ = pl.evaluate(all_rows, none_i, none_i, none_f, none_f)
     target0 = pl.target_of(im0, mm0)

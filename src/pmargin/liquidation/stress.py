@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from pmargin.book.bench import book_portfolio
+from pmargin.book import Book
 from pmargin.book.generator import chain_universe, generate_book
+from pmargin.errors import InvalidInput
 from pmargin.liquidation.cascade import CascadeParams, CascadeResult, run_cascade, split_isolated
 from pmargin.market import MarketSnapshot
 from pmargin.models import load_model
+from pmargin.models.base import MarginModel
 
-__all__ = ["STRESS_MODES", "run_stress"]
+__all__ = ["STRESS_MODES", "StressSetup", "model_for_mode", "run_stress"]
 
 STRESS_MODES = {
     "isolated": ("deribit-sm", "cross"),
@@ -21,9 +24,42 @@ STRESS_MODES = {
 position (collateral allocated in proportion to each position's IM) and margins each alone."""
 
 
-def run_stress(accounts: int, shock: float, modes: Sequence[str], seed: int = 3,
-               params: CascadeParams | None = None, market: MarketSnapshot | None = None
-               ) -> list[CascadeResult]:
+@dataclass(frozen=True)
+class StressSetup:
+    """How a margin mode is run: its model and whether accounts are split per position."""
+
+    model: MarginModel
+    split_isolated: bool
+
+
+def model_for_mode(mode: str) -> StressSetup:
+    """Return the margin model of a stress mode (the one place that chooses it).
+
+    Parameters
+    ----------
+    mode : str
+        A key of :data:`STRESS_MODES`.
+
+    Returns
+    -------
+    StressSetup
+        The model and whether the book is split into isolated sub-accounts first (today's
+        isolated mode; an isolated-margin model margining each position with its own
+        collateral replaces the split by returning that model with ``split_isolated=False``).
+
+    Raises
+    ------
+    InvalidInput
+        If ``mode`` is unknown.
+    """
+    if mode not in STRESS_MODES:
+        raise InvalidInput("mode", mode, f"must be one of {sorted(STRESS_MODES)}")
+    preset, m = STRESS_MODES[mode]
+    return StressSetup(load_model(preset, mode=m), mode == "isolated")
+
+
+def run_stress(accounts: int, shock: float, modes: Sequence[str], market: MarketSnapshot,
+               seed: int = 3, params: CascadeParams | None = None) -> list[CascadeResult]:
     """Generate one BTC book and run the cascade under each margin mode.
 
     Parameters
@@ -34,27 +70,25 @@ def run_stress(accounts: int, shock: float, modes: Sequence[str], seed: int = 3,
         Initial relative BTC move.
     modes : sequence of str
         Keys of :data:`STRESS_MODES`.
+    market : MarketSnapshot
+        Market the book is generated on and shocked (from :mod:`pmargin.market.loaders`).
     seed : int
         Generator seed.
     params : CascadeParams, optional
         Cascade parameters.
-    market : MarketSnapshot, optional
-        Market (default: the demo market, i.e. the latest Deribit snapshot).
 
     Returns
     -------
     list of CascadeResult
         One per mode, in order.
     """
-    from pmargin.demo import demo_market
-
-    mkt = market or demo_market()[0]
-    book = generate_book(mkt, chain_universe(mkt, "BTC"), accounts, seed=seed)
-    portfolios = [book_portfolio(book, r) for r in range(book.n_accounts)]
+    book = generate_book(market, chain_universe(market, "BTC"), accounts, seed=seed)
     out = []
     for mode in modes:
-        preset, m = STRESS_MODES[mode]
-        model = load_model(preset, mode=m)
-        accts = split_isolated(portfolios, mkt, model) if mode == "isolated" else portfolios
-        out.append(run_cascade(accts, mkt, model, shock, "BTC", params, label=mode))
+        setup = model_for_mode(mode)
+        accts: Book | list = book
+        if setup.split_isolated:
+            portfolios = [book.portfolio(r) for r in range(book.n_accounts)]
+            accts = split_isolated(portfolios, market, setup.model)
+        out.append(run_cascade(accts, market, setup.model, shock, "BTC", params, label=mode))
     return out
