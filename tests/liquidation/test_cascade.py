@@ -54,7 +54,7 @@ def test_adl_closes_opposite_positions_at_the_bankruptcy_price():
     import numpy as np
 
     from pmargin.book import Book
-    from pmargin.liquidation.cascade import _adl_close_positions
+    from pmargin.liquidation.cascade import _adl_close_positions, _Holdings
     from pmargin.liquidation.ledger import Ledger
     from tests.factories import pf
 
@@ -77,8 +77,10 @@ def test_adl_closes_opposite_positions_at_the_bankruptcy_price():
     ledger = Ledger()
     for name in names[1:]:
         ledger.opening(name, "BTC", Decimal(10))
-    book, paid = _adl_close_positions(book, ledger, Decimal(3), profits, equity, start, 0, 0,
-                                      -10.0, names, MARKET, "r")
+    profit = np.array([float(p) for p in profits])
+    gross = np.abs(book.positions.toarray()[:, 0])  # coin notional of a BTC perpetual
+    paid = _adl_close_positions(_Holdings(book), ledger, Decimal(3), profit, equity, start, gross, 0, 0,
+                                -10.0, names, "r")
     q = Decimal("1e-18")
     assert paid == {1: Decimal("1.8"), 2: 1 - q}
     held = book.positions[:, 0].toarray().ravel()

@@ -333,7 +333,7 @@ def rank_accounts(
 
 def adl_cash_shares(
     loss: Decimal, caps: Sequence[Decimal], order: ArrayLike
-) -> tuple[list[Decimal], Decimal]:
+) -> tuple[dict[int, Decimal], Decimal]:
     """Take a loss from accounts in ADL order, each at most its cap (its profit).
 
     Parameters
@@ -347,8 +347,8 @@ def adl_cash_shares(
 
     Returns
     -------
-    shares : list of Decimal
-        Amount taken from each account.
+    shares : dict of int to Decimal
+        Amount taken from each account that gives something (index into ``caps``).
     unallocated : Decimal
         What the accounts could not cover.
 
@@ -360,7 +360,7 @@ def adl_cash_shares(
     as_decimal(loss, "loss")
     if loss < 0:
         raise InvalidInput("loss", loss, "must be non-negative")
-    shares = [Decimal(0)] * len(caps)
+    shares: dict[int, Decimal] = {}
     rest = loss
     for j in np.asarray(order, dtype=np.int64).tolist():
         if rest <= 0:

@@ -59,6 +59,8 @@ class CascadeParams(FrozenParams):
     insurance_fund_usd: float = 250_000.0
     loss_mode: Literal["adl", "socialise"] = "adl"
     max_positions_per_step: int = 8
+    max_round_move: float = 0.5
+    """Largest index move one round of liquidations can cause (fraction of the price)."""
 
 
 def load_cascade_params(path: str | Path | None = None) -> CascadeParams:
@@ -202,18 +204,45 @@ def _replace_rows(book: Book, rows: IntArray, sub: Book) -> Book:
                 sp.csr_matrix(new_ent), book.collateral_currencies, coll, book.orders)
 
 
-def _set_quantity(book: Book, row: int, col: int, qty: float) -> Book:
-    """The book with the position of ``row`` in ``col`` set to ``qty`` (entry scaled pro rata)."""
-    pos = book.positions.tolil()
-    ent = book.entry_notional.tolil()
-    old = float(pos[row, col])
-    pos[row, col] = qty
-    if old != 0.0:
-        ent[row, col] = float(ent[row, col]) * qty / old
-    p_csr, e_csr = sp.csr_matrix(pos), sp.csr_matrix(ent)
-    p_csr.eliminate_zeros()
-    return Book(book.margin_currency, book.account_ids, book.instruments, p_csr, e_csr,
-                book.collateral_currencies, book.collateral, book.orders)
+def _copy(book: Book) -> Book:
+    """A copy of the book whose arrays the cascade may change in place."""
+    return Book(book.margin_currency, list(book.account_ids), list(book.instruments),
+                sp.csr_matrix(book.positions, copy=True),
+                sp.csr_matrix(book.entry_notional, copy=True), list(book.collateral_currencies),
+                book.collateral.copy(), book.orders)
+
+
+def _set_quantity(book: Book, row: int, col: int, qty: float) -> None:
+    """Set the position of ``row`` in ``col`` to ``qty`` in place (entry scaled pro rata).
+
+    The cell must be stored (the account holds the position); a zero is left explicit until
+    the caller eliminates zeros.
+    """
+    for m, scale in ((book.positions, None), (book.entry_notional, True)):
+        lo, hi = m.indptr[row], m.indptr[row + 1]
+        hit = np.flatnonzero(m.indices[lo:hi] == col)
+        if hit.size == 0:
+            continue
+        k = lo + int(hit[0])
+        if scale is None:
+            old = float(m.data[k])
+            m.data[k] = qty
+        elif old != 0.0:
+            m.data[k] = m.data[k] * qty / old
+
+
+class _LazyDecimals(Sequence[Decimal]):
+    """Decimal view of a float array, converted on access (only the accounts walked)."""
+
+    def __init__(self, ledger: Ledger, values: FloatArray, ccy: str) -> None:
+        self.ledger, self.values, self.ccy = ledger, values, ccy
+
+    def __len__(self) -> int:
+        return int(self.values.size)
+
+    def __getitem__(self, j: int) -> Decimal:  # type: ignore[override]
+        x = float(self.values[j])
+        return _dec(self.ledger, x, self.ccy) if x > 0 else Decimal(0)
 
 
 def run_cascade(
@@ -263,7 +292,7 @@ def run_cascade(
         book = Book.from_portfolios(list(portfolios))
     if book.n_accounts == 0:
         return CascadeResult(label, model.name, shock)
-    book = _with_margin_cash(book)
+    book = _with_margin_cash(_copy(book))
     ccy = book.margin_currency
     km = book.collateral_currencies.index(ccy)
     ledger = Ledger()
@@ -303,6 +332,7 @@ def run_cascade(
                 book = _cover_bankruptcies(book, bankrupt, mkt, model, prep, cp, ledger, fund,
                                            names, eq0, km, rate, ref, stats)
         impact = -cp.impact_k * stats.delta_sold / cp.depth_usd_per_pct / 100.0
+        impact = float(np.clip(impact, -cp.max_round_move, cp.max_round_move))
         out.rounds.append(RoundStats(rnd, mkt.index_price(underlying), move, int(liq.size),
                                      stats.stuck, stats.notional, stats.penalties, stats.bad,
                                      stats.fund_used, stats.adl, stats.soc, stats.unc, impact,
@@ -358,6 +388,7 @@ def _liquidate(book: Book, liq: IntArray, mkt: MarketSnapshot, model: MarginMode
     stats.delta_sold = float(np.sum(delta_before[rows] - bp.delta[k_exec])) * mkt.index_price(
         underlying)
     stats.notional = float(bp.notional_usd[k_exec].sum())
+    big_col, big_qty = bp.largest_trades(index_cols)
     for i, k in zip(rows.tolist(), k_exec.tolist(), strict=True):
         name = names[i]
         pen = _dec(ledger, bp.penalty[k], ccy)
@@ -373,7 +404,7 @@ def _liquidate(book: Book, liq: IntArray, mkt: MarketSnapshot, model: MarginMode
         _post(ledger, MARKET_ACCOUNT, name, diff, ccy, "rounding", ref)
         if after < 0:
             stats.bankrupt.append((i, -after))
-            stats.plan_trades[i] = bp.largest_trade(k, index_cols)
+            stats.plan_trades[i] = (int(big_col[k]), float(big_qty[k]))
     return book
 
 
@@ -385,8 +416,9 @@ def _cover_bankruptcies(book: Book, bankrupt: list[tuple[int, float]], mkt: Mark
     ccy = book.margin_currency
     quantum = ledger.quantum(ccy)
     eq_now: FloatArray | None = None
-    coll = book.collateral
+    gross: FloatArray | None = None
     closed: set[int] = set()
+    held = _Holdings(book)
     for i, deficit in bankrupt:
         d = _dec(ledger, deficit, ccy)
         stats.bad += float(d) * rate
@@ -394,34 +426,40 @@ def _cover_bankruptcies(book: Book, bankrupt: list[tuple[int, float]], mkt: Mark
         stats.fund_used += float(cov.covered) * rate
         rest = cov.uncovered
         if rest > 0:
-            if eq_now is None:
+            if eq_now is None or gross is None:
                 eq_now = np.array([float(ledger.balance(name, ccy)) for name in names])
+                gross = _gross_value(book, mkt)
             profit = np.maximum(eq_now - eq0, 0.0)
             profit[i] = 0.0
-            profits = [_dec(ledger, x, ccy) if x > 0 else Decimal(0) for x in profit]
             total = Decimal(0)
             if cp.loss_mode == "adl":
                 col, trade = stats.plan_trades.get(i, (-1, 0.0))
-                book, paid = _adl_close_positions(book, ledger, rest, profits, eq_now, eq0, i,
-                                                  col, trade, names, mkt, ref)
+                paid = _adl_close_positions(held, ledger, rest, profit, eq_now, eq0, gross, i,
+                                            col, trade, names, ref)
                 for j, amount in paid.items():
-                    profits[j] -= amount
+                    profit[j] -= float(amount)
                     eq_now[j] -= float(amount)
                     total += amount
                     closed.add(j)
                 stats.adl_pos += float(total) * rate
-                ranking = rank_accounts(np.zeros(len(names)), eq_now, eq0,
-                                        _gross_value(book, mkt))
-                taken, _ = adl_cash_shares(rest - total, profits, ranking.order())
+                winners = np.flatnonzero(profit > 0)
+                ranking = rank_accounts(np.zeros(winners.size), eq_now[winners], eq0[winners],
+                                        gross[winners])
+                local, _ = adl_cash_shares(rest - total,
+                                           _LazyDecimals(ledger, profit[winners], ccy),
+                                           ranking.order())
+                taken = {int(winners[j]): a for j, a in local.items()}
             else:
-                taken, _ = socialised_loss_shares(rest, profits, quantum)
+                winners = np.flatnonzero(profit > 0)
+                shares, _ = socialised_loss_shares(
+                    rest, [_dec(ledger, float(profit[j]), ccy) for j in winners], quantum)
+                taken = {int(j): a for j, a in zip(winners, shares, strict=True) if a > 0}
             coll = book.collateral
-            for j, amt in enumerate(taken):
-                if amt > 0:
-                    ledger.move(names[j], names[i], amt, ccy, cp.loss_mode, ref)
-                    coll[j, km] -= float(amt)
-                    eq_now[j] -= float(amt)
-                    total += amt
+            for j, amt in taken.items():
+                ledger.move(names[j], names[i], amt, ccy, cp.loss_mode, ref)
+                coll[j, km] -= float(amt)
+                eq_now[j] -= float(amt)
+                total += amt
             if cp.loss_mode == "adl":
                 stats.adl += float(total) * rate
             else:
@@ -429,14 +467,16 @@ def _cover_bankruptcies(book: Book, bankrupt: list[tuple[int, float]], mkt: Mark
             stats.unc += float(rest - total) * rate
             eq_now[i] = float(ledger.balance(names[i], ccy))
         # the bankrupt account's cash now holds what the fund and the others paid in
-        coll = book.collateral
-        coll[i, km] += float(ledger.balance(names[i], ccy)) + deficit
+        book.collateral[i, km] += float(ledger.balance(names[i], ccy)) + deficit
     if closed:
         # the value of the positions closed by ADL becomes cash: model equity = ledger balance
         changed = np.array(sorted(closed), dtype=np.int64)
-        model_eq = model.evaluate(prep, book.subset(changed)).equity
+        sub = book.subset(changed)
+        sub.positions.eliminate_zeros()
+        model_eq = model.evaluate(prep, sub).equity
         bal = np.array([float(ledger.balance(names[j], ccy)) for j in changed])
         book.collateral[changed, km] += bal - model_eq
+        book.positions.eliminate_zeros()
     return book
 
 
@@ -447,37 +487,55 @@ def _gross_value(book: Book, mkt: MarketSnapshot) -> FloatArray:
     return np.asarray(gross, dtype=np.float64) / mkt.collateral_price(book.margin_currency)
 
 
-def _adl_close_positions(book: Book, ledger: Ledger, loss: Decimal, profits: list[Decimal],
-                         equity: FloatArray, start_equity: FloatArray, bankrupt: int, col: int,
-                         trade: float, names: list[str], mkt: MarketSnapshot, ref: str
-                         ) -> tuple[Book, dict[int, Decimal]]:
+class _Holdings:
+    """Positions of a book by column (dense per column, cached), changed in place by ADL."""
+
+    def __init__(self, book: Book) -> None:
+        self.book = book
+        self.csc = sp.csc_matrix(book.positions)
+        self.columns: dict[int, FloatArray] = {}
+
+    def column(self, col: int) -> FloatArray:
+        """Signed position of every account in ``col``."""
+        if col not in self.columns:
+            self.columns[col] = np.asarray(self.csc[:, col].toarray(), dtype=np.float64).ravel()
+        return self.columns[col]
+
+    def set(self, row: int, col: int, qty: float) -> None:
+        """Set one position (the book's matrices and the cache)."""
+        _set_quantity(self.book, row, col, qty)
+        self.column(col)[row] = qty
+
+
+def _adl_close_positions(held_by: _Holdings, ledger: Ledger, loss: Decimal, profit: FloatArray,
+                         equity: FloatArray, start_equity: FloatArray, gross: FloatArray,
+                         bankrupt: int, col: int, trade: float, names: list[str], ref: str
+                         ) -> dict[int, Decimal]:
     """Close the bankrupt position against profitable opposite holders (:mod:`adl`).
 
     The bankrupt account's position in column ``col`` was closed by ``trade``; the accounts
     holding the opposite side (the sign of ``trade``) are ranked by
-    :func:`~pmargin.liquidation.adl.rank_accounts` and closed at the bankruptcy price, i.e.
-    each pays ``loss / Q`` per unit closed (``Q`` the quantity they can absorb), at most its
-    profit (:func:`~pmargin.liquidation.adl.auto_deleverage` with ``max_cash``). Returns the
-    book with their positions reduced and what each paid.
+    :func:`~pmargin.liquidation.adl.rank_accounts` (``gross`` = their gross notional) and
+    closed at the bankruptcy price, i.e. each pays ``loss / Q`` per unit closed (``Q`` the
+    quantity they can absorb), at most its profit
+    (:func:`~pmargin.liquidation.adl.auto_deleverage` with ``max_cash``). Their positions are
+    reduced in place (``held_by`` and its book); returns what each paid.
     """
     if col < 0 or trade == 0.0 or loss <= 0:
-        return book, {}
-    ccy = book.margin_currency
-    held = np.asarray(book.positions[:, col].toarray()).ravel()
+        return {}
+    ccy = held_by.book.margin_currency
+    held = held_by.column(col).copy()
     side = np.sign(trade)
-    eligible = (np.sign(held) == side) & np.array([p > 0 for p in profits])
+    eligible = (np.sign(held) == side) & (profit > 0)
     eligible[bankrupt] = False
     cand = np.flatnonzero(eligible)
     if cand.size == 0:
-        return book, {}
+        return {}
     q_total = min(abs(trade), float(np.abs(held[cand]).sum()))
     per_unit = loss / Decimal(repr(q_total))
-    gross = _gross_value(book, mkt)
     ranking = rank_accounts(held[cand], equity[cand], start_equity[cand], gross[cand])
     # the bankrupt account's closed position had the sign opposite to its closing trade
-    quantity = Decimal(repr(-trade))
-    if abs(quantity) > Decimal(repr(q_total)):
-        quantity = Decimal(repr(q_total)) * (1 if quantity > 0 else -1)
+    quantity = Decimal(repr(q_total)) * (-1 if trade > 0 else 1)
     settled = Decimal(0)
     bankruptcy_price = settled + (per_unit if quantity > 0 else -per_unit)
     res = auto_deleverage(
@@ -486,10 +544,10 @@ def _adl_close_positions(book: Book, ledger: Ledger, loss: Decimal, profits: lis
         accounts=[names[j] for j in cand], positions=[Decimal(repr(float(held[j]))) for j in cand],
         mark_value=np.zeros(cand.size), entry_value=np.zeros(cand.size),
         equity=equity[cand], settled_price=settled, ranking=ranking,
-        max_cash=[profits[j] for j in cand], ref=ref)
+        max_cash=[_dec(ledger, float(profit[j]), ccy) for j in cand], ref=ref)
     paid: dict[int, Decimal] = {}
     for fill in res.fills:
         j = int(cand[fill.candidate])
-        book = _set_quantity(book, j, col, float(held[j]) + float(fill.quantity))
+        held_by.set(j, col, float(held[j]) + float(fill.quantity))
         paid[j] = -fill.cash
-    return book, paid
+    return paid

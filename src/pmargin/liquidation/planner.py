@@ -211,28 +211,31 @@ class BookPlan:
         """Whether each account has at least one step."""
         return np.bincount(self.step_account, minlength=self.book.n_accounts) > 0
 
-    def largest_trade(self, row: int, index: FloatArray) -> tuple[int, float]:
-        """Column and signed quantity of an account's largest trade by USD notional.
+    def largest_trades(self, index: FloatArray) -> tuple[IntArray, FloatArray]:
+        """Column and signed quantity of each account's largest trade by USD notional.
 
         Parameters
         ----------
-        row : int
-            Account row.
         index : ndarray
             Index price (USD) of each column's underlying, shape (I,).
 
         Returns
         -------
-        tuple of (int, float)
-            ``(-1, 0.0)`` when the account has no trade.
+        tuple of ndarray
+            Column (-1 for an account without trades) and quantity, shape (A,) each.
         """
-        steps = np.flatnonzero(self.step_account == row)
-        k = np.flatnonzero(np.isin(self.trade_step, steps))
-        if k.size == 0:
-            return -1, 0.0
-        notional = np.abs(self.trade_quantity[k]) * index[self.trade_column[k]]
-        best = int(k[int(np.argmax(notional))])
-        return int(self.trade_column[best]), float(self.trade_quantity[best])
+        n = self.book.n_accounts
+        col = np.full(n, -1, dtype=np.int64)
+        qty = np.zeros(n)
+        if self.trade_step.size == 0:
+            return col, qty
+        acc = self.step_account[self.trade_step]
+        notional = np.abs(self.trade_quantity) * index[self.trade_column]
+        order = np.lexsort((-notional, acc))
+        first = order[np.r_[True, acc[order][1:] != acc[order][:-1]]]
+        col[acc[first]] = self.trade_column[first]
+        qty[acc[first]] = self.trade_quantity[first]
+        return col, qty
 
 
 class _Columns:
@@ -407,27 +410,71 @@ class _Planner:
         self._compact()
 
     def shrink(self, acc: IntArray, t_row: IntArray, t_col: IntArray, t_dq: FloatArray,
-               t_avg: FloatArray, eq_before: FloatArray,
+               t_avg: FloatArray, eq_before: FloatArray, target_before: FloatArray,
                full: tuple[FloatArray, FloatArray, FloatArray, FloatArray]) -> tuple[
                    FloatArray, tuple[FloatArray, FloatArray, FloatArray, FloatArray]]:
-        """Smallest multiple ``s`` in (0, 1] of each row's trades that restores health."""
+        """Smallest multiple ``s`` in (0, 1] of each row's trades that restores health.
+
+        A safeguarded false-position search (Illinois rule, every third step a bisection) on
+        ``f(s) = equity(s) - target(s)``, bracketed by ``f(0) < 0 <= f(1)``: ``s`` is always a
+        multiple that restores health, and the search of an account stops once its excess
+        ``f(s)`` is below ``1e-9`` of its target or the bracket is narrower than
+        ``2**-bisection_iterations``; only the accounts still searching are margined.
+        """
         n = acc.size
         lo, hi = np.zeros(n), np.ones(n)
+        tgt_full = self.target_of(full[0], full[1])
+        _, slip_full, pen_full = self._step_costs(t_row, t_col, t_dq, eq_before, np.ones(n))
+        fh = eq_before - slip_full - pen_full - tgt_full
+        fl = eq_before - target_before
         best = tuple(x.copy() for x in full)
-        for _ in range(self.p.bisection_iterations):
-            mid = 0.5 * (lo + hi)
-            dq = t_dq * mid[t_row]
-            _, slip_e, pen_e, _ = self.costs(t_col, dq)
-            slip = np.bincount(t_row, slip_e, minlength=n)
-            pen = np.minimum(np.bincount(t_row, pen_e, minlength=n),
-                             np.maximum(eq_before - slip, 0.0))
-            fig = self.evaluate(acc, t_row, t_col, dq, t_avg)
-            eq = eq_before - slip - pen
-            ok = eq >= self.target_of(fig[0], fig[1])
-            hi = np.where(ok, mid, hi)
-            lo = np.where(ok, lo, mid)
-            best = tuple(np.where(ok, f, b) for f, b in zip(fig, best, strict=True))
+        width = 2.0 ** -self.p.bisection_iterations
+        tol = 1e-9 * np.maximum(1.0, np.abs(tgt_full))
+        side = np.zeros(n, dtype=np.int64)  # Illinois: which end was kept last time
+        for it in range(self.p.bisection_iterations):
+            active = np.flatnonzero((hi - lo > width) & (fh > tol))
+            if active.size == 0:
+                break
+            if it % 3 == 2:
+                mid = 0.5 * (lo + hi)
+            else:
+                denom = fh - fl
+                mid = np.where(denom > 0, hi - fh * (hi - lo) / np.where(denom > 0, denom, 1.0),
+                               0.5 * (lo + hi))
+                mid = np.clip(mid, lo + 0.01 * (hi - lo), hi - 0.01 * (hi - lo))
+            sel = np.isin(t_row, active)
+            remap = np.full(n, -1, dtype=np.int64)
+            remap[active] = np.arange(active.size)
+            r = remap[t_row[sel]]
+            scale = mid[active]
+            dq = t_dq[sel] * scale[r]
+            _, slip_e, pen_e, _ = self.costs(t_col[sel], dq)
+            slip = np.bincount(r, slip_e, minlength=active.size)
+            eb = eq_before[active]
+            pen = np.minimum(np.bincount(r, pen_e, minlength=active.size),
+                             np.maximum(eb - slip, 0.0))
+            fig = self.evaluate(acc[active], r, t_col[sel], dq, t_avg[sel])
+            f = eb - slip - pen - self.target_of(fig[0], fig[1])
+            ok = f >= 0.0
+            a_ok, a_no = active[ok], active[~ok]
+            # Illinois: halve the value kept at the end that did not move twice in a row
+            fl[a_ok] = np.where(side[a_ok] == 1, 0.5 * fl[a_ok], fl[a_ok])
+            fh[a_no] = np.where(side[a_no] == -1, 0.5 * fh[a_no], fh[a_no])
+            hi[a_ok], fh[a_ok], side[a_ok] = scale[ok], f[ok], 1
+            lo[a_no], fl[a_no], side[a_no] = scale[~ok], f[~ok], -1
+            for k in range(4):
+                best[k][a_ok] = fig[k][ok]
         return hi, best  # type: ignore[return-value]
+
+    def _step_costs(self, t_row: IntArray, t_col: IntArray, t_dq: FloatArray,
+                    eq_before: FloatArray, scale: FloatArray) -> tuple[FloatArray, FloatArray,
+                                                                       FloatArray]:
+        """USD notional, slippage and capped penalty per row of the trades scaled by ``scale``."""
+        n = eq_before.size
+        _, slip_e, pen_e, und_e = self.costs(t_col, t_dq * scale[t_row])
+        slip = np.bincount(t_row, slip_e, minlength=n)
+        pen = np.minimum(np.bincount(t_row, pen_e, minlength=n), np.maximum(eq_before - slip, 0.0))
+        return np.bincount(t_row, und_e, minlength=n), slip, pen
 
     def table(self) -> tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray,
                              FloatArray, FloatArray, IntArray, IntArray, FloatArray, FloatArray]:
@@ -588,7 +635,8 @@ def plan_book(
                 k = np.flatnonzero(restores)
                 a_k = acc[k]
                 s, fig_s = pl.shrink(a_k, np.arange(k.size), t_col[k], t_dq[k], t_avg[k],
-                                     equity[a_k], tuple(f[k] for f in fig))  # type: ignore[arg-type]
+                                     equity[a_k], target[a_k],
+                                     tuple(f[k] for f in fig))  # type: ignore[arg-type]
                 eq_new = pl.apply(a_k, _LABEL_HEDGE, np.arange(k.size), t_col[k], t_dq[k] * s,
                                   t_avg[k], equity[a_k], fig_s)
                 update(a_k, eq_new, fig_s)
@@ -599,6 +647,7 @@ def plan_book(
                                   t_avg[k], equity[a_k], tuple(f[k] for f in fig))
                 update(a_k, eq_new, tuple(f[k] for f in fig))
 
+    deferred: list[_Deferred] = []
     for _ in range(p.max_steps):
         live = pl.live()
         acc = np.flatnonzero(~done & (equity < target) & (live > 0))
@@ -649,7 +698,7 @@ def plan_book(
             if k.size:
                 cands = all_idx[k]
                 _apply_candidates(pl, acc[k], cands, _LABEL_LAST, t_row, t_col, t_dq, t_avg,
-                                  equity, fig, update, scale=None)
+                                  equity, fig, update)
             done[acc[hopeless]] = True
         good = np.flatnonzero(best_ok)
         if good.size:
@@ -657,15 +706,30 @@ def plan_book(
             labels = np.where(c_is_all[cands], _LABEL_ALL, _LABEL_CLOSE)
             restores = short_a[cands] <= 0.0
             if restores.any():
+                # the account is done: its last step is shrunk later, with every other
+                # account's, in one vectorised bisection (its state no longer changes)
                 k = good[restores]
-                _apply_candidates(pl, acc[k], cands[restores], labels[restores], t_row, t_col,
-                                  t_dq, t_avg, equity, fig, update, scale="shrink")
+                deferred.append(_select(acc[k], cands[restores], labels[restores], t_row, t_col,
+                                        t_dq, t_avg, fig))
                 done[acc[k]] = True
             if (~restores).any():
                 k = good[~restores]
                 _apply_candidates(pl, acc[k], cands[~restores], labels[~restores], t_row,
-                                  t_col, t_dq, t_avg, equity, fig, update, scale=None)
+                                  t_col, t_dq, t_avg, equity, fig, update)
 
+    if deferred:
+        acc = np.concatenate([d.acc for d in deferred])
+        offsets = np.cumsum([0] + [d.acc.size for d in deferred[:-1]])
+        t_row = np.concatenate([d.t_row + o for d, o in zip(deferred, offsets, strict=True)])
+        t_col = np.concatenate([d.t_col for d in deferred])
+        t_dq = np.concatenate([d.t_dq for d in deferred])
+        t_avg = np.concatenate([d.t_avg for d in deferred])
+        labels = np.concatenate([d.labels for d in deferred])
+        full = tuple(np.concatenate([d.fig[k] for d in deferred]) for k in range(4))
+        s, fig_s = pl.shrink(acc, t_row, t_col, t_dq, t_avg, equity[acc], target[acc],
+                             full)  # type: ignore[arg-type]
+        eq_new = pl.apply(acc, labels, t_row, t_col, t_dq * s[t_row], t_avg, equity[acc], fig_s)
+        update(acc, eq_new, fig_s)
     im1, mm1, eq1, d1 = pl.evaluate(all_rows, none_i, none_i, none_f, none_f)
     final_pos = sp.csr_matrix((pl.qty, pl.cols_e, pl.ptr), shape=(n, base.n_instruments))
     final_ent = sp.csr_matrix((pl.qty * pl.avg, pl.cols_e, pl.ptr),
@@ -675,6 +739,30 @@ def plan_book(
     tb = pl.table()
     return BookPlan(final, eq0, im0, mm0, target0, eq1, im1, mm1, pl.target_of(im1, mm1), d1,
                     pl.penalty, pl.slippage, pl.notional, needed, stuck, *tb)
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """Accounts whose chosen candidate restores health, waiting for the common bisection."""
+
+    acc: IntArray
+    labels: IntArray
+    t_row: IntArray
+    t_col: IntArray
+    t_dq: FloatArray
+    t_avg: FloatArray
+    fig: tuple[FloatArray, FloatArray, FloatArray, FloatArray]
+
+
+def _select(acc: IntArray, cands: IntArray, labels: IntArray, t_row: IntArray, t_col: IntArray,
+            t_dq: FloatArray, t_avg: FloatArray, fig: tuple[FloatArray, ...]) -> _Deferred:
+    """The trades and figures of candidate ``cands[k]`` for account ``acc[k]``."""
+    sel = np.isin(t_row, cands)
+    remap = np.full(int(t_row.max()) + 1, -1, dtype=np.int64)
+    remap[cands] = np.arange(cands.size)
+    f = tuple(x[cands] for x in fig)
+    return _Deferred(acc, np.asarray(labels, np.int64), remap[t_row[sel]], t_col[sel],
+                     t_dq[sel], t_avg[sel], (f[0], f[1], f[2], f[3]))
 
 
 def _cell_values_state(pl: _Planner, acc: IntArray, col: IntArray) -> FloatArray:
@@ -690,18 +778,14 @@ def _cell_values_state(pl: _Planner, acc: IntArray, col: IntArray) -> FloatArray
 
 def _apply_candidates(pl: _Planner, acc: IntArray, cands: IntArray, labels: int | IntArray,
                       t_row: IntArray, t_col: IntArray, t_dq: FloatArray, t_avg: FloatArray,
-                      equity: FloatArray, fig: tuple[FloatArray, ...], update: object,
-                      scale: str | None) -> None:
-    """Execute candidate ``cands[k]`` for account ``acc[k]`` (shrunk first if asked)."""
+                      equity: FloatArray, fig: tuple[FloatArray, ...], update: object) -> None:
+    """Execute candidate ``cands[k]`` for account ``acc[k]`` in full."""
     sel = np.isin(t_row, cands)
     remap = np.full(int(t_row.max()) + 1 if t_row.size else 0, -1, dtype=np.int64)
     remap[cands] = np.arange(cands.size)
     r, c, dq, av = remap[t_row[sel]], t_col[sel], t_dq[sel], t_avg[sel]
     full = tuple(f[cands] for f in fig)
     eq_b = equity[acc]
-    if scale == "shrink":
-        s, full = pl.shrink(acc, r, c, dq, av, eq_b, full)  # type: ignore[arg-type]
-        dq = dq * s[r]
     eq_new = pl.apply(acc, labels, r, c, dq, av, eq_b, full)  # type: ignore[arg-type]
     update(acc, eq_new, full)  # type: ignore[operator]
 
