@@ -77,3 +77,16 @@ def test_params_cover_every_kind() -> None:
     params = load_liquidity_params()
     assert set(params.kinds) == set(InstrumentKind)
     assert params.assumptions
+
+
+def test_worthless_option_is_closed_at_the_spread_floor() -> None:
+    # A far out-of-the-money option marked at 0 (after a crash): a long is sold at 0 (no
+    # cost), a short is bought back at the half-spread floor max(fraction x 0, USD floor).
+    params = load_liquidity_params()
+    floor = params.kinds[InstrumentKind.OPTION].min_half_spread_usd
+    out = closing_cost(np.array([3.0, -3.0]), np.array([0.0, 0.0]), None, None,
+                       kind="option", params=params)
+    assert list(out.execution_price) == [0.0, floor]  # impact is 0: the notional is 0
+    assert list(out.cost_usd) == [0.0, 3.0 * floor]
+    with pytest.raises(MarketDataError):
+        closing_cost(1.0, -1.0, None, None, kind="option")

@@ -192,7 +192,7 @@ def closing_cost(
     quantity : array_like
         Signed position to close (positive: long, closed by selling).
     mark_price : array_like
-        Mark price, USD per unit, positive.
+        Mark price, USD per unit, non-negative.
     bid, ask : array_like, optional
         Best quotes in USD; NaN (or omitted) when missing. A non-positive or crossed pair is
         treated as missing.
@@ -211,7 +211,8 @@ def closing_cost(
     Raises
     ------
     MarketDataError
-        If a mark price is not positive and finite.
+        If a mark price is negative or not finite (a worthless option, mark 0, is closed at
+        the spread floor: sold at 0, bought back at the floor).
     InvalidInput
         If a quantity or contract size is not finite, or a kind is unknown.
     """
@@ -219,8 +220,8 @@ def closing_cost(
     q = _as_float(quantity, "quantity")
     mark = _as_float(mark_price, "mark_price")
     size = _as_float(contract_size, "contract_size")
-    if not np.all(np.isfinite(mark) & (mark > 0)):
-        raise MarketDataError("mark_price", mark_price, "must be positive and finite")
+    if not np.all(np.isfinite(mark) & (mark >= 0)):
+        raise MarketDataError("mark_price", mark_price, "must be non-negative and finite")
     if not np.all(np.isfinite(q)):
         raise InvalidInput("quantity", quantity, "must be finite")
     if not np.all(np.isfinite(size) & (size > 0)):

@@ -285,13 +285,8 @@ class _Planner:
         with np.errstate(divide="ignore", invalid="ignore"):
             self.avg = np.where(self.qty != 0, ent_map / self.qty, np.nan)
         self.collateral = book.collateral.copy()
-        if self.mc in book.collateral_currencies:
-            self.km = book.collateral_currencies.index(self.mc)
-            self.ccys = list(book.collateral_currencies)
-        else:
-            self.km = len(book.collateral_currencies)
-            self.ccys = [*book.collateral_currencies, self.mc]
-            self.collateral = np.hstack([self.collateral, np.zeros((n, 1))])
+        self.ccys = list(book.collateral_currencies)
+        self.km = self.ccys.index(self.mc)
         self._compact()
         self.steps: list[tuple[IntArray, int | IntArray, FloatArray, FloatArray, FloatArray,
                                FloatArray, FloatArray, FloatArray]] = []
@@ -588,9 +583,13 @@ def plan_book(
     the slowest account (plus the bisection), not the number of accounts or candidates.
     """
     p = params or load_planner_params()
+    ccys, coll = list(book.collateral_currencies), book.collateral
+    if book.margin_currency not in ccys:  # a column for the cash liquidations pay in
+        ccys.append(book.margin_currency)
+        coll = np.hstack([coll, np.zeros((book.n_accounts, 1))])
+        prepared = None
     base = Book(book.margin_currency, book.account_ids, book.instruments, book.positions,
-                book.entry_notional, book.collateral_currencies, book.collateral,
-                OrderTable.empty())
+                book.entry_notional, ccys, coll, OrderTable.empty())
     n = base.n_accounts
     all_rows = np.arange(n, dtype=np.int64)
     perp_col = np.full(n, -1, dtype=np.int64)
