@@ -66,7 +66,7 @@ def test_cost_grows_with_size() -> None:
 
 def test_invalid_inputs() -> None:
     with pytest.raises(MarketDataError):
-        closing_cost(1.0, 0.0, kind="option")
+        closing_cost(1.0, np.inf, kind="option")
     with pytest.raises(InvalidInput, match="finite"):
         closing_cost(np.nan, 1.0, kind="option")
     with pytest.raises(InvalidInput, match="one of"):
