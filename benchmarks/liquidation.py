@@ -17,7 +17,8 @@ import time
 import numpy as np
 
 
-def run(accounts: int = 10_000, preset: str = "deribit-pm", shock: float = -0.3) -> dict[str, object]:
+def run(accounts: int = 10_000, preset: str = "deribit-pm",
+        shock: float = -0.3) -> dict[str, object]:
     """Measure the planning and execution of ``accounts`` liquidations.
 
     Parameters

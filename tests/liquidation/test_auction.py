@@ -317,7 +317,8 @@ def test_multi_bid_sequence_in_a_moving_market() -> None:
     assert f3.fraction == f_max * D("0.6")
     assert f3.paid_by_bidder == (f_max * 54).quantize(D("1e-8"))
     assert f3.cash_share == (f_max * 408).quantize(D("1e-8"))
-    assert result.terminated and not result.insolvent
+    assert result.terminated
+    assert not result.insolvent
     # afterwards the buffer margin is back at zero (up to the rounding quanta)
     rho = 1 - f1.fraction - f2.fraction - f3.fraction
     assert result.remaining_fraction == rho
@@ -345,8 +346,10 @@ def test_solvent_auction_stops_when_the_market_wipes_the_account_out() -> None:
         ledger.opening(b.account, "USDC", D(1000))
     result = run_auction(ledger, lot, bidders, fund=fund, params=params)
     f1, f2 = result.fills
-    assert f1.phase is AuctionPhase.SOLVENT and f2.phase is AuctionPhase.INSOLVENT
-    assert result.insolvent and result.terminated
+    assert f1.phase is AuctionPhase.SOLVENT
+    assert f2.phase is AuctionPhase.INSOLVENT
+    assert result.insolvent
+    assert result.terminated
     # insolvent lot: cash 576.4, 0.8 x -800 = -640: M = -63.6; at progress 0 the fund pays
     # the bankruptcy amount 63.6 to take it all
     assert f2.t_seconds == D(540)

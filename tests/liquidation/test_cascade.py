@@ -80,8 +80,8 @@ def test_adl_closes_opposite_positions_at_the_bankruptcy_price():
         ledger.opening(name, "BTC", Decimal(10))
     profit = np.array([float(p) for p in profits])
     gross = np.abs(book.positions.toarray()[:, 0])  # coin notional of a BTC perpetual
-    paid = _adl_close_positions(_Holdings(book), ledger, Decimal(3), profit, equity, start, gross, 0, 0,
-                                -10.0, names, "r")
+    paid = _adl_close_positions(_Holdings(book), ledger, Decimal(3), profit, equity, start,
+                                gross, 0, 0, -10.0, names, "r")
     q = Decimal("1e-18")
     assert paid == {1: Decimal("1.8"), 2: 1 - q}
     held = book.positions[:, 0].toarray().ravel()

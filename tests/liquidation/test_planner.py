@@ -7,7 +7,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pmargin.book import Book
 from pmargin.book.generator import Archetypes, chain_universe, generate_book
 from pmargin.instruments import parse_instrument
 from pmargin.liquidation.planner import (
@@ -115,7 +114,8 @@ def test_hedge_is_not_unwound_when_that_raises_margin():
     short = f"BTC-{expiry_code(30)}-80000-C"
     long_ = f"BTC-{expiry_code(30)}-88000-C"
     plan = plan_liquidation(pf("BTC", [(short, -20), (long_, 20)], {"BTC": 0.05}), MARKET, model)
-    assert plan.needed and plan.steps  # there is something to check
+    assert plan.needed
+    assert plan.steps
     for s in plan.steps:
         for n, _q, _ in s.trades:
             if n == long_ and len(s.trades) == 1:
@@ -158,7 +158,8 @@ def test_penalty_is_capped_at_what_the_account_still_has():
     probe = model.margin_figures(pf("BTC", [(name, -10)], {"BTC": 0.0}), MARKET)
     cash = -float(probe.equity[0]) + 0.05
     plan = plan_liquidation(pf("BTC", [(name, -10)], {"BTC": cash}), MARKET, model)
-    assert plan.needed and plan.steps
+    assert plan.needed
+    assert plan.steps
     eq = plan.before_equity
     assert eq == pytest.approx(0.05)
     capped = 0
@@ -185,7 +186,9 @@ def test_no_liquidation_at_or_above_maintenance_margin():
     portfolio = pf("BTC", [(name, -5)], {"BTC": cash})
     plan = plan_liquidation(portfolio, MARKET, model)
     assert plan.before_maintenance_margin <= plan.before_equity < plan.before_target
-    assert not plan.needed and not plan.steps and plan.healthy
+    assert not plan.needed
+    assert not plan.steps
+    assert plan.healthy
     assert plan.final.net_positions() == portfolio.net_positions()
 
 

@@ -31,6 +31,7 @@ def test_each_mode_gets_its_model_from_one_function():
 def test_stress_runs_on_the_market_it_is_given():
     market = make_market()
     (res,) = run_stress(30, -0.3, ["portfolio"], market, seed=4)
-    assert res.label == "portfolio" and res.accounts == 30
+    assert res.label == "portfolio"
+    assert res.accounts == 30
     assert res.conservation_error == 0
     assert res.rounds[0].index == pytest.approx(0.7 * market.index_price("BTC"))

@@ -81,7 +81,9 @@ def test_takeover_of_half_a_short_portfolio_without_fund() -> None:
         (D(900), D(0)),
     ],
 )
-def test_takeover_penalty_is_capped_at_what_the_account_has(cash: Decimal, penalty: Decimal) -> None:
+def test_takeover_penalty_is_capped_at_what_the_account_has(
+    cash: Decimal, penalty: Decimal
+) -> None:
     ledger, fund = _setup(cash, D(0))
     result = takeover(
         ledger,

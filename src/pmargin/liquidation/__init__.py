@@ -4,7 +4,8 @@ Currently implemented
 ---------------------
 * :mod:`~pmargin.liquidation.ledger`: double-entry Decimal ledger with exact conservation.
 * :mod:`~pmargin.liquidation.insurance_fund`: penalties in, bankruptcy cover out, history.
-* :mod:`~pmargin.liquidation.adl`: BitMEX ADL ranking and deleveraging; pro-rata socialised loss.
+* :mod:`~pmargin.liquidation.adl`: BitMEX ADL ranking (positions and whole accounts),
+  deleveraging at the bankruptcy price, cash ADL; pro-rata socialised loss.
 * :mod:`~pmargin.liquidation.auction_params`, :mod:`~pmargin.liquidation.auction_schedule`,
   :mod:`~pmargin.liquidation.auction`: Derive Dutch auction (parameters, price schedule and
   sizing, simulation of the solvent and insolvent phases).
@@ -12,8 +13,10 @@ Currently implemented
 * :mod:`~pmargin.liquidation.liquidity`: closing cost from spread and linear impact.
 * :mod:`~pmargin.liquidation.health`: healthy / margin call / liquidation / bankrupt.
 
-The partial-liquidation planner and the cascade simulation, which need a margin model, are not
-part of this package yet (see ``docs/liquidation.md``).
+Modules that need a margin model are imported explicitly (not re-exported here):
+:mod:`~pmargin.liquidation.planner` (vectorised surgical liquidation of a whole book),
+:mod:`~pmargin.liquidation.cascade` and :mod:`~pmargin.liquidation.stress` (price-impact
+cascades), :mod:`~pmargin.liquidation.execution` (takeover or auction of one account).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from pmargin.liquidation.adl import (
     ADLRanking,
     ADLResult,
     SocialisedLoss,
+    adl_cash_shares,
     adl_scores,
     auto_deleverage,
     effective_leverage,
     pnl_fraction,
+    rank_accounts,
     rank_adl,
     socialise_loss,
     socialised_loss_shares,
@@ -109,6 +114,7 @@ __all__ = [
     "TakeoverResult",
     "Transfer",
     "account_id",
+    "adl_cash_shares",
     "adl_scores",
     "allocate_pro_rata",
     "as_decimal",
@@ -131,6 +137,7 @@ __all__ = [
     "load_liquidity_params",
     "max_liquidation_fraction",
     "pnl_fraction",
+    "rank_accounts",
     "rank_adl",
     "run_auction",
     "socialise_loss",

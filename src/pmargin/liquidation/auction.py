@@ -105,7 +105,7 @@ class AuctionLot:
         for k, point in enumerate(self.mark_path):
             if len(point) != 3:
                 raise InvalidInput(f"lot.mark_path[{k}]", point, "must be (t, value, MM)")
-            t, value, mm = (as_decimal(x, f"lot.mark_path[{k}]") for x in point)
+            t, _value, mm = (as_decimal(x, f"lot.mark_path[{k}]") for x in point)
             if t <= last:
                 raise InvalidInput(
                     f"lot.mark_path[{k}]", t, "times must be positive and increasing"

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
 import scipy.sparse as sp
 
 from pmargin._typing import FloatArray, IntArray

@@ -384,7 +384,8 @@ class _Planner:
         self.avg = np.concatenate([self.avg, t_avg])
         self._merge()
         step_ids = self.n_steps + np.arange(n)
-        self.steps.append((acc, label, slip, pen, eq, im, mm, self.target_of(im, mm)))
+        self.steps.append((acc, label, np.asarray(slip, np.float64), np.asarray(pen, np.float64),
+                           np.asarray(eq, np.float64), im, mm, self.target_of(im, mm)))
         self.trades.append((step_ids[t_row], t_col, t_dq, px))
         self.n_steps += n
         self.penalty[acc] += pen
@@ -469,7 +470,9 @@ class _Planner:
         _, slip_e, pen_e, und_e = self.costs(t_col, t_dq * scale[t_row])
         slip = np.bincount(t_row, slip_e, minlength=n)
         pen = np.minimum(np.bincount(t_row, pen_e, minlength=n), np.maximum(eq_before - slip, 0.0))
-        return np.bincount(t_row, und_e, minlength=n), slip, pen
+        und = np.bincount(t_row, und_e, minlength=n)
+        return (np.asarray(und, np.float64), np.asarray(slip, np.float64),
+                np.asarray(pen, np.float64))
 
     def table(self) -> tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray,
                              FloatArray, FloatArray, IntArray, IntArray, FloatArray, FloatArray]:
@@ -592,7 +595,7 @@ def plan_book(
                 book.entry_notional, ccys, coll, OrderTable.empty())
     n = base.n_accounts
     all_rows = np.arange(n, dtype=np.int64)
-    perp_col = np.full(n, -1, dtype=np.int64)
+    perp_col: IntArray = np.full(n, -1, dtype=np.int64)
     if p.delta_hedge_first:
         base, perp_col = _with_perpetuals(base, all_rows)
         if base.n_instruments != book.n_instruments:
@@ -642,9 +645,10 @@ def plan_book(
             if grow.any():
                 k = np.flatnonzero(grow)
                 a_k = acc[k]
+                fig_k = (fig[0][k], fig[1][k], fig[2][k], fig[3][k])
                 eq_new = pl.apply(a_k, _LABEL_HEDGE, np.arange(k.size), t_col[k], t_dq[k],
-                                  t_avg[k], equity[a_k], tuple(f[k] for f in fig))
-                update(a_k, eq_new, tuple(f[k] for f in fig))
+                                  t_avg[k], equity[a_k], fig_k)
+                update(a_k, eq_new, fig_k)
 
     deferred: list[_Deferred] = []
     for _ in range(p.max_steps):

@@ -12,6 +12,7 @@ from pmargin.liquidation.cascade import CascadeParams, CascadeResult, run_cascad
 from pmargin.market import MarketSnapshot
 from pmargin.models import load_model
 from pmargin.models.base import MarginModel
+from pmargin.portfolio import Portfolio
 
 __all__ = ["STRESS_MODES", "StressSetup", "model_for_mode", "run_stress"]
 
@@ -86,7 +87,7 @@ def run_stress(accounts: int, shock: float, modes: Sequence[str], market: Market
     out = []
     for mode in modes:
         setup = model_for_mode(mode)
-        accts: Book | list = book
+        accts: Book | list[Portfolio] = book
         if setup.split_isolated:
             portfolios = [book.portfolio(r) for r in range(book.n_accounts)]
             accts = split_isolated(portfolios, market, setup.model)
