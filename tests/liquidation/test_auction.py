@@ -1,27 +1,19 @@
-"""Derive Dutch auction: schedule, insolvent phase, simulation cash flows, takeover."""
+"""Derive Dutch auction: simulation of the solvent and insolvent phases and their cash flows."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from importlib import resources
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from pmargin.errors import InvalidInput, LiquidationError, ParamsError
+from pmargin.errors import InvalidInput, LiquidationError
 from pmargin.liquidation import (
     AuctionLot,
     AuctionPhase,
     Bidder,
     InsuranceFund,
     Ledger,
-    buffer_margin,
-    discount_at,
-    discount_curve,
-    insolvent_bid_price,
     load_auction_params,
-    max_liquidation_fraction,
     run_auction,
 )
 
@@ -30,88 +22,6 @@ MIN = 60
 HOUR = 3600
 ACC = "account:1:USDC"
 LIQ1, LIQ2 = "liquidator:1:USDC", "liquidator:2:USDC"
-
-
-# ----------------------------------------------------------------------------- schedule
-@pytest.mark.parametrize(
-    ("t", "expected"),
-    [
-        (0, D("0.95")),
-        (15 * MIN, D("0.70")),
-        (15 * MIN + 6 * HOUR, D("0.35")),  # half-way through the slow phase: 0.70 / 2
-        (12 * HOUR + 15 * MIN, D(0)),
-        (13 * HOUR, D(0)),
-        (450, D("0.825")),  # half-way through the fast phase: (0.95 + 0.70) / 2
-        (D("7.5") * MIN, D("0.825")),
-        (900.0, D("0.70")),
-    ],
-)
-def test_discount_at_key_times(t: int | Decimal | float, expected: Decimal) -> None:
-    assert discount_at(t) == expected
-
-
-def test_discount_curve_matches_scalar_schedule() -> None:
-    times = np.array([0, 100, 450, 899, 900, 901, 10_000, 22_500, 44_099, 44_100, 50_000.0])
-    expected = [float(discount_at(float(t))) for t in times]
-    np.testing.assert_allclose(discount_curve(times), expected, rtol=0, atol=1e-15)
-    with pytest.raises(InvalidInput):
-        discount_curve([-1.0])
-    with pytest.raises(InvalidInput):
-        discount_at(-1)
-
-
-@pytest.mark.parametrize("target", ["0.95", "0.9", "0.7", "0.35", "0.0001"])
-def test_solvent_time_of_inverts_the_schedule(target: str) -> None:
-    params = load_auction_params()
-    t = params.solvent_time_of(D(target))
-    assert t is not None
-    assert abs(params.discount_at(t) - D(target)) < D("1E-20")
-    assert params.solvent_time_of(D(1)) == 0
-    assert params.solvent_time_of(D(0)) is None
-
-
-def test_params_document_their_source_and_assumptions() -> None:
-    params = load_auction_params()
-    assert "DutchAuction.sol" in params.source
-    assert params.assumptions
-    assert params.liquidator_fee_rate == D("0.10")
-    assert params.buffer_margin_fraction == D("0.15")
-    assert params.insolvent.length_seconds == 60 * MIN
-
-
-def test_invalid_params_files(tmp_path: Path) -> None:
-    shipped = resources.files("pmargin.liquidation").joinpath("auction.toml").read_text()
-    bad = tmp_path / "fee.toml"
-    bad.write_text(shipped.replace("\nliquidator_fee_rate = 0.10", "\nliquidator_fee_rate = 0.2"))
-    with pytest.raises(ParamsError, match="cap"):
-        load_auction_params(bad)
-    bad.write_text(shipped.replace("fast_cutoff_fraction = 0.70", "fast_cutoff_fraction = 0.99"))
-    with pytest.raises(ParamsError, match="fast_cutoff_fraction"):
-        load_auction_params(bad)
-
-
-# ----------------------------------------------------------------------------- insolvent price
-def test_insolvent_price_runs_from_zero_to_minus_mm() -> None:
-    # MtM = 0, MM = 20: 0 at the start, -10 half-way (30 min), -20 at 60 min and after
-    prices = [
-        insolvent_bid_price(t, mark_to_market=D(0), maintenance_margin=D(20))
-        for t in (0, 30 * MIN, 60 * MIN, 2 * HOUR)
-    ]
-    assert prices == [D(0), D(-10), D(-20), D(-20)]
-
-
-def test_insolvent_price_starts_at_the_bankruptcy_amount() -> None:
-    # MtM = -50, MM = 20: the fund pays 50 at once, then up to 50 + 20 = 70
-    assert insolvent_bid_price(0, mark_to_market=D(-50), maintenance_margin=D(20)) == D(-50)
-    assert insolvent_bid_price(HOUR, mark_to_market=D(-50), maintenance_margin=D(20)) == D(-70)
-
-
-def test_buffer_margin_and_max_fraction() -> None:
-    # MtM 180, MM 200: B = 180 - 1.15 x 200 = -50; at d = 1, f = 50 / (50 + 180) = 50/230
-    assert buffer_margin(D(180), D(200)) == D(-50)
-    assert max_liquidation_fraction(D(180), D(-50), D(1)) == D(50) / D(230)
-    assert max_liquidation_fraction(D(180), D(1), D(1)) == 0
-    assert max_liquidation_fraction(D(180), D(-50), D(0)) == 1
 
 
 # ----------------------------------------------------------------------------- simulation
