@@ -22,7 +22,7 @@ from pmargin.engine.book_engine import BookEngine
 from pmargin.market import MarketSnapshot
 from pmargin.models.base import MarginModel
 from pmargin.models.registry import load_model
-from pmargin.synthetic import book_portfolio, generate_book
+from pmargin.synthetic import generate_book
 
 __all__ = ["BenchResult", "bench_book", "machine_info", "run_book_bench"]
 
@@ -146,7 +146,7 @@ def run_book_bench(market: MarketSnapshot, instruments: list[Any], accounts: int
     sample = rng.choice(book.n_accounts, size=min(loop_sample, book.n_accounts), replace=False)
     max_rel = 0.0
     t0 = time.perf_counter()
-    singles = [mdl.margin(book_portfolio(book, int(r)), market) for r in sample]
+    singles = [mdl.margin(book.portfolio(int(r)), market) for r in sample]
     loop_s = (time.perf_counter() - t0) / max(len(sample), 1)
     for r, one in zip(sample, singles, strict=True):
         for got, want in ((res.initial_margin[r], one.initial_margin),

@@ -33,8 +33,6 @@ DOC = REPO / "docs" / "architecture.md"
 FOUNDATION_MAX_LAYER = 1
 
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("liquidation/stress.py", "demo.py"):
-        "stress runs import the demo market (9.10; removed by the 'liquidation' branch)",
 }
 """(importing module, imported row) -> why it is still there. Delete an entry when it is fixed."""
 

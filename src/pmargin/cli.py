@@ -396,7 +396,9 @@ def stress(
             if m not in STRESS_MODES:
                 raise PmarginError(f"--model must be one of {list(STRESS_MODES)}, was {m!r}")
         params = load_cascade_params().model_copy(update={"loss_mode": loss_mode})
-        results = run_stress(accounts, shock, modes, seed=seed, params=params)
+        from pmargin.demo import demo_market
+
+        results = run_stress(accounts, shock, modes, demo_market()[0], seed=seed, params=params)
     except PmarginError as exc:
         _fail(exc)
         return

@@ -20,9 +20,8 @@ from pmargin.errors import InvalidInput
 from pmargin.instruments import Instrument, InstrumentKind
 from pmargin.market import MarketSnapshot
 from pmargin.models.valuation import KIND_OPTION, build_table
-from pmargin.portfolio import Portfolio, Position
 
-__all__ = ["Archetypes", "book_portfolio", "chain_universe", "generate_book"]
+__all__ = ["Archetypes", "chain_universe", "generate_book"]
 
 
 @dataclass(frozen=True)
@@ -218,18 +217,3 @@ def chain_universe(market: MarketSnapshot, underlying: str = "BTC",
             futs.append(inst)
     perp = parse_instrument(f"{underlying}_USDC-PERPETUAL" if linear else f"{underlying}-PERPETUAL")
     return [*opts, *futs, *([perp] if market.is_listed(perp) else [])]
-
-
-def book_portfolio(book: Book, row: int) -> Portfolio:
-    """Rebuild the :class:`Portfolio` of one book row (for the per-account reference)."""
-    pos = book.positions[row]
-    ent = book.entry_notional[row]
-    ent_map = dict(zip(ent.indices, ent.data, strict=True))
-    positions = []
-    for j, q in zip(pos.indices, pos.data, strict=True):
-        e = ent_map.get(j, np.nan)
-        avg = None if np.isnan(e) or q == 0 else float(e / q)
-        positions.append(Position(book.instruments[j], float(q), avg))
-    coll = {c: float(book.collateral[row, k]) for k, c in enumerate(book.collateral_currencies)
-            if book.collateral[row, k] != 0}
-    return Portfolio(book.margin_currency, tuple(positions), coll, (), book.account_ids[row])

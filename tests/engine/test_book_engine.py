@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from pmargin.book import Book
 from pmargin.engine.book_engine import BookEngine
 from pmargin.models import list_models, load_model
-from pmargin.synthetic import Archetypes, book_portfolio, chain_universe, generate_book
+from pmargin.synthetic import Archetypes, chain_universe, generate_book
 from tests.factories import expiry_code, make_market
 
 MARKET = make_market()
@@ -40,7 +40,7 @@ def test_book_equals_each_account_alone(preset):
     book = random_book(1)
     res = model.compute(book, MARKET)
     for r in range(book.n_accounts):
-        one = model.margin(book_portfolio(book, r), MARKET)
+        one = model.margin(book.portfolio(r), MARKET)
         assert rel_diff(res.initial_margin[r], one.initial_margin) <= 1e-9
         assert rel_diff(res.maintenance_margin[r], one.maintenance_margin) <= 1e-9
         assert rel_diff(res.equity[r], one.equity) <= 1e-9

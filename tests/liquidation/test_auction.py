@@ -1,29 +1,20 @@
-"""Derive Dutch auction: schedule, insolvent phase, simulation cash flows, takeover."""
+"""Derive Dutch auction: simulation of the solvent and insolvent phases and their cash flows."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from importlib import resources
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from pmargin.errors import InvalidInput, LiquidationError, ParamsError
+from pmargin.errors import InvalidInput, LiquidationError
 from pmargin.liquidation import (
     AuctionLot,
     AuctionPhase,
     Bidder,
     InsuranceFund,
     Ledger,
-    buffer_margin,
-    discount_at,
-    discount_curve,
-    insolvent_bid_price,
     load_auction_params,
-    max_liquidation_fraction,
     run_auction,
-    takeover,
 )
 
 D = Decimal
@@ -31,88 +22,6 @@ MIN = 60
 HOUR = 3600
 ACC = "account:1:USDC"
 LIQ1, LIQ2 = "liquidator:1:USDC", "liquidator:2:USDC"
-
-
-# ----------------------------------------------------------------------------- schedule
-@pytest.mark.parametrize(
-    ("t", "expected"),
-    [
-        (0, D("0.95")),
-        (15 * MIN, D("0.70")),
-        (15 * MIN + 6 * HOUR, D("0.35")),  # half-way through the slow phase: 0.70 / 2
-        (12 * HOUR + 15 * MIN, D(0)),
-        (13 * HOUR, D(0)),
-        (450, D("0.825")),  # half-way through the fast phase: (0.95 + 0.70) / 2
-        (D("7.5") * MIN, D("0.825")),
-        (900.0, D("0.70")),
-    ],
-)
-def test_discount_at_key_times(t: int | Decimal | float, expected: Decimal) -> None:
-    assert discount_at(t) == expected
-
-
-def test_discount_curve_matches_scalar_schedule() -> None:
-    times = np.array([0, 100, 450, 899, 900, 901, 10_000, 22_500, 44_099, 44_100, 50_000.0])
-    expected = [float(discount_at(float(t))) for t in times]
-    np.testing.assert_allclose(discount_curve(times), expected, rtol=0, atol=1e-15)
-    with pytest.raises(InvalidInput):
-        discount_curve([-1.0])
-    with pytest.raises(InvalidInput):
-        discount_at(-1)
-
-
-@pytest.mark.parametrize("target", ["0.95", "0.9", "0.7", "0.35", "0.0001"])
-def test_solvent_time_of_inverts_the_schedule(target: str) -> None:
-    params = load_auction_params()
-    t = params.solvent_time_of(D(target))
-    assert t is not None
-    assert abs(params.discount_at(t) - D(target)) < D("1E-20")
-    assert params.solvent_time_of(D(1)) == 0
-    assert params.solvent_time_of(D(0)) is None
-
-
-def test_params_document_their_source_and_assumptions() -> None:
-    params = load_auction_params()
-    assert "DutchAuction.sol" in params.source
-    assert params.assumptions
-    assert params.liquidator_fee_rate == D("0.10")
-    assert params.buffer_margin_fraction == D("0.15")
-    assert params.insolvent.length_seconds == 60 * MIN
-
-
-def test_invalid_params_files(tmp_path: Path) -> None:
-    shipped = resources.files("pmargin.liquidation").joinpath("auction.toml").read_text()
-    bad = tmp_path / "fee.toml"
-    bad.write_text(shipped.replace("\nliquidator_fee_rate = 0.10", "\nliquidator_fee_rate = 0.2"))
-    with pytest.raises(ParamsError, match="cap"):
-        load_auction_params(bad)
-    bad.write_text(shipped.replace("fast_cutoff_fraction = 0.70", "fast_cutoff_fraction = 0.99"))
-    with pytest.raises(ParamsError, match="fast_cutoff_fraction"):
-        load_auction_params(bad)
-
-
-# ----------------------------------------------------------------------------- insolvent price
-def test_insolvent_price_runs_from_zero_to_minus_mm() -> None:
-    # MtM = 0, MM = 20: 0 at the start, -10 half-way (30 min), -20 at 60 min and after
-    prices = [
-        insolvent_bid_price(t, mark_to_market=D(0), maintenance_margin=D(20))
-        for t in (0, 30 * MIN, 60 * MIN, 2 * HOUR)
-    ]
-    assert prices == [D(0), D(-10), D(-20), D(-20)]
-
-
-def test_insolvent_price_starts_at_the_bankruptcy_amount() -> None:
-    # MtM = -50, MM = 20: the fund pays 50 at once, then up to 50 + 20 = 70
-    assert insolvent_bid_price(0, mark_to_market=D(-50), maintenance_margin=D(20)) == D(-50)
-    assert insolvent_bid_price(HOUR, mark_to_market=D(-50), maintenance_margin=D(20)) == D(-70)
-
-
-def test_buffer_margin_and_max_fraction() -> None:
-    # MtM 180, MM 200: B = 180 - 1.15 x 200 = -50; at d = 1, f = 50 / (50 + 180) = 50/230
-    assert buffer_margin(D(180), D(200)) == D(-50)
-    assert max_liquidation_fraction(D(180), D(-50), D(1)) == D(50) / D(230)
-    assert max_liquidation_fraction(D(180), D(1), D(1)) == 0
-    assert max_liquidation_fraction(D(180), D(-50), D(0)) == 1
 
 
 # ----------------------------------------------------------------------------- simulation
@@ -274,48 +183,85 @@ def test_auction_refuses_healthy_accounts_and_bad_bidders() -> None:
         AuctionLot(ACC, "USDC", positions_value=D(1), maintenance_margin=D(-1))
 
 
-# ----------------------------------------------------------------------------- takeover
-def test_takeover_of_a_long_portfolio() -> None:
-    # Value 1000: the liquidator pays 1000 - 2% x 1000 = 980; penalty 0.75% x 1000 = 7.5 to the fund
-    ledger, fund = _setup(D(-900), D(0))
-    result = takeover(
-        ledger,
-        account=ACC,
-        liquidator=LIQ1,
-        positions_value=D(1000),
-        currency="USDC",
-        fund=fund,
-        ref="to-1",
+def test_multi_bid_sequence_in_a_moving_market() -> None:
+    # Hand calculation (fee switched off). Cash 680, positions worth -500, MM 200; at t = 300 s
+    # the market moves: the whole original portfolio is then worth -560 with MM 220.
+    # Every bid is sized and priced on the current state, with the reserved cash R (what
+    # earlier bidders paid in) excluded from the slice sold: price d (M - R),
+    # f_max = B / (B - d M - R (1 - d)), B = M - 1.15 x MM.
+    params = load_auction_params().model_copy(update={"liquidator_fee_rate": D(0)})
+    ledger, fund = _setup(D(680), D(0))
+    lot = AuctionLot(
+        ACC, "USDC", positions_value=D(-500), maintenance_margin=D(200),
+        mark_path=((D(300), D(-560), D(220)),),
     )
-    assert (result.price, result.discount_amount, result.penalty) == (D(980), D(20), D("7.5"))
-    assert ledger.balance(ACC, "USDC") == D(-900) + D(980) - D("7.5")
-    assert fund.balance == D("7.5")
+    bidders = [
+        Bidder(LIQ1, max_fraction=D("0.2"), reservation_discount=D("0.9")),  # t = 180 s
+        Bidder(LIQ2, max_fraction=D("0.25"), reservation_discount=D("0.8")),  # t = 540 s
+        Bidder("liquidator:3:USDC", max_fraction=D(1), reservation_discount=D("0.75")),  # 720 s
+    ]
+    for b in bidders:
+        ledger.opening(b.account, "USDC", D(1000))
+    result = run_auction(ledger, lot, bidders, fund=fund, params=params)
+    f1, f2, f3 = result.fills
+    # Bid 1 (t = 180, d = 0.9, old marks): M = 180, B = 180 - 230 = -50, R = 0,
+    # f_max = 50 / (50 + 162) = 0.2358 > 0.2: takes 0.2, pays 0.2 x 0.9 x 180 = 32.4 and
+    # receives 0.2 x 680 = 136 of cash. Cash 680 - 136 + 32.4 = 576.4, R = 32.4, 0.8 left.
+    assert (f1.t_seconds, f1.discount, f1.fraction) == (D(180), D("0.9"), D("0.2"))
+    assert (f1.paid_by_bidder, f1.cash_share) == (D("32.4"), D(136))
+    # Bid 2 (t = 540, d = 0.8, new marks): M = 576.4 - 0.8 x 560 = 128.4,
+    # MM = 0.8 x 220 = 176, B = 128.4 - 202.4 = -74,
+    # f_max = 74 / (74 + 0.8 x 128.4 + 0.2 x 32.4) = 74 / 183.2 = 0.404 > 0.25: takes 0.25 of
+    # the current portfolio (0.2 of the original), pays 0.25 x 0.8 x (128.4 - 32.4) = 19.2 and
+    # receives 0.25 x (576.4 - 32.4) = 136 of the non-reserved cash.
+    # Cash 576.4 - 136 + 19.2 = 459.6, R = 51.6, 0.6 left.
+    assert (f2.t_seconds, f2.discount, f2.fraction) == (D(540), D("0.8"), D("0.2"))
+    assert (f2.paid_by_bidder, f2.cash_share) == (D("19.2"), D(136))
+    assert f2.lot_price == D("76.8")
+    # Bid 3 (t = 720, d = 0.75): M = 459.6 - 0.6 x 560 = 123.6, MM = 132,
+    # B = 123.6 - 151.8 = -28.2, f_max = 28.2 / (28.2 + 92.7 + 0.25 x 51.6) = 28.2 / 133.8:
+    # the backstop asks for everything and is capped there; it pays f x 0.75 x 72 = f x 54 and
+    # receives f x (459.6 - 51.6) = f x 408.
+    f_max = (D("28.2") / D("133.8")).quantize(D("1e-18"), rounding="ROUND_DOWN")
+    assert f3.t_seconds == D(720)
+    assert f3.fraction == f_max * D("0.6")
+    assert f3.paid_by_bidder == (f_max * 54).quantize(D("1e-8"))
+    assert f3.cash_share == (f_max * 408).quantize(D("1e-8"))
+    assert result.terminated
+    assert not result.insolvent
+    # afterwards the buffer margin is back at zero (up to the rounding quanta)
+    rho = 1 - f1.fraction - f2.fraction - f3.fraction
+    assert result.remaining_fraction == rho
+    cash = ledger.balance(ACC, "USDC")
+    assert cash == D("459.6") - f3.cash_share + f3.paid_by_bidder
+    assert abs(cash + rho * D(-560) - D("1.15") * rho * D(220)) < D("1e-7")
     assert ledger.conservation_error("USDC") == 0
 
 
-def test_takeover_of_half_a_short_portfolio_without_fund() -> None:
-    # Half of a -1000 short: value -500; the liquidator is paid 500 + 2% x 500 = 510;
-    # the penalty 0.75% x 500 = 3.75 goes to fees:USDC
-    ledger, _ = _setup(D(1000), D(0))
-    result = takeover(
-        ledger,
-        account=ACC,
-        liquidator=LIQ1,
-        positions_value=D(-1000),
-        currency="USDC",
-        fraction=D("0.5"),
+def test_solvent_auction_stops_when_the_market_wipes_the_account_out() -> None:
+    # Cash 680, positions -500, MM 200; bidder 1 takes 20 % at t = 180 (as above: cash 576.4,
+    # R = 32.4). At t = 300 the positions are worth -800: M = 576.4 - 640 < 0, so the solvent
+    # auction stops at bidder 2's turn and the rest goes to the insolvent auction (from t = 540).
+    params = load_auction_params().model_copy(update={"liquidator_fee_rate": D(0)})
+    ledger, fund = _setup(D(680), D(1000))
+    lot = AuctionLot(
+        ACC, "USDC", positions_value=D(-500), maintenance_margin=D(200),
+        mark_path=((D(300), D(-800), D(300)),),
     )
-    assert (result.positions_value, result.price, result.penalty) == (D(-500), D(-510), D("3.75"))
-    assert ledger.balance(LIQ1, "USDC") == D(510)
-    assert ledger.balance("fees:USDC", "USDC") == D("3.75")
-    with pytest.raises(InvalidInput):
-        takeover(
-            ledger,
-            account=ACC,
-            liquidator=LIQ1,
-            positions_value=D(1),
-            currency="USDC",
-            fraction=D("1.5"),
-        )
-    with pytest.raises(InvalidInput):
-        takeover(ledger, account=ACC, liquidator=ACC, positions_value=D(1), currency="USDC")
+    bidders = [
+        Bidder(LIQ1, max_fraction=D("0.2"), reservation_discount=D("0.9")),
+        Bidder(LIQ2, max_fraction=D(1), reservation_discount=D("0.8"), reservation_progress=D(0)),
+    ]
+    for b in bidders:
+        ledger.opening(b.account, "USDC", D(1000))
+    result = run_auction(ledger, lot, bidders, fund=fund, params=params)
+    f1, f2 = result.fills
+    assert f1.phase is AuctionPhase.SOLVENT
+    assert f2.phase is AuctionPhase.INSOLVENT
+    assert result.insolvent
+    assert result.terminated
+    # insolvent lot: cash 576.4, 0.8 x -800 = -640: M = -63.6; at progress 0 the fund pays
+    # the bankruptcy amount 63.6 to take it all
+    assert f2.t_seconds == D(540)
+    assert f2.paid_to_bidder == D("63.6")
+    assert ledger.conservation_error("USDC") == 0

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pmargin.liquidation.auction import load_auction_params
+from pmargin.liquidation.auction_params import load_auction_params
 from pmargin.liquidation.execution import auction_account, takeover_account
 from pmargin.models import load_model
 from pmargin.portfolio import Portfolio, Position

@@ -66,7 +66,7 @@ def test_cost_grows_with_size() -> None:
 
 def test_invalid_inputs() -> None:
     with pytest.raises(MarketDataError):
-        closing_cost(1.0, 0.0, kind="option")
+        closing_cost(1.0, np.inf, kind="option")
     with pytest.raises(InvalidInput, match="finite"):
         closing_cost(np.nan, 1.0, kind="option")
     with pytest.raises(InvalidInput, match="one of"):
@@ -88,3 +88,16 @@ def test_non_finite_inputs_name_the_first_bad_index():
     assert err.value.field == "mark_price[1]"
     with pytest.raises(InvalidInput, match="bid"):
         closing_cost(1.0, 100.0, "x", 101.0, kind="future")
+
+
+def test_worthless_option_is_closed_at_the_spread_floor() -> None:
+    # A far out-of-the-money option marked at 0 (after a crash): a long is sold at 0 (no
+    # cost), a short is bought back at the half-spread floor max(fraction x 0, USD floor).
+    params = load_liquidity_params()
+    floor = params.kinds[InstrumentKind.OPTION].min_half_spread_usd
+    out = closing_cost(np.array([3.0, -3.0]), np.array([0.0, 0.0]), None, None,
+                       kind="option", params=params)
+    assert list(out.execution_price) == [0.0, floor]  # impact is 0: the notional is 0
+    assert list(out.cost_usd) == [0.0, 3.0 * floor]
+    with pytest.raises(MarketDataError):
+        closing_cost(1.0, -1.0, None, None, kind="option")

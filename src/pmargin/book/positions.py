@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from pmargin._typing import FloatArray, IntArray
 from pmargin.errors import BookError
 from pmargin.instruments import Instrument, InstrumentKind
-from pmargin.portfolio import Portfolio
+from pmargin.portfolio import Portfolio, Position
 
 __all__ = ["Book", "OrderTable"]
 
@@ -105,6 +105,32 @@ class Book:
     def n_instruments(self) -> int:
         """Number of instrument columns."""
         return len(self.instruments)
+
+    def portfolio(self, row: int) -> Portfolio:
+        """Return the :class:`Portfolio` of one account row.
+
+        Parameters
+        ----------
+        row : int
+            Account row.
+
+        Returns
+        -------
+        Portfolio
+            Its positions (average price = entry notional / quantity, None when unknown) and
+            non-zero collateral balances; no orders.
+        """
+        pos = self.positions[row]
+        ent = self.entry_notional[row]
+        ent_map = dict(zip(ent.indices, ent.data, strict=True))
+        positions = []
+        for j, q in zip(pos.indices, pos.data, strict=True):
+            e = ent_map.get(j, np.nan)
+            avg = None if np.isnan(e) or q == 0 else float(e / q)
+            positions.append(Position(self.instruments[j], float(q), avg))
+        coll = {c: float(self.collateral[row, k])
+                for k, c in enumerate(self.collateral_currencies) if self.collateral[row, k] != 0}
+        return Portfolio(self.margin_currency, tuple(positions), coll, (), self.account_ids[row])
 
     def instrument_index(self) -> dict[str, int]:
         """Return column index by instrument name."""

@@ -4,14 +4,19 @@ Currently implemented
 ---------------------
 * :mod:`~pmargin.liquidation.ledger`: double-entry Decimal ledger with exact conservation.
 * :mod:`~pmargin.liquidation.insurance_fund`: penalties in, bankruptcy cover out, history.
-* :mod:`~pmargin.liquidation.adl`: BitMEX ADL ranking and deleveraging; pro-rata socialised loss.
-* :mod:`~pmargin.liquidation.auction`: Derive Dutch auction (solvent and insolvent phases) and
-  liquidator takeover.
+* :mod:`~pmargin.liquidation.adl`: BitMEX ADL ranking (positions and whole accounts),
+  deleveraging at the bankruptcy price, cash ADL; pro-rata socialised loss.
+* :mod:`~pmargin.liquidation.auction_params`, :mod:`~pmargin.liquidation.auction_schedule`,
+  :mod:`~pmargin.liquidation.auction`: Derive Dutch auction (parameters, price schedule and
+  sizing, simulation of the solvent and insolvent phases).
+* :mod:`~pmargin.liquidation.takeover`: liquidator takeover at a discount to mark.
 * :mod:`~pmargin.liquidation.liquidity`: closing cost from spread and linear impact.
 * :mod:`~pmargin.liquidation.health`: healthy / margin call / liquidation / bankrupt.
 
-The partial-liquidation planner and the cascade simulation, which need a margin model, are not
-part of this package yet (see ``docs/liquidation.md``).
+Modules that need a margin model are imported explicitly (not re-exported here):
+:mod:`~pmargin.liquidation.planner` (vectorised surgical liquidation of a whole book),
+:mod:`~pmargin.liquidation.cascade` and :mod:`~pmargin.liquidation.stress` (price-impact
+cascades), :mod:`~pmargin.liquidation.execution` (takeover or auction of one account).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from pmargin.liquidation.adl import (
     ADLRanking,
     ADLResult,
     SocialisedLoss,
+    adl_cash_shares,
     adl_scores,
     auto_deleverage,
     effective_leverage,
     pnl_fraction,
+    rank_accounts,
     rank_adl,
     socialise_loss,
     socialised_loss_shares,
@@ -32,22 +39,25 @@ from pmargin.liquidation.adl import (
 from pmargin.liquidation.auction import (
     AuctionFill,
     AuctionLot,
-    AuctionParams,
     AuctionPhase,
     AuctionResult,
     Bidder,
+    run_auction,
+)
+from pmargin.liquidation.auction_params import (
+    AuctionParams,
     InsolventAuctionParams,
     SolventAuctionParams,
     TakeoverParams,
-    TakeoverResult,
+    load_auction_params,
+)
+from pmargin.liquidation.auction_schedule import (
     buffer_margin,
     discount_at,
     discount_curve,
     insolvent_bid_price,
-    load_auction_params,
     max_liquidation_fraction,
-    run_auction,
-    takeover,
+    solvent_bid_price,
 )
 from pmargin.liquidation.health import HealthState, classify, classify_one
 from pmargin.liquidation.insurance_fund import Coverage, FundEvent, FundEventKind, InsuranceFund
@@ -74,6 +84,7 @@ from pmargin.liquidation.liquidity import (
     closing_cost,
     load_liquidity_params,
 )
+from pmargin.liquidation.takeover import TakeoverResult, takeover
 
 __all__ = [
     "EXTERNAL_DEPOSITS",
@@ -103,6 +114,7 @@ __all__ = [
     "TakeoverResult",
     "Transfer",
     "account_id",
+    "adl_cash_shares",
     "adl_scores",
     "allocate_pro_rata",
     "as_decimal",
@@ -125,10 +137,12 @@ __all__ = [
     "load_liquidity_params",
     "max_liquidation_fraction",
     "pnl_fraction",
+    "rank_accounts",
     "rank_adl",
     "run_auction",
     "socialise_loss",
     "socialised_account",
     "socialised_loss_shares",
+    "solvent_bid_price",
     "takeover",
 ]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import ROUND_DOWN, Decimal, localcontext
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -51,10 +51,12 @@ __all__ = [
     "ADLRanking",
     "ADLResult",
     "SocialisedLoss",
+    "adl_cash_shares",
     "adl_scores",
     "auto_deleverage",
     "effective_leverage",
     "pnl_fraction",
+    "rank_accounts",
     "rank_adl",
     "socialise_loss",
     "socialised_loss_shares",
@@ -147,8 +149,11 @@ def adl_scores(mark_value: ArrayLike, entry_value: ArrayLike, equity: ArrayLike)
 
     with :math:`\text{PnL\%} = (MV - EV) / |EV|` and :math:`L = |MV| / (MV - BV)`.
     """
-    pnl = pnl_fraction(mark_value, entry_value)
-    lev = effective_leverage(mark_value, equity)
+    return _combine(pnl_fraction(mark_value, entry_value), effective_leverage(mark_value, equity))
+
+
+def _combine(pnl: FloatArray, lev: FloatArray) -> FloatArray:
+    # BitMEX: PnL% x L for winners, PnL% / L for losers; NaN where either is unknown
     with np.errstate(divide="ignore", invalid="ignore"):
         score = np.where(pnl > 0, pnl * lev, np.where(pnl < 0, pnl / lev, 0.0))
     score = np.where(np.isnan(pnl) | np.isnan(lev), np.nan, score)
@@ -210,6 +215,26 @@ class ADLRanking:
         order = np.argsort(-self.scores[idx], kind="stable")
         return np.asarray(idx[order], dtype=np.int64)
 
+    def order(self, *, profitable_only: bool = True) -> IntArray:
+        """Return every rankable candidate, both sides together, highest score first.
+
+        Parameters
+        ----------
+        profitable_only : bool
+            Keep only candidates with positive PnL%.
+
+        Returns
+        -------
+        ndarray of shape (k,)
+            Indices, highest score first; equal scores keep input order.
+        """
+        eligible = ~np.isnan(self.scores)
+        if profitable_only:
+            eligible &= self.pnl > 0
+        idx = np.flatnonzero(eligible)
+        order = np.argsort(-self.scores[idx], kind="stable")
+        return np.asarray(idx[order], dtype=np.int64)
+
 
 def rank_adl(
     quantity: ArrayLike, mark_value: ArrayLike, entry_value: ArrayLike, equity: ArrayLike
@@ -255,6 +280,96 @@ def rank_adl(
         leverage=effective_leverage(arrays["mark_value"], arrays["equity"]),
         side=side,
     )
+
+
+def rank_accounts(
+    quantity: ArrayLike, equity: ArrayLike, start_equity: ArrayLike, gross_value: ArrayLike
+) -> ADLRanking:
+    r"""Rank whole accounts for ADL: BitMEX's ranking applied to portfolios.
+
+    Parameters
+    ----------
+    quantity : array_like of shape (n,)
+        Signed position of each account in the instrument being deleveraged (its sign is the
+        queue); zeros where only the account ranking is wanted.
+    equity : array_like of shape (n,)
+        Account equity now (``MarkValue - BankruptValue`` of the portfolio).
+    start_equity : array_like of shape (n,)
+        Equity at the start of the period (the "entry value" of the portfolio).
+    gross_value : array_like of shape (n,)
+        Gross position value (sum of absolute notionals, same unit as equity).
+
+    Returns
+    -------
+    ADLRanking
+        ``PnL% = (E - E0) / |E0|`` (:func:`pnl_fraction`), ``L = gross / E``
+        (:func:`effective_leverage`) and the BitMEX score of each account.
+
+    Raises
+    ------
+    InvalidInput
+        If the arrays are not one-dimensional of the same length.
+    """
+    q = _float_array(quantity, "quantity")
+    arrays = {
+        "equity": _float_array(equity, "equity"),
+        "start_equity": _float_array(start_equity, "start_equity"),
+        "gross_value": _float_array(gross_value, "gross_value"),
+    }
+    if q.ndim != 1:
+        raise InvalidInput("quantity", q.shape, "must be one-dimensional")
+    for name, arr in arrays.items():
+        if arr.shape != q.shape:
+            raise InvalidInput(name, arr.shape, f"must have the shape of quantity {q.shape}")
+    pnl = pnl_fraction(arrays["equity"], arrays["start_equity"])
+    lev = effective_leverage(arrays["gross_value"], arrays["equity"])
+    return ADLRanking(
+        scores=_combine(pnl, lev),
+        pnl=pnl,
+        leverage=lev,
+        side=np.sign(np.nan_to_num(q)).astype(np.int64),
+    )
+
+
+def adl_cash_shares(
+    loss: Decimal, caps: Sequence[Decimal], order: ArrayLike
+) -> tuple[dict[int, Decimal], Decimal]:
+    """Take a loss from accounts in ADL order, each at most its cap (its profit).
+
+    Parameters
+    ----------
+    loss : Decimal
+        Non-negative loss to collect.
+    caps : sequence of Decimal of length n
+        Most each account gives (its profit; non-positive caps give nothing).
+    order : array_like of int
+        Account indices in deleveraging order (e.g. :meth:`ADLRanking.order`).
+
+    Returns
+    -------
+    shares : dict of int to Decimal
+        Amount taken from each account that gives something (index into ``caps``).
+    unallocated : Decimal
+        What the accounts could not cover.
+
+    Raises
+    ------
+    InvalidInput
+        If ``loss`` is negative or not a Decimal.
+    """
+    as_decimal(loss, "loss")
+    if loss < 0:
+        raise InvalidInput("loss", loss, "must be non-negative")
+    shares: dict[int, Decimal] = {}
+    rest = loss
+    for j in np.asarray(order, dtype=np.int64).tolist():
+        if rest <= 0:
+            break
+        amount = min(as_decimal(caps[j], f"caps[{j}]"), rest)
+        if amount > 0:
+            shares[j] = amount
+            rest -= amount
+    return shares, rest
 
 
 # ----------------------------------------------------------------------------- deleveraging
@@ -330,6 +445,8 @@ def auto_deleverage(
     contract_size: Decimal = Decimal(1),
     settled_price: Decimal = Decimal(0),
     profitable_only: bool = True,
+    ranking: ADLRanking | None = None,
+    max_cash: Sequence[Decimal] | None = None,
     ref: str = "",
 ) -> ADLResult:
     """Close a bankrupt position against opposite-side candidates in ADL order.
@@ -360,6 +477,14 @@ def auto_deleverage(
         futures and perpetuals (only ``price - settled_price`` changes hands).
     profitable_only : bool
         Walk only candidates with positive PnL% (default), else every rankable candidate.
+    ranking : ADLRanking, optional
+        A ranking to walk instead of the one from ``mark_value``, ``entry_value`` and
+        ``equity`` (e.g. :func:`rank_accounts` for whole portfolios; its ``side`` must be the
+        candidates' sides).
+    max_cash : sequence of Decimal of length n, optional
+        Most each candidate may pay (its profit): a candidate closes at most
+        ``max_cash / |P_b - P_s| c`` units, and what it pays is rounded down so it never
+        exceeds the cap; the rest of the quantity goes to the next candidates.
     ref : str
         Reference stamped on the postings.
 
@@ -397,9 +522,18 @@ def auto_deleverage(
     if bankrupt_account in accounts:
         raise InvalidInput("accounts", bankrupt_account, "must not include the bankrupt account")
     pos = [as_decimal(p, f"positions[{i}]") for i, p in enumerate(positions)]
-    ranking = rank_adl([float(p) for p in pos], mark_value, entry_value, equity)
+    if ranking is None:
+        ranking = rank_adl([float(p) for p in pos], mark_value, entry_value, equity)
+    elif ranking.scores.shape != (n,):
+        raise InvalidInput("ranking", ranking.scores.shape, f"must rank the {n} candidates")
+    caps = None
+    if max_cash is not None:
+        if len(max_cash) != n:
+            raise InvalidInput("max_cash", len(max_cash), f"must have one entry per account ({n})")
+        caps = [as_decimal(c, f"max_cash[{i}]") for i, c in enumerate(max_cash)]
     bankrupt_side = 1 if quantity > 0 else -1
     queue = ranking.queue(-bankrupt_side, profitable_only=profitable_only)
+    unit_cash = abs(bankruptcy_price - settled_price) * contract_size
 
     remaining = abs(quantity)
     fills: list[ADLFill] = []
@@ -409,14 +543,23 @@ def auto_deleverage(
             if remaining == 0:
                 break
             take = min(remaining, abs(pos[i]))
-            if take == 0:
+            if caps is not None and unit_cash > 0:
+                take = min(take, max(caps[i], Decimal(0)) / unit_cash)
+            if take <= 0:
                 continue
             remaining -= take
             # the candidate trades against its position: a short buys (+take), a long sells
             traded = take if pos[i] < 0 else -take
-            value = ledger.quantize(
-                take * (bankruptcy_price - settled_price) * contract_size, currency
-            )
+            if caps is None:
+                value = ledger.quantize(
+                    take * (bankruptcy_price - settled_price) * contract_size, currency
+                )
+            else:  # rounded towards zero: a capped candidate never pays more than its cap
+                value = ledger.quantize(
+                    take * (bankruptcy_price - settled_price) * contract_size,
+                    currency,
+                    ROUND_DOWN,
+                )
             buyer, seller = (
                 (accounts[i], bankrupt_account) if traded > 0 else (bankrupt_account, accounts[i])
             )

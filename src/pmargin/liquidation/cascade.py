@@ -1,12 +1,15 @@
 """Liquidation cascade: shock a book, liquidate, let liquidations move the price, repeat.
 
-Each round margins every account at the current price, plans a surgical liquidation for every
-account below maintenance margin (:mod:`pmargin.liquidation.planner`), executes it (penalties to
+The book is a :class:`~pmargin.book.Book`. Each round margins every account at the current price
+in one book computation, plans the liquidation of *every* account below maintenance margin in
+one vectorised pass (:func:`pmargin.liquidation.planner.plan_book`), executes it (penalties to
 the insurance fund, execution costs to the market), covers bankruptcies from the fund and then
-by auto-deleveraging or socialised loss, and moves the index by
-``-impact_k * net liquidated delta notional / depth`` per cent. It stops when no account is in
-liquidation. Every cash flow is a double-entry :class:`~pmargin.liquidation.ledger.Ledger`
-transfer in Decimal; the ledger balance of every account equals its model equity after each round.
+by auto-deleveraging (:mod:`pmargin.liquidation.adl`: the bankrupt account's largest position
+closed against profitable opposite holders at the bankruptcy price, then cash in ADL order) or
+socialised loss, and moves the index by ``-impact_k * net liquidated delta notional / depth``
+per cent. It stops when no account is in liquidation. Every cash flow is a double-entry
+:class:`~pmargin.liquidation.ledger.Ledger` transfer in Decimal; the ledger balance of every
+account equals its model equity after each round.
 """
 
 from __future__ import annotations
@@ -18,20 +21,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 
+from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
-from pmargin.instruments import parse_instrument
 from pmargin.liquidation._params import FrozenParams, load_params_file
-from pmargin.liquidation.adl import socialised_loss_shares
+from pmargin.liquidation.adl import (
+    adl_cash_shares,
+    auto_deleverage,
+    rank_accounts,
+    socialised_loss_shares,
+)
 from pmargin.liquidation.insurance_fund import InsuranceFund
 from pmargin.liquidation.ledger import Ledger
-from pmargin.liquidation.planner import PlannerParams, load_planner_params, plan_liquidation
+from pmargin.liquidation.planner import PlannerParams, load_planner_params, plan_book
 from pmargin.market import MarketSnapshot
 from pmargin.models.base import MarginModel
-from pmargin.portfolio import Portfolio, Position
+from pmargin.portfolio import Portfolio
 
-__all__ = ["CascadeParams", "CascadeResult", "RoundStats", "load_cascade_params", "run_cascade",
-           "split_isolated"]
+__all__ = ["CascadeParams", "CascadeResult", "RoundStats", "load_cascade_params", "run_cascade"]
 
 MARKET_ACCOUNT = "external:market"
 
@@ -40,8 +48,8 @@ class CascadeParams(FrozenParams):
     """Parameters of the cascade (``cascade.toml``)."""
 
     schema_version: int = 1
-    name: str
-    source: str
+    name: str = "default"
+    source: str = ""
     assumptions: tuple[str, ...] = ()
     impact_k: float
     depth_usd_per_pct: float
@@ -49,6 +57,8 @@ class CascadeParams(FrozenParams):
     insurance_fund_usd: float
     loss_mode: Literal["adl", "socialise"]
     max_positions_per_step: int
+    max_round_move: float
+    """Largest index move one round of liquidations can cause (fraction of the price)."""
 
 
 def load_cascade_params(path: str | Path | None = None) -> CascadeParams:
@@ -91,6 +101,8 @@ class CascadeResult:
     ledger_equity_max_error: float = 0.0
     stuck_accounts: set[str] = field(default_factory=set)
     final_move: float = 0.0
+    final_book: Book | None = None
+    """The accounts at the end of the cascade."""
 
     def total(self, key: str) -> float:
         """Sum of a per-round figure over rounds."""
@@ -120,36 +132,95 @@ class CascadeResult:
         }
 
 
-def split_isolated(portfolios: Sequence[Portfolio], market: MarketSnapshot,
-                   model: MarginModel) -> list[Portfolio]:
-    """Split each account into one sub-account per position (isolated margin).
-
-    Each position's sub-account receives the account's collateral in proportion to that
-    position's initial margin at ``market`` (all collateral is allocated; none is shared).
-    """
-    out: list[Portfolio] = []
-    for pf in portfolios:
-        if len(pf.positions) <= 1:
-            out.append(pf)
-            continue
-        res = model.margin(pf, market)
-        im = res.by_position["initial_margin"].to_numpy()
-        w = im / im.sum() if im.sum() > 0 else np.full(im.size, 1.0 / im.size)
-        names = list(res.by_position.index)
-        for k, pos in enumerate(pf.positions):
-            share = float(w[names.index(pos.instrument.name)])
-            coll = {c: v * share for c, v in pf.collateral.items()}
-            out.append(Portfolio(pf.margin_currency, (pos,), coll, (),
-                                 f"{pf.account_id}/{k}"))
-    return out
-
-
 def _dec(ledger: Ledger, x: float, ccy: str) -> Decimal:
     return ledger.quantize(Decimal(repr(float(x))), ccy)
 
 
+def _post(ledger: Ledger, payer: str, payee: str, amount: Decimal, ccy: str, reason: str,
+          ref: str) -> None:
+    """Move a signed amount: positive from payer to payee, negative the other way."""
+    if amount > 0:
+        ledger.move(payer, payee, amount, ccy, reason, ref)
+    elif amount < 0:
+        ledger.move(payee, payer, -amount, ccy, reason, ref)
+
+
+def _with_margin_cash(book: Book) -> Book:
+    """The book with a collateral column for its margin currency (added at zero if missing)."""
+    if book.margin_currency in book.collateral_currencies:
+        return book
+    coll = np.hstack([book.collateral, np.zeros((book.n_accounts, 1))])
+    return Book(book.margin_currency, book.account_ids, book.instruments, book.positions,
+                book.entry_notional, [*book.collateral_currencies, book.margin_currency], coll,
+                book.orders)
+
+
+def _replace_rows(book: Book, rows: IntArray, sub: Book) -> Book:
+    """The book with ``rows`` replaced by the accounts of ``sub`` (columns extended if needed)."""
+    n_i = sub.n_instruments
+    pos, ent = book.positions, book.entry_notional
+    if n_i > book.n_instruments:
+        pad = sp.csr_matrix((book.n_accounts, n_i - book.n_instruments))
+        pos = sp.csr_matrix(sp.hstack([pos, pad]))
+        ent = sp.csr_matrix(sp.hstack([ent, pad]))
+    keep = np.ones(book.n_accounts, dtype=bool)
+    keep[rows] = False
+    kept = np.flatnonzero(keep)
+    order = np.concatenate([kept, rows])
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    new_pos = sp.csr_matrix(sp.vstack([pos[kept], sub.positions]))[inverse]
+    new_ent = sp.csr_matrix(sp.vstack([ent[kept], sub.entry_notional]))[inverse]
+    coll = book.collateral.copy()
+    k = [sub.collateral_currencies.index(c) for c in book.collateral_currencies]
+    coll[rows] = sub.collateral[:, k]
+    return Book(book.margin_currency, book.account_ids, sub.instruments, sp.csr_matrix(new_pos),
+                sp.csr_matrix(new_ent), book.collateral_currencies, coll, book.orders)
+
+
+def _copy(book: Book) -> Book:
+    """A copy of the book whose arrays the cascade may change in place."""
+    return Book(book.margin_currency, list(book.account_ids), list(book.instruments),
+                sp.csr_matrix(book.positions, copy=True),
+                sp.csr_matrix(book.entry_notional, copy=True), list(book.collateral_currencies),
+                book.collateral.copy(), book.orders)
+
+
+def _set_quantity(book: Book, row: int, col: int, qty: float) -> None:
+    """Set the position of ``row`` in ``col`` to ``qty`` in place (entry scaled pro rata).
+
+    The cell must be stored (the account holds the position); a zero is left explicit until
+    the caller eliminates zeros.
+    """
+    for m, scale in ((book.positions, None), (book.entry_notional, True)):
+        lo, hi = m.indptr[row], m.indptr[row + 1]
+        hit = np.flatnonzero(m.indices[lo:hi] == col)
+        if hit.size == 0:
+            continue
+        k = lo + int(hit[0])
+        if scale is None:
+            old = float(m.data[k])
+            m.data[k] = qty
+        elif old != 0.0:
+            m.data[k] = m.data[k] * qty / old
+
+
+class _LazyDecimals(Sequence[Decimal]):
+    """Decimal view of a float array, converted on access (only the accounts walked)."""
+
+    def __init__(self, ledger: Ledger, values: FloatArray, ccy: str) -> None:
+        self.ledger, self.values, self.ccy = ledger, values, ccy
+
+    def __len__(self) -> int:
+        return int(self.values.size)
+
+    def __getitem__(self, j: int) -> Decimal:  # type: ignore[override]
+        x = float(self.values[j])
+        return _dec(self.ledger, x, self.ccy) if x > 0 else Decimal(0)
+
+
 def run_cascade(
-    portfolios: Sequence[Portfolio],
+    portfolios: Sequence[Portfolio] | Book,
     market: MarketSnapshot,
     model: MarginModel,
     shock: float,
@@ -162,7 +233,7 @@ def run_cascade(
 
     Parameters
     ----------
-    portfolios : sequence of Portfolio
+    portfolios : Book or sequence of Portfolio
         Accounts of one margin currency.
     market : MarketSnapshot
         Market before the shock.
@@ -187,231 +258,270 @@ def run_cascade(
     cp = params or load_cascade_params()
     pp = (planner or load_planner_params()).model_copy(
         update={"max_positions_per_step": cp.max_positions_per_step})
-    accounts = list(portfolios)
-    if not accounts:
+    if isinstance(portfolios, Book):
+        book = portfolios
+    else:
+        if not portfolios:
+            return CascadeResult(label, model.name, shock)
+        book = Book.from_portfolios(list(portfolios))
+    if book.n_accounts == 0:
         return CascadeResult(label, model.name, shock)
-    ccy = accounts[0].margin_currency
+    book = _with_margin_cash(_copy(book))
+    ccy = book.margin_currency
+    km = book.collateral_currencies.index(ccy)
     ledger = Ledger()
     fund = InsuranceFund(ledger, ccy)
     idx0 = market.index_price(underlying)
-
-    def usd_rate(m: MarketSnapshot) -> float:
-        return m.collateral_price(ccy)
-
-    fund.deposit(_dec(ledger, cp.insurance_fund_usd / usd_rate(market), ccy))
-    start = model.compute(Book.from_portfolios(accounts), market)
-    eq0 = start.equity.copy()
-    names = [f"account:{a.account_id}" for a in accounts]
+    n = book.n_accounts
+    fund.deposit(_dec(ledger, cp.insurance_fund_usd / market.collateral_price(ccy), ccy))
+    eq0 = model.compute(book, market).equity.copy()
+    names = [f"account:{a}" for a in book.account_ids]
     for name, e in zip(names, eq0, strict=True):
         d = _dec(ledger, e, ccy)
         if d != 0:
             ledger.opening(name, ccy, d)
-    out = CascadeResult(label, model.name, shock, accounts=len(accounts))
+    out = CascadeResult(label, model.name, shock, accounts=n)
     move = shock
-    max_err = 0.0
     for rnd in range(cp.max_rounds):
+        ref = f"round {rnd}"
         mkt = market.bumped({underlying: move})
-        rate = usd_rate(mkt)
-        res = model.compute(Book.from_portfolios(accounts), mkt)
+        rate = mkt.collateral_price(ccy)
+        prep = model.prepare(book, mkt)
+        res = model.evaluate(prep, book)
         # settle the round's market P&L against the rest of the market
         for i, name in enumerate(names):
             diff = _dec(ledger, res.equity[i], ccy) - ledger.balance(name, ccy)
-            if diff > 0:
-                ledger.move(MARKET_ACCOUNT, name, diff, ccy, "market P&L", f"round {rnd}")
-            elif diff < 0:
-                ledger.move(name, MARKET_ACCOUNT, -diff, ccy, "market P&L", f"round {rnd}")
-        has_pos = np.array([any(p.quantity != 0 for p in a.positions) for a in accounts])
+            _post(ledger, MARKET_ACCOUNT, name, diff, ccy, "market P&L", ref)
+        has_pos = np.diff(book.positions.indptr) > 0
         liq = np.flatnonzero((res.equity < res.maintenance_margin) & has_pos)
-        notional = 0.0
-        penalties = 0.0
-        delta_sold = 0.0
-        bad = fund_used = adl = soc = unc = adl_pos = 0.0
-        bankrupt: list[tuple[int, float, str, float]] = []
-        executed = 0
-        stuck = 0
-        for li in liq:
-            i = int(li)
-            pf = accounts[i]
-            plan = plan_liquidation(pf, mkt, model, pp)
-            if not plan.steps or plan.final is None:
-                stuck += 1
-                out.stuck_accounts.add(pf.account_id)
-                continue
-            executed += 1
-            before_delta = res.greeks["delta"][i]
-            accounts[i] = plan.final
-            after = model.margin_figures(plan.final, mkt)
-            delta_sold += (before_delta - float(after.greeks["delta"][0])) * mkt.index_price(
-                underlying)
-            notional += plan.liquidated_notional_usd
-            pen = _dec(ledger, plan.total_penalty, ccy)
-            slip = _dec(ledger, plan.total_slippage, ccy)
-            if pen > 0:
-                fund.receive_penalty(names[i], pen, ref=f"round {rnd}")
-                penalties += float(pen) * rate
-            if slip > 0:
-                ledger.move(names[i], MARKET_ACCOUNT, slip, ccy, "liquidation execution cost",
-                            f"round {rnd}")
-            # align the ledger with the model's equity after the plan (rounding of costs)
-            after_equity = float(after.equity[0])
-            diff = _dec(ledger, after_equity, ccy) - ledger.balance(names[i], ccy)
-            if diff > 0:
-                ledger.move(MARKET_ACCOUNT, names[i], diff, ccy, "rounding", f"round {rnd}")
-            elif diff < 0:
-                ledger.move(names[i], MARKET_ACCOUNT, -diff, ccy, "rounding", f"round {rnd}")
-            if after_equity < 0:
-                name_x, trade_x = _largest_trade(plan, mkt)
-                bankrupt.append((int(i), -after_equity, name_x, trade_x))
-        for i, deficit, name_x, trade_x in bankrupt:
-            d = _dec(ledger, deficit, ccy)
-            bad += float(d) * rate
-            cov = fund.cover_bankruptcy(names[i], d, ref=f"round {rnd}")
-            fund_used += float(cov.covered) * rate
-            rest = cov.uncovered
-            if rest > 0:
-                eq_now = np.array([float(ledger.balance(n, ccy)) for n in names])
-                profit = np.maximum(eq_now - eq0, 0.0)
-                profit[i] = 0.0
-                profits = [_dec(ledger, x, ccy) if x > 0 else Decimal(0) for x in profit]
-                total = Decimal(0)
-                if cp.loss_mode == "adl":
-                    # close the bankrupt position against the opposite side, at the bankruptcy price
-                    closes = _adl_position_closes(rest, profits, eq_now, accounts, i, name_x,
-                                                  trade_x, ledger.quantum(ccy))
-                    for j, dq, amt in closes:
-                        ledger.move(names[j], names[i], amt, ccy, "adl", f"round {rnd}")
-                        accounts[j] = _reduce(accounts[j], name_x, dq)
-                        _add_cash(accounts, j, float(ledger.balance(names[j], ccy)) - float(
-                            model.margin_figures(accounts[j], mkt).equity[0]))
-                        profits[j] -= amt
-                        total += amt
-                        adl_pos += float(amt) * rate
-                    # anything the opposite side could not absorb: ADL ranking, in cash
-                    taken = _adl_allocate(rest - total, profits, eq_now, accounts)
-                else:
-                    taken, _ = socialised_loss_shares(rest, profits, ledger.quantum(ccy))
-                for j, amt in enumerate(taken):
-                    if amt > 0:
-                        ledger.move(names[j], names[i], amt, ccy, cp.loss_mode, f"round {rnd}")
-                        _add_cash(accounts, j, -float(amt))
-                        total += amt
-                if cp.loss_mode == "adl":
-                    adl += float(total) * rate
-                else:
-                    soc += float(total) * rate
-                unc += float(rest - total) * rate
-            # the bankrupt account's cash now holds what the fund and the others paid in
-            _add_cash(accounts, i, float(ledger.balance(names[i], ccy)) - float(
-                model.margin_figures(accounts[i], mkt).equity[0]))
-        impact = -cp.impact_k * delta_sold / cp.depth_usd_per_pct / 100.0
-        out.rounds.append(RoundStats(rnd, mkt.index_price(underlying), move, len(liq), stuck,
-                                     notional, penalties, bad, fund_used, adl, soc, unc, impact,
-                                     adl_pos))
-        if executed == 0:
+        stats = _Round()
+        if liq.size:
+            n_cols = book.n_instruments
+            book = _liquidate(book, liq, mkt, model, pp, res.greeks["delta"], ledger, fund,
+                              names, underlying, rate, ref, stats, out, prep)
+            if book.n_instruments != n_cols:  # a delta hedge added a perpetual column
+                prep = model.prepare(book, mkt)
+            bankrupt = [(int(i), d) for i, d in stats.bankrupt]
+            if bankrupt:
+                book = _cover_bankruptcies(book, bankrupt, mkt, model, prep, cp, ledger, fund,
+                                           names, eq0, km, rate, ref, stats)
+        impact = -cp.impact_k * stats.delta_sold / cp.depth_usd_per_pct / 100.0
+        impact = float(np.clip(impact, -cp.max_round_move, cp.max_round_move))
+        out.rounds.append(RoundStats(rnd, mkt.index_price(underlying), move, int(liq.size),
+                                     stats.stuck, stats.notional, stats.penalties, stats.bad,
+                                     stats.fund_used, stats.adl, stats.soc, stats.unc, impact,
+                                     stats.adl_pos))
+        if stats.executed == 0:
             break
         move = (1.0 + move) * (1.0 + impact) - 1.0
-    final_mkt = market.bumped({underlying: move})
-    final = model.compute(Book.from_portfolios(accounts), final_mkt)
-    for i, name in enumerate(names):
-        max_err = max(max_err, abs(float(ledger.balance(name, ccy)) - float(final.equity[i])))
+    final = model.compute(book, market.bumped({underlying: move}))
+    bal = np.array([float(ledger.balance(name, ccy)) for name in names])
     out.final_index = idx0 * (1.0 + move)
     out.final_move = move
     out.conservation_error = ledger.conservation_error(ccy)
-    out.ledger_equity_max_error = max_err
+    out.ledger_equity_max_error = float(np.max(np.abs(bal - final.equity))) if n else 0.0
+    out.final_book = book
     return out
 
 
-def _largest_trade(plan: Any, market: MarketSnapshot) -> tuple[str, float]:
-    """Instrument and signed quantity of the plan's largest liquidation trade (by notional)."""
-    best, size, qty = "", -1.0, 0.0
-    for step in plan.steps:
-        for name, dq, _ in step.trades:
-            inst = parse_instrument(name)
-            notional = abs(dq) * market.index_price(inst.underlying)
-            if notional > size:
-                best, size, qty = name, notional, dq
-    return best, qty
+@dataclass
+class _Round:
+    """Running figures of one round (USD)."""
+
+    notional: float = 0.0
+    penalties: float = 0.0
+    delta_sold: float = 0.0
+    bad: float = 0.0
+    fund_used: float = 0.0
+    adl: float = 0.0
+    soc: float = 0.0
+    unc: float = 0.0
+    adl_pos: float = 0.0
+    executed: int = 0
+    stuck: int = 0
+    bankrupt: list[tuple[int, float]] = field(default_factory=list)
+    plan_trades: dict[int, tuple[int, float]] = field(default_factory=dict)
 
 
-def _reduce(pf: Portfolio, name: str, dq: float) -> Portfolio:
-    """Portfolio with ``dq`` added to its position in ``name`` (rows of it scaled pro rata)."""
-    net = pf.net_positions().get(name, 0.0)
-    if net == 0.0:
-        return pf
-    scale = (net + dq) / net
-    rows = tuple(Position(p.instrument, p.quantity * scale, p.avg_price, p.isolated_collateral)
-                 if p.instrument.name == name else p for p in pf.positions)
-    return pf.with_positions(rows)
+def _liquidate(book: Book, liq: IntArray, mkt: MarketSnapshot, model: MarginModel,
+               pp: PlannerParams, delta_before: FloatArray, ledger: Ledger, fund: InsuranceFund,
+               names: list[str], underlying: str, rate: float, ref: str, stats: _Round,
+               out: CascadeResult, prep: Any) -> Book:
+    """Plan and execute every account in ``liq`` at once; post penalties and costs."""
+    ccy = book.margin_currency
+    bp = plan_book(book.subset(liq), mkt, model, pp, prepared=prep)
+    executed = bp.executed
+    for i in liq[~executed]:
+        out.stuck_accounts.add(book.account_ids[int(i)])
+    stats.stuck = int((~executed).sum())
+    stats.executed = int(executed.sum())
+    rows = liq[executed]
+    k_exec = np.flatnonzero(executed)
+    book = _replace_rows(book, rows, bp.book.subset(k_exec))
+    index_cols = np.array([mkt.index_price(inst.underlying) for inst in bp.book.instruments])
+    stats.delta_sold = float(np.sum(delta_before[rows] - bp.delta[k_exec])) * mkt.index_price(
+        underlying)
+    stats.notional = float(bp.notional_usd[k_exec].sum())
+    big_col, big_qty = bp.largest_trades(index_cols)
+    for i, k in zip(rows.tolist(), k_exec.tolist(), strict=True):
+        name = names[i]
+        pen = _dec(ledger, bp.penalty[k], ccy)
+        slip = _dec(ledger, bp.slippage[k], ccy)
+        if pen > 0:
+            fund.receive_penalty(name, pen, ref=ref)
+            stats.penalties += float(pen) * rate
+        if slip > 0:
+            ledger.move(name, MARKET_ACCOUNT, slip, ccy, "liquidation execution cost", ref)
+        # align the ledger with the model's equity after the plan (rounding of costs)
+        after = float(bp.equity[k])
+        diff = _dec(ledger, after, ccy) - ledger.balance(name, ccy)
+        _post(ledger, MARKET_ACCOUNT, name, diff, ccy, "rounding", ref)
+        if after < 0:
+            stats.bankrupt.append((i, -after))
+            stats.plan_trades[i] = (int(big_col[k]), float(big_qty[k]))
+    return book
 
 
-def _adl_position_closes(loss: Decimal, profits: list[Decimal], equity: np.ndarray,
-                         accounts: list[Portfolio], bankrupt: int, name: str, trade: float,
-                         quantum: Decimal) -> list[tuple[int, float, Decimal]]:
-    """BitMEX-style ADL of one position: close it against profitable opposite holders.
+def _cover_bankruptcies(book: Book, bankrupt: list[tuple[int, float]], mkt: MarketSnapshot,
+                        model: MarginModel, prep: Any, cp: CascadeParams, ledger: Ledger,
+                        fund: InsuranceFund, names: list[str], eq0: FloatArray, km: int,
+                        rate: float, ref: str, stats: _Round) -> Book:
+    """Insurance fund first, then ADL (positions, then cash in ADL order) or socialised loss."""
+    ccy = book.margin_currency
+    quantum = ledger.quantum(ccy)
+    eq_now: FloatArray | None = None
+    gross: FloatArray | None = None
+    closed: set[int] = set()
+    held = _Holdings(book)
+    for i, deficit in bankrupt:
+        d = _dec(ledger, deficit, ccy)
+        stats.bad += float(d) * rate
+        cov = fund.cover_bankruptcy(names[i], d, ref=ref)
+        stats.fund_used += float(cov.covered) * rate
+        rest = cov.uncovered
+        if rest > 0:
+            if eq_now is None or gross is None:
+                eq_now = np.array([float(ledger.balance(name, ccy)) for name in names])
+                gross = _gross_value(book, mkt)
+            profit = np.maximum(eq_now - eq0, 0.0)
+            profit[i] = 0.0
+            total = Decimal(0)
+            if cp.loss_mode == "adl":
+                col, trade = stats.plan_trades.get(i, (-1, 0.0))
+                paid = _adl_close_positions(held, ledger, rest, profit, eq_now, eq0, gross, i,
+                                            col, trade, names, ref)
+                for j, amount in paid.items():
+                    profit[j] -= float(amount)
+                    eq_now[j] -= float(amount)
+                    total += amount
+                    closed.add(j)
+                stats.adl_pos += float(total) * rate
+                winners = np.flatnonzero(profit > 0)
+                ranking = rank_accounts(np.zeros(winners.size), eq_now[winners], eq0[winners],
+                                        gross[winners])
+                local, _ = adl_cash_shares(rest - total,
+                                           _LazyDecimals(ledger, profit[winners], ccy),
+                                           ranking.order())
+                taken = {int(winners[j]): a for j, a in local.items()}
+            else:
+                winners = np.flatnonzero(profit > 0)
+                shares, _ = socialised_loss_shares(
+                    rest, [_dec(ledger, float(profit[j]), ccy) for j in winners], quantum)
+                taken = {int(j): a for j, a in zip(winners, shares, strict=True) if a > 0}
+            coll = book.collateral
+            for j, amt in taken.items():
+                ledger.move(names[j], names[i], amt, ccy, cp.loss_mode, ref)
+                coll[j, km] -= float(amt)
+                eq_now[j] -= float(amt)
+                total += amt
+            if cp.loss_mode == "adl":
+                stats.adl += float(total) * rate
+            else:
+                stats.soc += float(total) * rate
+            stats.unc += float(rest - total) * rate
+            eq_now[i] = float(ledger.balance(names[i], ccy))
+        # the bankrupt account's cash now holds what the fund and the others paid in
+        book.collateral[i, km] += float(ledger.balance(names[i], ccy)) + deficit
+    if closed:
+        # the value of the positions closed by ADL becomes cash: model equity = ledger balance
+        changed = np.array(sorted(closed), dtype=np.int64)
+        sub = book.subset(changed)
+        sub.positions.eliminate_zeros()
+        model_eq = model.evaluate(prep, sub).equity
+        bal = np.array([float(ledger.balance(names[j], ccy)) for j in changed])
+        book.collateral[changed, km] += bal - model_eq
+        book.positions.eliminate_zeros()
+    return book
 
-    The bankrupt account's position in ``name`` was closed by ``trade``; accounts holding the
-    opposite side (the same sign as ``trade``) are ranked (profit % x leverage) and forced to
-    close part of their position at the bankruptcy price, i.e. each pays ``loss / Q`` per unit
-    closed, at most its profit. Returns ``(account, signed quantity closed, payment)``.
+
+def _gross_value(book: Book, mkt: MarketSnapshot) -> FloatArray:
+    """Gross notional of each account in its margin currency (sum of |q| x index)."""
+    index = np.array([mkt.index_price(inst.underlying) for inst in book.instruments])
+    gross = abs(book.positions) @ index
+    return np.asarray(gross, dtype=np.float64) / mkt.collateral_price(book.margin_currency)
+
+
+class _Holdings:
+    """Positions of a book by column (dense per column, cached), changed in place by ADL."""
+
+    def __init__(self, book: Book) -> None:
+        self.book = book
+        self.csc = sp.csc_matrix(book.positions)
+        self.columns: dict[int, FloatArray] = {}
+
+    def column(self, col: int) -> FloatArray:
+        """Signed position of every account in ``col``."""
+        if col not in self.columns:
+            self.columns[col] = np.asarray(self.csc[:, col].toarray(), dtype=np.float64).ravel()
+        return self.columns[col]
+
+    def set(self, row: int, col: int, qty: float) -> None:
+        """Set one position (the book's matrices and the cache)."""
+        _set_quantity(self.book, row, col, qty)
+        self.column(col)[row] = qty
+
+
+def _adl_close_positions(held_by: _Holdings, ledger: Ledger, loss: Decimal, profit: FloatArray,
+                         equity: FloatArray, start_equity: FloatArray, gross: FloatArray,
+                         bankrupt: int, col: int, trade: float, names: list[str], ref: str
+                         ) -> dict[int, Decimal]:
+    """Close the bankrupt position against profitable opposite holders (:mod:`adl`).
+
+    The bankrupt account's position in column ``col`` was closed by ``trade``; the accounts
+    holding the opposite side (the sign of ``trade``) are ranked by
+    :func:`~pmargin.liquidation.adl.rank_accounts` (``gross`` = their gross notional) and
+    closed at the bankruptcy price, i.e. each pays ``loss / Q`` per unit closed (``Q`` the
+    quantity they can absorb), at most its profit
+    (:func:`~pmargin.liquidation.adl.auto_deleverage` with ``max_cash``). Their positions are
+    reduced in place (``held_by`` and its book); returns what each paid.
     """
-    if not name or trade == 0.0 or loss <= 0:
-        return []
-    held = np.array([a.net_positions().get(name, 0.0) for a in accounts])
+    if col < 0 or trade == 0.0 or loss <= 0:
+        return {}
+    ccy = held_by.book.margin_currency
+    held = held_by.column(col).copy()
     side = np.sign(trade)
-    eligible = (np.sign(held) == side) & (np.arange(len(accounts)) != bankrupt) & np.array(
-        [p > 0 for p in profits])
-    if not eligible.any():
-        return []
-    q_total = float(min(abs(trade), float(np.abs(held[eligible]).sum())))
+    eligible = (np.sign(held) == side) & (profit > 0)
+    eligible[bankrupt] = False
+    cand = np.flatnonzero(eligible)
+    if cand.size == 0:
+        return {}
+    q_total = min(abs(trade), float(np.abs(held[cand]).sum()))
     per_unit = loss / Decimal(repr(q_total))
-    order = [int(j) for j in _adl_order(profits, equity, accounts) if eligible[int(j)]]
-    out: list[tuple[int, float, Decimal]] = []
-    left_q = q_total
-    left = loss
-    for j in order:
-        if left_q <= 0 or left <= 0:
-            break
-        q = float(min(abs(float(held[j])), left_q))
-        pay = min(profits[j], left, (per_unit * Decimal(repr(q))).quantize(quantum))
-        if pay <= 0:
-            continue
-        out.append((j, float(-side * q), pay))
-        left_q -= q
-        left -= pay
-    return out
-
-
-def _adl_order(profits: list[Decimal], equity: np.ndarray, accounts: list[Portfolio]
-               ) -> np.ndarray:
-    """Accounts by ADL score, highest first (see :func:`_adl_allocate`)."""
-    gross = np.array([sum(abs(p.quantity) for p in a.positions) for a in accounts], dtype=float)
-    prof = np.array([float(p) for p in profits])
-    base = np.maximum(equity - prof, 1e-12)
-    score = np.where(prof > 0, (prof / base) * (gross / np.maximum(equity, 1e-12)), -np.inf)
-    return np.argsort(-score, kind="stable")
-
-
-def _add_cash(accounts: list[Portfolio], i: int, amount: float) -> None:
-    pf = accounts[i]
-    coll = dict(pf.collateral)
-    coll[pf.margin_currency] = coll.get(pf.margin_currency, 0.0) + amount
-    accounts[i] = pf.with_collateral(coll)
-
-
-def _adl_allocate(loss: Decimal, profits: list[Decimal], equity: np.ndarray,
-                  accounts: list[Portfolio]) -> list[Decimal]:
-    """Take ``loss`` from profitable accounts in ADL order (profit % x leverage, highest first).
-
-    Profit % is the account's gain over its starting equity; leverage is its gross position
-    size over its equity (BitMEX's ranking applied to whole portfolios). Each account gives at
-    most its profit.
-    """
-    taken = [Decimal(0)] * len(profits)
-    rest = loss
-    for j in _adl_order(profits, equity, accounts):
-        if rest <= 0 or profits[j] <= 0:
-            break
-        amt = min(profits[j], rest)
-        taken[int(j)] = amt
-        rest -= amt
-    return taken
+    ranking = rank_accounts(held[cand], equity[cand], start_equity[cand], gross[cand])
+    # the bankrupt account's closed position had the sign opposite to its closing trade
+    quantity = Decimal(repr(q_total)) * (-1 if trade > 0 else 1)
+    settled = Decimal(0)
+    bankruptcy_price = settled + (per_unit if quantity > 0 else -per_unit)
+    res = auto_deleverage(
+        ledger, bankrupt_account=names[bankrupt], quantity=quantity,
+        bankruptcy_price=bankruptcy_price, currency=ccy,
+        accounts=[names[j] for j in cand], positions=[Decimal(repr(float(held[j]))) for j in cand],
+        mark_value=np.zeros(cand.size), entry_value=np.zeros(cand.size),
+        equity=equity[cand], settled_price=settled, ranking=ranking,
+        max_cash=[_dec(ledger, float(profit[j]), ccy) for j in cand], ref=ref)
+    paid: dict[int, Decimal] = {}
+    for fill in res.fills:
+        j = int(cand[fill.candidate])
+        held_by.set(j, col, float(held[j]) + float(fill.quantity))
+        paid[j] = -fill.cash
+    return paid

@@ -16,17 +16,11 @@ import numpy as np
 
 from pmargin.book import Book
 from pmargin.liquidation._params import FrozenParams, load_params_file
-from pmargin.liquidation.auction import (
-    AuctionLot,
-    AuctionResult,
-    Bidder,
-    TakeoverResult,
-    load_auction_params,
-    run_auction,
-    takeover,
-)
+from pmargin.liquidation.auction import AuctionLot, AuctionResult, Bidder, run_auction
+from pmargin.liquidation.auction_params import load_auction_params
 from pmargin.liquidation.insurance_fund import InsuranceFund
 from pmargin.liquidation.ledger import Ledger
+from pmargin.liquidation.takeover import TakeoverResult, takeover
 from pmargin.market import MarketSnapshot
 from pmargin.models.base import MarginModel
 from pmargin.portfolio import Portfolio, Position

@@ -186,7 +186,7 @@ def closing_cost(
     quantity : array_like
         Signed position to close (positive: long, closed by selling).
     mark_price : array_like
-        Mark price, USD per unit, positive.
+        Mark price, USD per unit, non-negative.
     bid, ask : array_like, optional
         Best quotes in USD; NaN (or omitted) when missing. A non-positive or crossed pair is
         treated as missing.
@@ -205,7 +205,8 @@ def closing_cost(
     Raises
     ------
     MarketDataError
-        If a mark price is not positive and finite.
+        If a mark price is negative or not finite (a worthless option, mark 0, is closed at
+        the spread floor: sold at 0, bought back at the floor).
     InvalidInput
         If a quantity or contract size is not finite, or a kind is unknown.
     """
@@ -213,8 +214,8 @@ def closing_cost(
     q = finite_array(quantity, "quantity")
     mark = finite_array(mark_price, "mark_price", error=MarketDataError)
     size = finite_array(contract_size, "contract_size")
-    if not np.all(mark > 0):
-        raise MarketDataError("mark_price", mark_price, "must be positive and finite")
+    if not np.all(mark >= 0):
+        raise MarketDataError("mark_price", mark_price, "must not be negative")
     if not np.all(size > 0):
         raise InvalidInput("contract_size", contract_size, "must be positive and finite")
     try:  # quotes may be NaN (missing): only their type is checked here
