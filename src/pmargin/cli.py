@@ -87,10 +87,11 @@ class _Group(TyperGroup):
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
-             **extra: Any) -> Any:
+             windows_expand_args: bool = True, **extra: Any) -> Any:
         """Run the command; usage errors become one line on stderr (exit status 2)."""
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False,
+                              windows_expand_args=windows_expand_args, **extra)
         except click_exceptions.NoArgsIsHelpError as exc:
             typer.echo(exc.format_message(), err=True)
             code = exc.exit_code
