@@ -80,7 +80,9 @@ def test_unknown_choice_is_refused_with_the_valid_choices(args, valid):
 def test_unknown_execution_is_refused(files):
     line = one_error_line(run("liquidate", files / "pf.json", "-m", files / "market.json",
                               "--execution", "magic"))
-    assert "market" in line and "takeover" in line and "auction" in line
+    assert "market" in line
+    assert "takeover" in line
+    assert "auction" in line
 
 
 @pytest.mark.parametrize("args", [

@@ -146,7 +146,8 @@ def test_hedges_json(files):
 def test_conformance_json_has_counts():
     vectors = shared_path("conformance", "vectors")
     data = json_out(["conformance", "run", vectors, "--json"], "conformance-run")
-    assert data["passed"] == len(data["cases"]) and data["failed"] == 0
+    assert data["passed"] == len(data["cases"])
+    assert data["failed"] == 0
 
 
 def test_conformance_json_when_a_case_fails(tmp_path):

@@ -34,6 +34,12 @@ TRACEBACK_ENV = "PMARGIN_TRACEBACK"
 BAD_INPUT = 2
 INTERNAL_ERROR = 1
 
+NUMBA_ENV = "PMARGIN_DISABLE_NUMBA"
+SINGLE_ACCOUNT_COMMANDS = frozenset({"margin", "greeks", "liquidate"})
+"""Commands that margin one account: they run on the NumPy reference kernels unless
+``PMARGIN_DISABLE_NUMBA`` is set explicitly (loading Numba and its cached machine code costs more
+than the whole computation for one account; both paths are tested to agree)."""
+
 # --------------------------------------------------------------------------------------------
 # the edge: every failure is one line on stderr
 
@@ -89,6 +95,13 @@ class _Group(TyperGroup):
              complete_var: str | None = None, standalone_mode: bool = True,
              windows_expand_args: bool = True, **extra: Any) -> Any:
         """Run the command; usage errors become one line on stderr (exit status 2)."""
+        argv = sys.argv[1:] if args is None else list(args)
+        if not argv or "--help" in argv:
+            _fill_model_names(self)
+        command = next((a for a in argv if not a.startswith("-")), None)
+        numpy_only = command in SINGLE_ACCOUNT_COMMANDS and NUMBA_ENV not in os.environ
+        if numpy_only:
+            os.environ[NUMBA_ENV] = "1"  # read when the kernels' modules are first imported
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False,
                               windows_expand_args=windows_expand_args, **extra)
@@ -107,6 +120,9 @@ class _Group(TyperGroup):
             code = 1
         else:
             code = rv if isinstance(rv, int) else 0
+        finally:
+            if numpy_only:
+                os.environ.pop(NUMBA_ENV, None)
         if not standalone_mode:
             return code
         sys.exit(code)
@@ -133,10 +149,25 @@ class _LazyConsole:
 console: Any = _LazyConsole()
 
 
-def _model_names() -> str:
+MODELS_HELP = "{models}"
+"""Placeholder in help texts, replaced by the names of :func:`pmargin.models.list_models` when a
+help page is shown (so that starting the CLI does not import the models)."""
+
+
+def _fill_model_names(command: Any) -> None:
+    """Replace :data:`MODELS_HELP` in the help of ``command``, its options and subcommands."""
     from pmargin.models import list_models
 
-    return ", ".join(list_models())
+    names = ", ".join(list_models())
+    stack = [command]
+    while stack:
+        cmd = stack.pop()
+        if isinstance(getattr(cmd, "help", None), str):
+            cmd.help = cmd.help.replace(MODELS_HELP, names)
+        for param in getattr(cmd, "params", ()):
+            if isinstance(getattr(param, "help", None), str):
+                param.help = param.help.replace(MODELS_HELP, names)
+        stack.extend(getattr(cmd, "commands", {}).values())
 
 
 def _version(value: bool) -> None:
@@ -150,8 +181,6 @@ def _version(value: bool) -> None:
         typer.echo(f"pmargin {v}")
         raise typer.Exit(0)
 
-
-MODELS_HELP = _model_names()
 
 app = typer.Typer(
     cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

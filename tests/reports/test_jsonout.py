@@ -42,7 +42,8 @@ def test_numpy_dataclass_enum():
     out = to_jsonable([np.int64(3), np.bool_(True), np.array([1.5, np.nan]),
                        Fill(Decimal("1.5"), Phase.SOLVENT, 2.0)])
     assert out == [3, True, [1.5, None], {"price": "1.5", "phase": "solvent", "qty": 2.0}]
-    assert type(out[0]) is int and type(out[1]) is bool
+    assert type(out[0]) is int
+    assert type(out[1]) is bool
 
 
 def test_unknown_types_are_refused_not_stringified():
