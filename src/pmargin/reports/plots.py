@@ -103,13 +103,14 @@ def cascade_figure(results: list[Any]) -> Any:
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     width = 0.8 / max(len(results), 1)
+    centre = (len(results) - 1) / 2  # each round's group of bars is centred on its tick
     for k, r in enumerate(results):
         rounds = [x.round for x in r.rounds]
         axes[0].plot(rounds, [x.index for x in r.rounds], marker="o", label=r.label)
-        axes[1].bar([x + width * k for x in rounds],
+        axes[1].bar([x + width * (k - centre) for x in rounds],
                     [x.liquidated_notional_usd / 1e6 for x in r.rounds], width=width,
                     label=r.label)
-        axes[2].bar([x + width * k for x in rounds],
+        axes[2].bar([x + width * (k - centre) for x in rounds],
                     [x.bad_debt_usd / 1e6 for x in r.rounds], width=width, label=r.label)
     axes[0].set_title("index after each round (USD)")
     axes[1].set_title("liquidated underlying notional (USD m)")
