@@ -546,7 +546,7 @@ def stress(
     shock: Annotated[float, typer.Option(help="Initial BTC move, e.g. -0.3")] = -0.3,
     model: Annotated[StressMode | None, typer.Option(
         help="Only this margin mode (default: isolated, cross and portfolio)")] = None,
-    seed: Annotated[int, typer.Option(help="Book generator seed")] = 3,
+    seed: Annotated[int, typer.Option(help="Book generator seed", min=0)] = 3,
     loss_mode: Annotated[Literal["adl", "socialise"], typer.Option(
         help="Who covers a deficit once the insurance fund is empty")] = "adl",
     as_json: JsonOpt = False,
