@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
-from typer._click import exceptions as click_exceptions  # typer vendors click
 from typer.core import TyperGroup
+
+try:  # typer >= 0.25 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from pmargin.errors import InvalidInput, PmarginError
 
