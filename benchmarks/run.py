@@ -27,6 +27,79 @@ def run(accounts: int, preset: str) -> dict[str, object]:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+CLI_SNAPSHOT = "deribit_options_snapshot_20260822T153351Z.csv.gz"
+CLI_TARGET_S = 0.5
+
+
+def cli_latency(runs: int = 10) -> list[dict[str, object]]:
+    """Wall and CPU time of one warm single-portfolio ``pmargin margin`` on a real chain.
+
+    Each run is a fresh process (as a user types the command); one warm-up run first fills
+    Numba's on-disk cache and the OS file cache. CPU time (user + system of the child) is shown
+    beside wall time because wall time on a shared machine includes waiting for a core.
+    """
+    import resource
+    import statistics
+    import tempfile
+    import time
+
+    from pmargin.demo import find_shared
+
+    shared = find_shared()
+    snap = shared / "data" / "deribit" / CLI_SNAPSHOT if shared else None
+    if snap is None or not snap.exists():
+        return []
+    exe = str(Path(sys.executable).with_name("pmargin"))
+    out: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        pf = Path(tmp) / "pf.json"
+        pf.write_text(json.dumps({"margin_currency": "BTC", "collateral": {"BTC": 1.0},
+                                  "positions": [{"instrument": "BTC-25SEP26-100000-C",
+                                                 "quantity": -1}]}))
+        for model, numba in (("deribit-pm", None), ("deribit-sm", None), ("deribit-pm", "0")):
+            env = dict(os.environ)
+            env.pop("PMARGIN_DISABLE_NUMBA", None)
+            if numba is not None:
+                env["PMARGIN_DISABLE_NUMBA"] = numba
+            cmd = [exe, "margin", str(pf), "-m", str(snap), "--model", model, "--json"]
+            subprocess.run(cmd, check=True, capture_output=True, env=env)  # warm-up
+            walls, cpus = [], []
+            for _ in range(runs):
+                r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True, env=env)
+                walls.append(time.perf_counter() - t0)
+                r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpus.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+            out.append({"model": model, "numba": "forced (PMARGIN_DISABLE_NUMBA=0)"
+                        if numba == "0" else "default (NumPy for one account)", "runs": runs,
+                        "wall_median_s": statistics.median(walls), "wall_min_s": min(walls),
+                        "cpu_median_s": statistics.median(cpus),
+                        "load_average": os.getloadavg()[0]})
+    return out
+
+
+def cli_latency_section(rows: list[dict[str, object]]) -> list[str]:
+    """Markdown section of :func:`cli_latency`."""
+    if not rows:
+        return ["## CLI latency", "", f"Skipped: {CLI_SNAPSHOT} not found.", ""]
+    lines = [
+        "## CLI latency",
+        "",
+        f"One warm `pmargin margin pf.json -m {CLI_SNAPSHOT} --model M --json` (one short call, "
+        "real 2,000-row chain), fresh process per run; target <= "
+        f"{CLI_TARGET_S} s wall. CPU = user + system time of the process.",
+        "",
+        "| model | numba | runs | wall median s | wall min s | CPU median s | load average |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['numba']} | {r['runs']} | {r['wall_median_s']:.3f} | "
+                     f"{r['wall_min_s']:.3f} | {r['cpu_median_s']:.3f} | "
+                     f"{r['load_average']:.1f} |")
+    return [*lines, ""]
+
+
 def main() -> None:
     """Run every size and write the Markdown report."""
     from bench_book import machine_info  # benchmarks/ is sys.path[0] when run as a script
@@ -69,6 +142,7 @@ def main() -> None:
         )
     lines += ["", "Raw JSON of each run:", "", "```"] + [json.dumps(r) for r in rows] + ["```", ""]
     lines += liquidation_section()
+    lines += cli_latency_section(cli_latency())
     notes = ROOT / "docs" / "benchmarks-notes.md"
     if notes.exists():
         lines += [notes.read_text()]
@@ -111,4 +185,7 @@ def liquidation_section(accounts: int = 10_000) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["cli"]:  # only the CLI latency section, printed
+        print("\n".join(cli_latency_section(cli_latency())))
+    else:
+        main()

@@ -64,7 +64,7 @@ def test_bad_input_exits_with_a_named_error(files, tmp_path):
         {"instrument": "BTC-99ZZZ99-1-C", "quantity": 1}]}))
     out = runner.invoke(app, ["margin", str(bad), "-m", str(files / "market.json")])
     assert out.exit_code == 2
-    assert "positions[0].instrument" in out.output
+    assert "positions[0].instrument" in out.stderr
 
 
 def test_greeks(files):
@@ -100,7 +100,7 @@ def test_liquidate_plan(files):
     out = runner.invoke(app, ["liquidate", str(files / "weak.json"), "-m",
                               str(files / "market.json"), "--model", "deribit-pm", "--json"])
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
+    data = json.loads(out.output)["plan"]
     assert data["needed"]
     assert data["healthy_after"]
     assert data["steps"]
@@ -114,7 +114,7 @@ def test_stress_json_and_plot(tmp_path):
     out = runner.invoke(app, ["stress", "--accounts", "25", "--shock", "-0.3", "--model",
                               "portfolio", "--json", "--plot", str(png)])
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
+    data = json.loads(out.output)["cascades"][0]
     for key in ("rounds", "liquidated_notional_usd", "bad_debt_usd", "insurance_fund_used_usd",
                 "adl_usd", "socialised_usd", "conservation_error"):
         assert key in data
@@ -143,7 +143,7 @@ def test_liquidate_by_slices_conserves_money(files, execution):
     out = runner.invoke(app, ["liquidate", str(files / "weak.json"), "-m",
                               str(files / "market.json"), "--execution", execution, "--json"])
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
+    data = json.loads(out.output)["slices"]
     assert data["conservation_error"] == "0"
     assert 0 < data["fraction_sold"] <= 1
     assert data[execution] is not None

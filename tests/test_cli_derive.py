@@ -94,5 +94,5 @@ def test_params_show_list_and_validate(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(PRESET.read_text().replace("mm_loss_factor = 0.8", "mm_los_factor = 0.8"))
     out = runner.invoke(app, ["params", "validate", str(bad)])
-    assert out.exit_code == 1
+    assert out.exit_code == 2  # bad input (docs/cli.md)
     assert "mm_los_factor" in out.output

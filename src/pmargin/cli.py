@@ -1,63 +1,303 @@
-"""Command-line interface (typer). Thin: parse, call the library, render."""
+"""Command-line interface (typer). Thin: parse, call the library, render.
+
+The edge of the program is :class:`_Group`: a bad input (any :class:`~pmargin.errors.PmarginError`,
+an unreadable or non-UTF-8 file, a corrupt archive, a usage error) is one line on stderr and exit
+status 2; an unexpected exception is one line and status 1 (``PMARGIN_TRACEBACK=1`` shows the
+traceback). JSON is printed only with ``--json`` and follows :mod:`pmargin.reports.jsonout`.
+Options shared by several commands are defined once below (``MarketOpt``, ``ModelOpt``, ...), so
+adding a flag to several commands is a local change. See ``docs/cli.md``.
+"""
 
 from __future__ import annotations
 
-import json
 import math
+import os
+import sys
+import zlib
+from collections.abc import Callable, Sequence
+from functools import cache, partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
-import numpy as np
 import typer
-from rich.console import Console
+from typer.core import TyperGroup
 
-from pmargin.errors import PmarginError
+try:  # typer >= 0.25 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="pmargin: margin for crypto options portfolios.")
+from pmargin.errors import InvalidInput, PmarginError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+TRACEBACK_ENV = "PMARGIN_TRACEBACK"
+"""Set to 1 to let unexpected exceptions propagate with their traceback."""
+
+BAD_INPUT = 2
+INTERNAL_ERROR = 1
+
+from pmargin._numba import DISABLE_ENV_VAR as NUMBA_ENV  # noqa: E402 - a light module
+
+SINGLE_ACCOUNT_COMMANDS = frozenset({"margin", "greeks", "liquidate"})
+"""Commands that margin one account: they run on the NumPy reference kernels unless
+``PMARGIN_DISABLE_NUMBA`` is set explicitly (loading Numba and its cached machine code costs more
+than the whole computation for one account; both paths are tested to agree)."""
+
+# --------------------------------------------------------------------------------------------
+# the edge: every failure is one line on stderr
+
+
+def _one_line(text: str) -> str:
+    line = "; ".join(s.strip() for s in str(text).splitlines() if s.strip())
+    return line.replace("Value error, ", "")
+
+
+def _load(loader: Callable[[Path], Any], path: Path, option: str) -> Any:
+    """Call ``loader(path)``; a file that is not UTF-8 text is an input error naming it."""
+    try:
+        return loader(path)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(option, str(path), f"is not UTF-8 text ({exc.reason} at byte "
+                                              f"{exc.start})") from exc
+
+
+def _describe_os_error(exc: OSError) -> str:
+    what = exc.strerror or str(exc) or type(exc).__name__
+    name = exc.filename
+    return f"{name}: {what}" if name else what
+
+
+def _die(code: int, message: str) -> NoReturn:
+    typer.echo(f"error: {_one_line(message)}", err=True)
+    raise typer.Exit(code)
+
+
+class _Group(TyperGroup):
+    """Top-level group: turns exceptions into one line on stderr and an exit status."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click_exceptions.ClickException):
+            raise
+        except PmarginError as exc:
+            _die(BAD_INPUT, str(exc))
+        except UnicodeDecodeError as exc:
+            _die(BAD_INPUT, f"an input file is not UTF-8 text ({exc.reason} at byte {exc.start})")
+        except OSError as exc:
+            _die(BAD_INPUT, _describe_os_error(exc))
+        except (EOFError, zlib.error) as exc:
+            _die(BAD_INPUT, f"an input file is truncated or corrupt ({exc})")
+        except Exception as exc:
+            if os.environ.get(TRACEBACK_ENV) == "1":
+                raise
+            _die(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc} "
+                                 f"(this is a bug; set {TRACEBACK_ENV}=1 for the traceback)")
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        """Run the command; usage errors become one line on stderr (exit status 2)."""
+        argv = sys.argv[1:] if args is None else list(args)
+        if not argv or "--help" in argv:
+            _fill_model_names(self)
+        command = next((a for a in argv if not a.startswith("-")), None)
+        numpy_only = command in SINGLE_ACCOUNT_COMMANDS and NUMBA_ENV not in os.environ
+        if numpy_only:
+            os.environ[NUMBA_ENV] = "1"  # read when the kernels' modules are first imported
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False,
+                              windows_expand_args=windows_expand_args, **extra)
+        except click_exceptions.NoArgsIsHelpError as exc:
+            typer.echo(exc.format_message(), err=True)
+            code = exc.exit_code
+        except click_exceptions.ClickException as exc:
+            hint = ""
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                hint = f" (see {ctx.command_path} --help)"
+            typer.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            code = 1
+        else:
+            code = rv if isinstance(rv, int) else 0
+        finally:
+            if numpy_only:
+                os.environ.pop(NUMBA_ENV, None)
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+# --------------------------------------------------------------------------------------------
+# lazily created terminal console and model names for the help
+
+
+@cache
+def _get_console() -> Console:
+    from rich.console import Console
+
+    return Console(width=160)
+
+
+class _LazyConsole:
+    """Proxy to a rich Console created on first use (keeps ``import pmargin.cli`` light)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_get_console(), name)
+
+
+console: Any = _LazyConsole()
+
+
+MODELS_HELP = "{models}"
+"""Placeholder in help texts, replaced by the names of :func:`pmargin.models.list_models` when a
+help page is shown (so that starting the CLI does not import the models)."""
+
+
+def _fill_model_names(command: Any) -> None:
+    """Replace :data:`MODELS_HELP` in the help of ``command``, its options and subcommands."""
+    from pmargin.models import list_models
+
+    names = ", ".join(list_models())
+    stack = [command]
+    while stack:
+        cmd = stack.pop()
+        if isinstance(getattr(cmd, "help", None), str):
+            cmd.help = cmd.help.replace(MODELS_HELP, names)
+        for param in getattr(cmd, "params", ()):
+            if isinstance(getattr(param, "help", None), str):
+                param.help = param.help.replace(MODELS_HELP, names)
+        stack.extend(getattr(cmd, "commands", {}).values())
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("pmargin")
+        except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+            v = "unknown (not installed)"
+        typer.echo(f"pmargin {v}")
+        raise typer.Exit(0)
+
+
+app = typer.Typer(
+    cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help=f"pmargin: margin for crypto options portfolios. Models: {MODELS_HELP}.",
+)
 conformance_app = typer.Typer(no_args_is_help=True, help="Run published conformance vectors.")
 params_app = typer.Typer(no_args_is_help=True, help="List, show and validate model presets.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (not part of the tests).")
 app.add_typer(conformance_app, name="conformance")
 app.add_typer(params_app, name="params")
+app.add_typer(bench_app, name="bench")
 
-console = Console(width=160)
 
-MarketOpt = Annotated[Path, typer.Option("--market", "-m", help="Market: JSON or Deribit CSV(.gz)")]
-ModelOpt = Annotated[str, typer.Option("--model", help="Preset name or TOML file")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit")] = False,
+) -> None:
+    """Margin for crypto options portfolios."""
+
+
+# --------------------------------------------------------------------------------------------
+# options shared by several commands
+
+PortfolioArg = Annotated[Path, typer.Argument(
+    help="Portfolio JSON", exists=True, dir_okay=False, readable=True)]
+MarketOpt = Annotated[Path, typer.Option(
+    "--market", "-m", help="Market: JSON or Deribit CSV(.gz)", exists=True, dir_okay=False,
+    readable=True)]
+OptionalMarketOpt = Annotated[Path | None, typer.Option(
+    "--market", "-m", help="Market file (default: the latest Deribit snapshot in ../shared)",
+    exists=True, dir_okay=False, readable=True)]
+ModelOpt = Annotated[str, typer.Option(
+    "--model", help=f"Model: one of {MODELS_HELP}, or a preset TOML file")]
 UnlistedOpt = Annotated[bool, typer.Option(
     "--price-unlisted", help="Price instruments the market does not list from its vol surface "
     "(reported as model-priced); without it they are an error")]
 SettleOpt = Annotated[bool, typer.Option(
     "--settle-expired", help="Value expired positions at the market's settlement_prices "
     "(reported as settled); without it they are an error")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (only JSON) instead of tables")]
+PlotOpt = Annotated[Path | None, typer.Option(
+    "--plot", help="Write a figure to this file (.png, .svg, .pdf, ...)")]
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    return obj
+def _emit_json(obj: Any) -> None:
+    from pmargin.reports.jsonout import dumps
+
+    typer.echo(dumps(obj))
 
 
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+def _image_types() -> list[str]:
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError as exc:  # pragma: no cover - optional extra
+        raise InvalidInput("--plot", None, "needs matplotlib (pip install pmargin[plot])") from exc
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_output_path(path: Path | None, option: str,
+                      suffixes: Callable[[], list[str]] | None = None) -> None:
+    """Refuse an output file that cannot be written, before any work is done.
+
+    Parameters
+    ----------
+    path : Path or None
+        File to write (None: nothing to check).
+    option : str
+        Option name, for the message (``--plot``).
+    suffixes : callable, optional
+        Returns the accepted file extensions (without the dot).
+
+    Raises
+    ------
+    InvalidInput
+        The path is a folder, its folder does not exist or is not writable, or its extension is
+        not supported.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise InvalidInput(option, str(path), "is a folder; give a file name inside it")
+    parent = path.parent
+    if not parent.is_dir():
+        raise InvalidInput(option, str(path), f"folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InvalidInput(option, str(path), "is not writable")
+    if suffixes is not None:
+        ok = suffixes()
+        ext = path.suffix.lower().lstrip(".")
+        if ext not in ok:
+            raise InvalidInput(option, str(path), f"unsupported file type {path.suffix or '(none)'}"
+                               f"; use one of {', '.join('.' + s for s in ok)}")
+
+
+def _check_shock(shock: float) -> None:
+    if not math.isfinite(shock) or shock <= -1.0:
+        raise InvalidInput("--shock", shock, "must be a finite relative move above -1 (-100%)")
+
+
+# --------------------------------------------------------------------------------------------
+# commands
 
 
 @app.command()
 def margin(
-    portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON")],
+    portfolio: PortfolioArg,
     market: MarketOpt,
     model: ModelOpt = "deribit-sm",
     as_json: JsonOpt = False,
     explain: Annotated[bool, typer.Option("--explain", help="Print the risk matrix")] = False,
-    plot: Annotated[Path | None, typer.Option(help="Write a PNG heat map and P&L profile")] = None,
+    plot: PlotOpt = None,
     price_unlisted: UnlistedOpt = False,
     settle_expired: SettleOpt = False,
     as_of: Annotated[str | None, typer.Option(
@@ -71,123 +311,135 @@ def margin(
     from pmargin.models import PortfolioMarginModel, load_model
     from pmargin.portfolio import load_portfolio
 
-    try:
-        mdl = load_model(model)
-        mkt = load_market(market, price_unlisted=price_unlisted, settle_expired=settle_expired,
-                          valuation_time=as_of, max_age=max_age)
-        pf = load_portfolio(portfolio)
-        res = mdl.margin(pf, mkt)
-        if plot is not None:
-            if not isinstance(mdl, PortfolioMarginModel):
-                raise PmarginError(f"--plot needs a portfolio-margin model, not {mdl.name}")
-            from pmargin.reports.plots import plot_margin
+    check_output_path(plot, "--plot", _image_types if plot is not None else None)
+    mdl = load_model(model)
+    if plot is not None and not isinstance(mdl, PortfolioMarginModel):
+        raise InvalidInput("--plot", str(plot), f"needs a portfolio-margin model, not {mdl.name}")
+    mkt = _load(partial(load_market, price_unlisted=price_unlisted, settle_expired=settle_expired,
+                        valuation_time=as_of, max_age=max_age), market, "--market")
+    pf = _load(load_portfolio, portfolio, "portfolio")
+    res = mdl.margin(pf, mkt)
+    written = None
+    if plot is not None:
+        from pmargin.reports.plots import plot_margin
 
-            plot_margin(res, mdl, pf, mkt, plot)
-    except PmarginError as exc:
-        _fail(exc)
-        return
+        assert isinstance(mdl, PortfolioMarginModel)
+        written = plot_margin(res, mdl, pf, mkt, plot)
     if as_json:
-        typer.echo(json.dumps(_jsonable(res.to_dict()), indent=2))
+        from pmargin.reports.results import margin_json
+
+        _emit_json(margin_json(res))
         return
     from pmargin.reports.tables import print_margin
 
     print_margin(console, res, explain=explain)
-    if plot is not None:
-        console.print(f"plot written to {plot}")
+    if written is not None:
+        console.print(f"plot written to {written}", highlight=False)
 
 
 @app.command()
-def greeks(
-    portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON")],
-    market: MarketOpt,
-    as_json: JsonOpt = False,
-    price_unlisted: UnlistedOpt = False,
-    settle_expired: SettleOpt = False,
-) -> None:
+def greeks(portfolio: PortfolioArg, market: MarketOpt, as_json: JsonOpt = False,
+           price_unlisted: UnlistedOpt = False, settle_expired: SettleOpt = False) -> None:
     """Print position and portfolio Greeks."""
     from pmargin.market.loaders import load_market
     from pmargin.portfolio import load_portfolio
     from pmargin.reports.greeks import portfolio_greeks
+
+    pf = _load(load_portfolio, portfolio, "portfolio")
+    frame = portfolio_greeks(pf, _load(partial(load_market, price_unlisted=price_unlisted,
+                                               settle_expired=settle_expired),
+                                       market, "--market"))
+    if as_json:
+        from pmargin.reports.results import greeks_json
+
+        _emit_json(greeks_json(frame, pf.margin_currency))
+        return
     from pmargin.reports.tables import print_frame
 
-    try:
-        pf = load_portfolio(portfolio)
-        frame = portfolio_greeks(pf, load_market(market, price_unlisted=price_unlisted,
-                                                 settle_expired=settle_expired))
-    except PmarginError as exc:
-        _fail(exc)
-        return
-    if as_json:
-        typer.echo(json.dumps(_jsonable({
-            "positions": frame.drop(index="TOTAL").reset_index().to_dict(orient="records"),
-            "total": frame.loc["TOTAL"].to_dict(),
-        }), indent=2))
-        return
     print_frame(console, frame, "Greeks: delta in coin, gamma per USD, vega USD per vol point, "
                 "theta USD per day")
 
 
 @conformance_app.command("run")
 def conformance_run(
-    paths: Annotated[list[Path], typer.Argument(help="Vector files or folders")],
+    paths: Annotated[list[Path], typer.Argument(help="Vector files or folders", exists=True)],
     as_json: JsonOpt = False,
 ) -> None:
-    """Run vectors (venue-neutral format or Derive PMRM_2 cases, auto-detected)."""
-    from pmargin.conformance.vectors import run_paths
-    from pmargin.reports.tables import print_conformance
+    """Run vectors (venue-neutral format or Derive PMRM_2 cases, auto-detected).
 
-    try:
-        outcomes = run_paths(paths)
-    except PmarginError as exc:
-        _fail(exc)
-        return
+    Exit status 1 when a case fails or no case was found.
+    """
+    from pmargin.conformance.vectors import run_paths
+
+    outcomes = run_paths(paths)
     if as_json:
-        typer.echo(json.dumps(_jsonable([o.__dict__ for o in outcomes]), indent=2))
+        from pmargin.reports.results import conformance_json
+
+        _emit_json(conformance_json(outcomes))
     else:
+        from pmargin.reports.tables import print_conformance
+
         print_conformance(console, outcomes)
     if not outcomes or not all(o.passed for o in outcomes):
         raise typer.Exit(1)
 
 
 @params_app.command("list")
-def params_list() -> None:
+def params_list(as_json: JsonOpt = False) -> None:
     """List shipped presets."""
     from pmargin.models import list_models, load_model
 
+    rows = []
     for name in list_models():
         p = load_model(name).params.model_dump()
-        console.print(f"{name:12s} {p['model']:10s} {p['source'].splitlines()[0][:110]}",
-                      highlight=False)
+        source = str(p.get("source") or "")
+        rows.append({"name": name, "model": str(p.get("model", "")),
+                     "source": source.splitlines()[0] if source else ""})
+    if as_json:
+        _emit_json({"presets": rows})
+        return
+    for r in rows:
+        console.print(f"{r['name']:12s} {r['model']:10s} {r['source'][:110]}", highlight=False)
 
 
 @params_app.command("show")
-def params_show(name: str) -> None:
-    """Show a preset's validated parameters as JSON."""
+def params_show(
+    name: Annotated[str, typer.Argument(help=f"Preset ({MODELS_HELP}) or TOML file")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a preset's validated parameters as JSON (the output is JSON with or without --json)."""
     from pmargin.models import load_model
 
-    try:
-        mdl = load_model(name)
-    except PmarginError as exc:
-        _fail(exc)
-        return
-    typer.echo(json.dumps({"digest": mdl.digest, **mdl.params.model_dump(mode="json")}, indent=2))
+    mdl = load_model(name)
+    _emit_json({"digest": mdl.digest, **mdl.params.model_dump(mode="json")})
 
 
 @params_app.command("validate")
-def params_validate(paths: list[Path]) -> None:
-    """Validate preset TOML files."""
+def params_validate(
+    paths: Annotated[list[Path], typer.Argument(help="Preset TOML files")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate preset TOML files (exit status 2 when any is invalid)."""
     from pmargin.models import load_model
 
-    bad = 0
+    results = []
     for p in paths:
         try:
             load_model(p)
-            console.print(f"ok {p}")
-        except PmarginError as exc:
-            bad += 1
-            console.print(f"[red]invalid[/red] {p}: {exc}")
-    if bad:
-        raise typer.Exit(1)
+            results.append({"path": str(p), "valid": True, "error": None})
+        except (PmarginError, OSError, UnicodeDecodeError) as exc:
+            msg = _describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+            results.append({"path": str(p), "valid": False, "error": _one_line(msg)})
+    if as_json:
+        _emit_json({"files": results, "valid": all(r["valid"] for r in results)})
+    else:
+        for r in results:
+            if r["valid"]:
+                console.print(f"ok {r['path']}", highlight=False)
+            else:
+                typer.echo(f"invalid {r['path']}: {r['error']}", err=True)
+    if not all(r["valid"] for r in results):
+        raise typer.Exit(BAD_INPUT)
 
 
 @app.command()
@@ -195,52 +447,45 @@ def demo() -> None:
     """Margin example portfolios on the latest real Deribit snapshot (make run)."""
     from pmargin.demo import run_demo
 
-    try:
-        run_demo(console)
-    except PmarginError as exc:
-        _fail(exc)
-
-
-def main() -> None:
-    """Entry point of the ``pmargin`` console script."""
-    app()
+    run_demo(console)
 
 
 @app.command()
 def hedges(
-    market: Annotated[Path | None, typer.Option("--market", "-m", help="Market file")] = None,
+    market: OptionalMarketOpt = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the Markdown table here")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Compare cross standard margin and portfolio margin on classic hedged structures."""
     from pmargin.demo import demo_market
     from pmargin.market.loaders import load_market
     from pmargin.reports.hedges import hedge_markdown, hedge_table
+
+    check_output_path(markdown, "--markdown")
+    if market is None:
+        mkt, label = demo_market()
+    else:
+        mkt, label = _load(load_market, market, "--market"), market.name
+    table = hedge_table(mkt)
+    if markdown is not None:
+        markdown.write_text(hedge_markdown(table, label), encoding="utf-8")
+    if as_json:
+        from pmargin.reports.results import hedges_json
+
+        _emit_json(hedges_json(table, label))
+        return
     from pmargin.reports.tables import print_frame
 
-    try:
-        if market is None:
-            mkt, label = demo_market()
-        else:
-            mkt, label = load_market(market), market.name
-        table = hedge_table(mkt)
-    except PmarginError as exc:
-        _fail(exc)
-        return
     print_frame(console, table.drop(columns=["legs"]).round(2), f"Initial margin (USD), {label}")
     if markdown is not None:
-        markdown.write_text(hedge_markdown(table, label))
-        console.print(f"written {markdown}")
-
-
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (not part of the tests).")
-app.add_typer(bench_app, name="bench")
+        console.print(f"written {markdown}", highlight=False)
 
 
 @bench_app.command("book")
 def bench_book(
-    accounts: Annotated[int, typer.Option(help="Number of accounts")] = 100_000,
-    preset: Annotated[str, typer.Option(help="Margin model preset")] = "deribit-pm",
-    runs: Annotated[int, typer.Option(help="Repetitions of the full recompute")] = 5,
+    accounts: Annotated[int, typer.Option(help="Number of accounts", min=1)] = 100_000,
+    preset: Annotated[str, typer.Option(help=f"Margin model ({MODELS_HELP})")] = "deribit-pm",
+    runs: Annotated[int, typer.Option(help="Repetitions of the full recompute", min=1)] = 5,
     as_json: JsonOpt = False,
 ) -> None:
     """Full-book recompute versus its floor, a per-account loop, and what-if latency.
@@ -251,183 +496,121 @@ def bench_book(
     import importlib.util
     import sys
 
+    from pmargin.models import load_model
+
+    load_model(preset)  # an unknown preset fails before anything else
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_book.py"
     spec = importlib.util.spec_from_file_location("pmargin_benchmarks_book", path)
     if not path.is_file() or spec is None or spec.loader is None:
-        _fail(PmarginError(f"bench book needs the pmargin source checkout ({path} not found)"))
-        return
+        raise PmarginError(f"bench book needs the pmargin source checkout ({path} not found)")
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench
     spec.loader.exec_module(bench)
-    res: dict[str, Any] = bench.bench_book(accounts, preset=preset, runs=runs)
+    from pmargin.reports.jsonout import to_jsonable
+
+    data = to_jsonable(bench.bench_book(accounts, preset=preset, runs=runs))
     if as_json:
-        typer.echo(json.dumps(_jsonable(res)))
+        _emit_json(data)
         return
-    for k, v in res.items():
+    for k, v in data.items():
         console.print(f"{k:22s} {v}", highlight=False)
 
+
+Execution = Literal["market", "takeover", "auction"]
 
 
 @app.command()
 def liquidate(
-    portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON")],
+    portfolio: PortfolioArg,
     market: MarketOpt,
     model: ModelOpt = "deribit-pm",
     hedge_first: Annotated[bool, typer.Option(help="Neutralise delta with the perpetual first")]
     = False,
-    execution: Annotated[str, typer.Option(
+    execution: Annotated[Execution, typer.Option(
         help="market (surgical plan) | takeover | auction (whole-account slices)")] = "market",
     as_json: JsonOpt = False,
     price_unlisted: UnlistedOpt = False,
     settle_expired: SettleOpt = False,
 ) -> None:
-    """Plan the surgical liquidation of an account (steps, sizes, prices, margin after each)."""
-    from pmargin.liquidation.planner import load_planner_params, plan_liquidation
+    """Plan the liquidation of an account (steps, sizes, prices, margin after each)."""
     from pmargin.market.loaders import load_market
     from pmargin.models import load_model
     from pmargin.portfolio import load_portfolio
+    from pmargin.reports import results
 
-    policy = {"price_unlisted": price_unlisted, "settle_expired": settle_expired}
-    if execution in ("takeover", "auction"):
-        _liquidate_slices(portfolio, market, model, execution, as_json, policy)
-        return
+    mdl = load_model(model)
+    pf = _load(load_portfolio, portfolio, "portfolio")
+    mkt = _load(partial(load_market, price_unlisted=price_unlisted,
+                        settle_expired=settle_expired), market, "--market")
     if execution != "market":
-        _fail(PmarginError(f"--execution must be market, takeover or auction, was {execution!r}"))
-        return
-    try:
-        mdl = load_model(model)
-        params = load_planner_params().model_copy(update={"delta_hedge_first": hedge_first})
-        plan = plan_liquidation(load_portfolio(portfolio), load_market(
-            market, price_unlisted=policy["price_unlisted"],
-            settle_expired=policy["settle_expired"]), mdl, params)
-    except PmarginError as exc:
-        _fail(exc)
-        return
-    data = {
-        "account_id": plan.account_id, "model": plan.model,
-        "margin_currency": plan.margin_currency, "needed": plan.needed,
-        "healthy_after": plan.healthy, "stuck": plan.stuck,
-        "before": {"equity": plan.before_equity, "initial_margin": plan.before_initial_margin,
-                   "maintenance_margin": plan.before_maintenance_margin,
-                   "target": plan.before_target},
-        "steps": [s.__dict__ for s in plan.steps],
-        "total_penalty": plan.total_penalty, "total_slippage": plan.total_slippage,
-        "liquidated_notional_usd": plan.liquidated_notional_usd,
-        "positions_after": [{"instrument": p.instrument.name, "quantity": p.quantity}
-                            for p in (plan.final.positions if plan.final else ())],
-    }
-    if as_json:
-        typer.echo(json.dumps(_jsonable(data), indent=2))
-        return
-    from rich.table import Table
+        from pmargin.liquidation.execution import auction_account, takeover_account
 
-    mc = plan.margin_currency
-    console.print(f"before: equity {plan.before_equity:.8g} {mc}, MM "
-                  f"{plan.before_maintenance_margin:.8g}, target {plan.before_target:.8g}"
-                  + ("" if plan.needed else " - no liquidation needed"), highlight=False)
-    table = Table(title=f"liquidation plan ({plan.model}), amounts in {mc}")
-    for col in ("step", "trades (instrument, quantity, price USD)", "cost", "penalty", "equity",
-                "IM", "MM", "target"):
-        table.add_column(col, justify="right")
-    for s in plan.steps:
-        trades = "; ".join(f"{n} {q:+.6g} @ {px:,.2f}" for n, q, px in s.trades)
-        table.add_row(s.label, trades, f"{s.slippage:.6g}", f"{s.penalty:.6g}",
-                      f"{s.equity:.8g}", f"{s.initial_margin:.8g}",
-                      f"{s.maintenance_margin:.8g}", f"{s.target:.8g}")
-    console.print(table)
-    console.print(f"healthy after: {plan.healthy}; stuck: {plan.stuck}", highlight=False)
-
-
-def _liquidate_slices(portfolio: Path, market: Path, model: str, execution: str,
-                      as_json: bool, policy: dict[str, bool]) -> None:
-    """Takeover or Dutch auction of whole-account slices (see pmargin.liquidation.execution)."""
-    from dataclasses import asdict
-
-    from pmargin.liquidation.execution import auction_account, takeover_account
-    from pmargin.market.loaders import load_market
-    from pmargin.models import load_model
-    from pmargin.portfolio import load_portfolio
-
-    try:
-        mdl = load_model(model)
-        pf = load_portfolio(portfolio)
-        mkt = load_market(market, price_unlisted=policy["price_unlisted"],
-                          settle_expired=policy["settle_expired"])
         out = (auction_account(pf, mkt, mdl) if execution == "auction"
                else takeover_account(pf, mkt, mdl))
-    except PmarginError as exc:
-        _fail(exc)
+        data = results.slices_json(out)
+        if as_json:
+            _emit_json(results.liquidate_json(execution, None, data))
+        else:
+            results.print_slices(console, data)
         return
-    data = {
-        "method": out.method, "account_id": out.account, "equity": out.equity,
-        "positions_value": out.positions_value, "maintenance_margin": out.maintenance_margin,
-        "fraction_sold": out.fraction_sold, "conservation_error": str(out.conservation_error),
-        "auction": None if out.auction is None else {
-            "fee": str(out.auction.fee), "insolvent": out.auction.insolvent,
-            "terminated": out.auction.terminated,
-            "fills": [{k: str(v) for k, v in asdict(f).items()} for f in out.auction.fills]},
-        "takeover": None if out.takeover is None else {
-            k: str(v) for k, v in asdict(out.takeover).items() if k != "transfers"},
-    }
+    from pmargin.liquidation.planner import load_planner_params, plan_liquidation
+
+    params = load_planner_params().model_copy(update={"delta_hedge_first": hedge_first})
+    plan = plan_liquidation(pf, mkt, mdl, params)
     if as_json:
-        typer.echo(json.dumps(_jsonable(data), indent=2))
+        _emit_json(results.liquidate_json(execution, results.plan_json(plan), None))
         return
-    console.print_json(json.dumps(_jsonable(data)))
+    results.print_plan(console, plan)
+
+
+StressMode = Literal["portfolio", "cross", "isolated"]
 
 
 @app.command()
 def stress(
-    accounts: Annotated[int, typer.Option(help="Accounts in the generated book")] = 300,
+    accounts: Annotated[int, typer.Option(help="Accounts in the generated book", min=1)] = 300,
     shock: Annotated[float, typer.Option(help="Initial BTC move, e.g. -0.3")] = -0.3,
-    model: Annotated[str | None, typer.Option(
-        help="Only this mode: portfolio | cross | isolated (default: all three)")] = None,
-    seed: Annotated[int, typer.Option(help="Book generator seed")] = 3,
-    loss_mode: Annotated[str, typer.Option(help="adl | socialise")] = "adl",
+    model: Annotated[StressMode | None, typer.Option(
+        help="Only this margin mode (default: isolated, cross and portfolio)")] = None,
+    seed: Annotated[int, typer.Option(help="Book generator seed", min=0)] = 3,
+    loss_mode: Annotated[Literal["adl", "socialise"], typer.Option(
+        help="Who covers a deficit once the insurance fund is empty")] = "adl",
     as_json: JsonOpt = False,
-    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the rounds")] = None,
+    plot: PlotOpt = None,
 ) -> None:
-    """Shock a generated book and run the liquidation cascade under each margin mode."""
+    """Shock a generated book and run the liquidation cascade under each margin mode.
+
+    ``accounts`` are the accounts of the generated book; isolated margin splits each of them into
+    one sub-account per position, reported separately as ``isolated_sub_accounts``.
+    """
     from pmargin.liquidation.cascade import load_cascade_params
     from pmargin.liquidation.stress import STRESS_MODES, run_stress
+    from pmargin.reports.results import print_stress, stress_json
 
+    _check_shock(shock)
+    check_output_path(plot, "--plot", _image_types if plot is not None else None)
     modes = [model] if model else list(STRESS_MODES)
-    try:
-        for m in modes:
-            if m not in STRESS_MODES:
-                raise PmarginError(f"--model must be one of {list(STRESS_MODES)}, was {m!r}")
-        params = load_cascade_params().model_copy(update={"loss_mode": loss_mode})
-        from pmargin.demo import demo_market
+    params = load_cascade_params().model_copy(update={"loss_mode": loss_mode})
+    from pmargin.demo import demo_market
 
-        results = run_stress(accounts, shock, modes, demo_market()[0], seed=seed, params=params)
-    except PmarginError as exc:
-        _fail(exc)
-        return
-    out = [r.to_dict() for r in results]
+    cascades = run_stress(accounts, shock, modes, demo_market()[0], seed=seed, params=params)
+    data = stress_json(cascades, accounts=accounts, shock=shock, seed=seed, loss_mode=loss_mode)
+    written = None
     if plot is not None:
         from pmargin.reports.plots import plot_cascade
 
-        plot_cascade(results, plot)
+        written = plot_cascade(cascades, plot)
     if as_json:
-        typer.echo(json.dumps(_jsonable(out if len(out) > 1 else out[0]), indent=2))
+        _emit_json(data)
         return
-    from rich.table import Table
+    print_stress(console, data)
+    if written is not None:
+        console.print(f"plot written to {written}", highlight=False)
 
-    for r in out:
-        t = Table(title=f"{r['label']} ({r['model']}): {r['accounts']} accounts, shock "
-                        f"{shock:+.0%}, final index {r['final_index']:,.0f}")
-        for col in ("round", "index", "in liquidation", "stuck", "liquidated USD", "bad debt USD",
-                    "fund used USD", "ADL USD", "socialised USD", "impact"):
-            t.add_column(col, justify="right")
-        for x in r["rounds"]:
-            t.add_row(str(x["round"]), f"{x['index']:,.0f}", str(x["accounts_in_liquidation"]),
-                      str(x["accounts_stuck"]), f"{x['liquidated_notional_usd']:,.0f}",
-                      f"{x['bad_debt_usd']:,.0f}", f"{x['insurance_fund_used_usd']:,.0f}",
-                      f"{x['adl_usd']:,.0f}", f"{x['socialised_usd']:,.0f}",
-                      f"{x['price_impact']:+.4f}")
-        console.print(t)
-        console.print(f"conservation error: {r['conservation_error']}", highlight=False)
-    if plot is not None:
-        console.print(f"plot written to {plot}")
+
+def main() -> None:
+    """Entry point of the ``pmargin`` console script."""
+    app()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,11 @@ from pmargin.models import load_model
 from pmargin.portfolio import Portfolio, portfolio_from_dict
 from pmargin.shared_folder import shared_folder
 
-__all__ = ["demo_market", "demo_portfolios", "find_shared", "run_demo"]
+__all__ = ["COVERED_CALL", "demo_footer", "demo_market", "demo_portfolios", "find_shared",
+           "run_demo"]
+
+COVERED_CALL = "covered call"
+"""Label of the demo's covered call: a short call whose cover is the account's coin collateral."""
 
 MODELS = ("deribit-sm", "deribit-sm-isolated", "deribit-pm", "pmargin", "okx-pm", "span")
 
@@ -66,7 +70,11 @@ def demo_market() -> tuple[MarketSnapshot, str]:
 
 
 def demo_portfolios(market: MarketSnapshot) -> dict[str, Portfolio]:
-    """Naked short put, covered call, bull call spread and straddle on a ~1-month BTC expiry."""
+    """Naked short put, covered call, bull call spread and straddles on a ~1-month BTC expiry.
+
+    Every account is BTC-margined with 1 BTC of collateral, so the "covered call" is a short call
+    against that coin collateral: in a coin-margined account the two are the same portfolio.
+    """
     om = market.option_marks
     btc = om[(om["underlying"] == "BTC") & (om["settlement"] == "inverse")]
     taus = np.sort(btc["tau"].unique())
@@ -92,7 +100,8 @@ def demo_portfolios(market: MarketSnapshot) -> dict[str, Portfolio]:
 
     return {
         f"naked short put {int(otm_put)}": make([(name(otm_put, "P"), -1)]),
-        f"covered call {int(otm_call)}": make([(name(otm_call, "C"), -1)]),
+        f"{COVERED_CALL} {int(otm_call)} (short call, 1 BTC held)": make(
+            [(name(otm_call, "C"), -1)]),
         f"bull call spread {int(atm)}/{int(otm_call)}": make(
             [(name(atm, "C"), 1), (name(otm_call, "C"), -1)]),
         f"short straddle {int(atm)}": make([(name(atm, "C"), -1), (name(atm, "P"), -1)]),
@@ -123,6 +132,41 @@ def run_demo(console: Console) -> pd.DataFrame:
         cells = [f"{r.IM:.4f} / {r.MM:.4f}" for r in grp.itertuples()]
         table.add_row(str(group_name), *cells)
     console.print(table)
-    console.print("Portfolio margin recognises the hedges (spread, covered call) that per-position "
-                  "standard margin charges as if naked; see docs/hedges.md for the full matrix.")
+    for line in demo_footer(df):
+        console.print(line, highlight=False)
     return df
+
+
+def demo_footer(df: pd.DataFrame, pm: str = "deribit-pm", sm: str = "deribit-sm"
+                ) -> list[str]:
+    """Footer of the demo table, derived from its rows so that it cannot contradict them.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Rows of :func:`run_demo` (``portfolio``, ``model``, ``IM``).
+    pm, sm : str
+        The portfolio-margin and standard-margin columns compared.
+
+    Returns
+    -------
+    list of str
+        Lines to print.
+    """
+    im: dict[tuple[str, str], float] = {
+        (str(p), str(m)): float(v) for p, m, v in zip(df["portfolio"], df["model"], df["IM"],
+                                                      strict=True)}
+    order = list(dict.fromkeys(str(x) for x in df["portfolio"]))
+    less = [p for p in order if im[p, pm] < im[p, sm]]
+    more = [p for p in order if im[p, pm] >= im[p, sm]]
+    lines = [
+        "Every account is BTC-margined and holds 1 BTC, so a short call here is a covered call "
+        "(the coin collateral is the cover): in a coin-margined account the two are the same "
+        "portfolio, and its loss in BTC is bounded (a coin-settled call pays at most 1 BTC).",
+        f"{pm} initial margin is below {sm} for: {', '.join(less) or 'none'}"
+        + (f"; not below for: {', '.join(more)}." if more else "."),
+        "In USD terms (a USDC-margined account holding the coin, docs/hedges.md) the same covered "
+        "call is a synthetic short put: portfolio margin sees the coin's downside, which "
+        "standard margin leaves out, and can charge more than standard margin there.",
+    ]
+    return lines

@@ -10,6 +10,7 @@ the specification; tests assert both agree.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import numpy as np
@@ -112,11 +113,19 @@ PARALLEL_MIN_ROWS = 2048
 
 
 def _get(kernel: Any, cache: dict[bool, Any], parallel: bool) -> Any:
-    # Numba's on-disk cache is keyed by the Python function, not by the compile flags, so only
-    # the parallel variant is cached: sharing one cache entry between a serial and a parallel
-    # build of the same function would hand one of them the other's machine code.
+    # Numba's on-disk cache is keyed by the Python function's qualified name and bytecode, not
+    # by the compile flags, so the serial variant is a copy of the function under its own
+    # qualified name: each variant has its own cache file, compiled once per install.
     if parallel not in cache:
-        cache[parallel] = numba.njit(parallel=parallel, cache=parallel)(kernel)
+        fn = kernel
+        if not parallel:
+            fn = types.FunctionType(kernel.__code__, kernel.__globals__, kernel.__name__,
+                                    kernel.__defaults__, kernel.__closure__)
+            fn.__qualname__ = f"{kernel.__qualname__}_serial"
+        # a kernel loaded from the cache does not start Numba's threading layer, which
+        # numba.get_thread_id() needs even in the serial build: start it here
+        numba.get_num_threads()
+        cache[parallel] = numba.njit(parallel=parallel, cache=True)(fn)
     return cache[parallel]
 
 

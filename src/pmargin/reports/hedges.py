@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pmargin.errors import InvalidInput
 from pmargin.market import MarketSnapshot
 from pmargin.models import load_model
 from pmargin.portfolio import Portfolio, portfolio_from_dict
@@ -36,9 +37,17 @@ def structures(market: MarketSnapshot, underlying: str = "BTC") -> dict[str, Por
     -------
     dict of str to Portfolio
         Structure name to account.
+
+    Raises
+    ------
+    InvalidInput
+        The market lists no coin-settled option on ``underlying``.
     """
     om = market.option_marks
     ch = om[(om["underlying"] == underlying) & (om["settlement"] == "inverse")]
+    if ch.empty:
+        raise InvalidInput("market", underlying, "has no coin-settled option chain on this "
+                           "underlying; the hedge matrix needs one")
     taus = np.sort(ch["tau"].unique())
     near = taus[np.argmin(np.abs(taus - 30 / 365))]
     far = taus[np.argmin(np.abs(taus - 90 / 365))]

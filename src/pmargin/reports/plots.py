@@ -13,7 +13,20 @@ from pmargin.models.portfolio_margin import PortfolioMarginModel
 from pmargin.models.result import AccountMargin
 from pmargin.portfolio import Portfolio
 
-__all__ = ["plot_margin"]
+__all__ = ["cascade_figure", "plot_cascade", "plot_margin"]
+
+
+def _pyplot(path: str | Path) -> Any:
+    """matplotlib.pyplot on the Agg backend, or an input error naming the missing extra."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - optional extra
+        raise InvalidInput("plot", str(path),
+                           "needs matplotlib (pip install pmargin[plot])") from exc
+    return plt
 
 
 def plot_margin(res: AccountMargin, model: PortfolioMarginModel, portfolio: Portfolio,
@@ -38,14 +51,7 @@ def plot_margin(res: AccountMargin, model: PortfolioMarginModel, portfolio: Port
     Path
         The written file.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - optional extra
-        raise InvalidInput("plot", str(path),
-                           "needs matplotlib (pip install pmargin[plot])") from exc
+    plt = _pyplot(path)
     if res.risk_matrix is None:
         raise InvalidInput("model", res.model, "has no risk matrix to plot")
     units = sorted({u for u, _ in res.risk_matrix.index})
@@ -79,41 +85,54 @@ def plot_margin(res: AccountMargin, model: PortfolioMarginModel, portfolio: Port
     return out
 
 
-def plot_cascade(results: list[Any], path: str | Path) -> Path:
-    """Plot a cascade per margin mode: index path, liquidated notional and bad debt by round.
+def cascade_figure(results: list[Any]) -> Any:
+    """Figure of cascades per margin mode: index path, liquidated notional and bad debt by round.
 
     Parameters
     ----------
     results : list of CascadeResult
         Cascades to compare (e.g. isolated, cross, portfolio on the same book and shock).
-    path : str or Path
-        Output PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels; the round axes have whole-number ticks. Close it with ``plt.close``.
+    """
+    plt = _pyplot("cascade")
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    width = 0.8 / max(len(results), 1)
+    centre = (len(results) - 1) / 2  # each round's group of bars is centred on its tick
+    for k, r in enumerate(results):
+        rounds = [x.round for x in r.rounds]
+        axes[0].plot(rounds, [x.index for x in r.rounds], marker="o", label=r.label)
+        axes[1].bar([x + width * (k - centre) for x in rounds],
+                    [x.liquidated_notional_usd / 1e6 for x in r.rounds], width=width,
+                    label=r.label)
+        axes[2].bar([x + width * (k - centre) for x in rounds],
+                    [x.bad_debt_usd / 1e6 for x in r.rounds], width=width, label=r.label)
+    axes[0].set_title("index after each round (USD)")
+    axes[1].set_title("liquidated underlying notional (USD m)")
+    axes[2].set_title("bad debt (USD m)")
+    for ax in axes:
+        ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_cascade(results: list[Any], path: str | Path) -> Path:
+    """Write :func:`cascade_figure` of ``results`` to ``path`` (PNG, SVG, PDF, ...).
 
     Returns
     -------
     Path
         The written file.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    for r in results:
-        rounds = [x.round for x in r.rounds]
-        axes[0].plot(rounds, [x.index for x in r.rounds], marker="o", label=r.label)
-        axes[1].bar([x + 0.25 * results.index(r) for x in rounds],
-                    [x.liquidated_notional_usd / 1e6 for x in r.rounds], width=0.25, label=r.label)
-        axes[2].bar([x + 0.25 * results.index(r) for x in rounds],
-                    [x.bad_debt_usd / 1e6 for x in r.rounds], width=0.25, label=r.label)
-    axes[0].set_title("index after each round (USD)")
-    axes[1].set_title("liquidated underlying notional (USD m)")
-    axes[2].set_title("bad debt (USD m)")
-    for ax in axes:
-        ax.set_xlabel("round")
-        ax.legend()
-    fig.tight_layout()
+    plt = _pyplot(path)
+    fig = cascade_figure(results)
     out = Path(path)
     fig.savefig(out, dpi=110)
     plt.close(fig)
