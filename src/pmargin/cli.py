@@ -613,5 +613,39 @@ def main() -> None:
     app()
 
 
+# ---------------------------------------------------------------------------------- service
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the margin service.")
+app.add_typer(keys_app, name="keys")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
+    database_url: Annotated[str | None, typer.Option(
+        help="SQLAlchemy URL (default PMARGIN_DATABASE_URL or sqlite:///var/pmargin.db)")] = None,
+    venue: Annotated[Path | None, typer.Option(help="Venue TOML (default: shipped)")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Seed the demo venue on first start")]
+    = False,
+) -> None:
+    """Run the margin service (HTTP API; docs at /docs)."""
+    from pmargin.service.server import run
+
+    run(host, port, database_url, venue, demo)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[Literal["trader", "operator", "risk", "admin"], typer.Option(
+        help="trader | operator | risk | admin")],
+    account: Annotated[str | None, typer.Option(help="Account of a trader key")] = None,
+    database_url: Annotated[str | None, typer.Option(help="Database URL")] = None,
+) -> None:
+    """Create an API key (printed once; only its hash is stored)."""
+    from pmargin.service.server import create_key
+
+    typer.echo(create_key(role, account, database_url))
+
+
 if __name__ == "__main__":
     main()

@@ -76,9 +76,12 @@ def _bound(legs: list[tuple[str, float]], mc: str) -> float:
 
 
 def _gross(legs: list[tuple[str, float]], mc: str) -> float:
-    """Sum of the legs' absolute values (scale of rounding in a net value), in ``mc``."""
+    """Scale of rounding in a net value, in ``mc``: the legs' absolute values, and 1e-7 of
+    their notional (scenario values of worthless options are differences of numbers of the
+    size of the strike, exact only to ~1e-16 of it)."""
     v = sum(abs(q) * _coin_value(n) for n, q in legs)
-    return v * (1.0 if mc == "BTC" else _market().index_price("BTC"))
+    notional = sum(abs(q) for _, q in legs)  # in coin
+    return (v + 1e-7 * notional) * (1.0 if mc == "BTC" else _market().index_price("BTC"))
 
 
 def _book(structs: list[list[tuple[str, float]]], mc: str) -> Book:

@@ -13,7 +13,7 @@ Currently implemented
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -436,6 +436,72 @@ class BookEngine:
         k = self._ccy_col(currency)
         self.book.collateral[r, k] += amount
         self._chunks = None  # sub-books hold copies of the collateral rows
+        self._refresh_row(r)
+
+    def check_account(self, account_id: str, positions: Mapping[str, tuple[float, float]],
+                      collateral: Mapping[str, float], allow_risk_reducing: bool = True
+                      ) -> WhatIf:
+        """Margin an account as if its whole row were ``positions`` and ``collateral``.
+
+        The book is not changed. Same verdict rule as :meth:`what_if`.
+
+        Parameters
+        ----------
+        account_id : str
+            Account.
+        positions : mapping of instrument name to (quantity, entry notional)
+            The hypothetical row; entry notional in USD (NaN = at the mark).
+        collateral : mapping of currency to balance
+            Hypothetical balances (currencies not given keep their current balance).
+        allow_risk_reducing : bool, optional
+            Pass a change that lowers IM without lowering equity even if equity < IM.
+
+        Returns
+        -------
+        WhatIf
+            New IM/MM/equity, pass/fail and excess.
+        """
+        r = self.row(account_id)
+        pos, ent, coll = self._hypothetical_row(r, positions, collateral)
+        res = self.model.evaluate(self.prep, self._account_book(r, pos, ent, coll))
+        return self._verdict(r, res, allow_risk_reducing)
+
+    def _hypothetical_row(self, r: int, positions: Mapping[str, tuple[float, float]],
+                          collateral: Mapping[str, float]
+                          ) -> tuple[sp.csr_matrix, sp.csr_matrix, FloatArray]:
+        cols = np.array([self._column(n) for n in positions], dtype=np.int64)
+        q = np.array([v[0] for v in positions.values()], dtype=np.float64)
+        e = np.array([v[1] for v in positions.values()], dtype=np.float64)
+        order = np.argsort(cols, kind="stable")
+        cols, q, e = cols[order], q[order], e[order]
+        n_i = self.book.n_instruments
+        ptr = np.array([0, cols.size], dtype=np.int64)
+        ks = [self._ccy_col(ccy) for ccy in collateral]  # may add columns: before the copy
+        coll = self.book.collateral[r:r + 1].copy()
+        coll[0, ks] = list(collateral.values())
+        return (sp.csr_matrix((q, cols, ptr), shape=(1, n_i)),
+                sp.csr_matrix((e, cols, ptr.copy()), shape=(1, n_i)), coll)
+
+    def set_account(self, account_id: str, positions: Mapping[str, tuple[float, float]],
+                    collateral: Mapping[str, float]) -> None:
+        """Replace one account's positions and collateral and update its margin.
+
+        For a caller that keeps positions itself (the service keeps them exactly, in decimals).
+
+        Parameters
+        ----------
+        account_id : str
+            Account.
+        positions : mapping of instrument name to (quantity, entry notional)
+            The account's whole row; entry notional in USD (NaN = at the mark).
+        collateral : mapping of currency to balance
+            Balances of the book's collateral currencies (others are left unchanged).
+        """
+        r = self.row(account_id)
+        pos, ent, coll = self._hypothetical_row(r, positions, collateral)
+        self._store_row(r, pos, ent)
+        self.book.collateral[r] = coll[0]
+        self._chunks = None
         self._refresh_row(r)
 
     def withdraw(self, account_id: str, currency: str, amount: float) -> WhatIf:

@@ -1,0 +1,520 @@
+"""The HTTP API (FastAPI). Writes are serialised per venue and persisted before they apply.
+
+Roles: ``trader`` (its own account: reads, what-if, withdrawals), ``operator`` (accounts,
+fills, transfers, market data), ``risk`` (reads everything), ``admin`` (keys). Every write takes
+an ``Idempotency-Key`` header: a retry returns the first answer, the same key with another body
+is a 409.
+"""
+
+
+import base64
+import gzip
+import json
+import math
+import tempfile
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
+
+from pmargin.errors import InvalidInput, PmarginError
+from pmargin.market import MarketSnapshot
+from pmargin.service.config import VenueConfig
+from pmargin.service.money import parse_decimal
+from pmargin.service.state import Effect, VenueState
+from pmargin.service.store import Store, digest_of
+
+__all__ = ["Service", "create_app"]
+
+ROLES = ("trader", "operator", "risk", "admin")
+MAX_BODY = 8 * 1024 * 1024
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Amount = Annotated[StrictStr | StrictFloat | StrictInt,
+                   Field(description="decimal number or decimal string")]
+
+
+class AccountIn(_Body):
+    """A new account."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    book: str
+
+
+class TransferIn(_Body):
+    """A deposit or withdrawal, in the currency's own units."""
+
+    account: str
+    currency: str
+    amount: Amount
+    direction: Literal["deposit", "withdrawal"]
+
+
+class FillIn(_Body):
+    """A trade fill.
+
+    ``price``: per contract in the settlement currency for options (coin for inverse options),
+    USD per coin for futures and perpetuals; ``price_currency`` states it.
+    """
+
+    account: str
+    instrument: str
+    quantity: Amount
+    price: Amount
+    price_currency: str
+    fee: Amount = "0"
+    new_order: bool = True
+
+
+class WhatIfFill(_Body):
+    """A hypothetical fill (same units as :class:`FillIn`)."""
+
+    instrument: str
+    quantity: Amount
+    price: Amount
+    price_currency: str
+
+
+class WhatIfIn(_Body):
+    """Hypothetical fills."""
+
+    fills: list[WhatIfFill] = Field(min_length=1, max_length=500)
+
+
+class KeyIn(_Body):
+    """A new API key."""
+
+    role: Literal["trader", "operator", "risk", "admin"]
+    account: str | None = None
+
+
+def market_from_payload(payload: dict[str, Any]) -> MarketSnapshot:
+    """Rebuild a market snapshot from its stored form (JSON market or gzipped Deribit CSV)."""
+    from pmargin.market.loaders import load_deribit_csv, load_market_json
+
+    if payload.get("format") == "deribit-csv":
+        raw = base64.b64decode(payload["gzip_b64"])
+        with tempfile.NamedTemporaryFile(suffix=".csv.gz") as f:
+            f.write(raw)
+            f.flush()
+            return load_deribit_csv(f.name)
+    return load_market_json(payload["market"])
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+class Service:
+    """The venue: state in memory, store in the database, one lock for writes."""
+
+    def __init__(self, cfg: VenueConfig, store: Store) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.state = VenueState(cfg)
+        self.lock = threading.RLock()
+        self.replay()
+
+    # ------------------------------------------------------------------ replay
+    def effect_of(self, kind: str, book: str, p: dict[str, Any]) -> Effect:
+        """The effect of a logged event (same functions as the live path)."""
+        s = self.state
+        if kind == "account":
+            return s.effect_account(p["id"], p["book"])
+        if kind in ("deposit", "withdrawal"):
+            return s.effect_transfer(p["account"], p["currency"], Decimal(p["amount"]), kind)
+        if kind == "fill":
+            return s.effect_fill(p["account"], p["instrument"], Decimal(p["quantity"]),
+                                 Decimal(p["price"]), p["price_currency"], Decimal(p["fee"]))
+        if kind == "market":
+            mkt = market_from_payload(self.store.market_payload(p["digest"]))
+            return Effect("market", book, market=mkt, market_digest=p["digest"])
+        raise ValueError(f"unknown event kind {kind}")
+
+    def replay(self) -> None:
+        """Rebuild the state from the event log."""
+        for ev in self.store.events():
+            eff = self.effect_of(ev.kind, ev.book, json.loads(ev.payload))
+            self.state.apply(eff, int(ev.seq))
+
+    # ------------------------------------------------------------------ writes
+    def write(self, key: str | None, kind: str, payload: dict[str, Any],
+              build: Callable[[], Effect], check: Callable[[Effect], None] | None = None,
+              market_row: dict[str, Any] | None = None) -> JSONResponse:
+        """Idempotent, serialised, persisted-then-applied write."""
+        if not key:
+            raise InvalidInput("Idempotency-Key", key, "header is required on every write")
+        if len(key) > 200:
+            raise InvalidInput("Idempotency-Key", key[:20] + "...", "is longer than 200")
+        digest = digest_of({"kind": kind, "payload": payload})
+        with self.lock:
+            seen = self.store.remembered(key)
+            if seen is not None:
+                if seen[0] != digest:
+                    return JSONResponse({"error": "idempotency_conflict",
+                                         "field": "Idempotency-Key", "value": key,
+                                         "reason": "used before with a different request"}, 409)
+                return JSONResponse(seen[2], seen[1])
+            eff = build()
+            if check is not None:
+                try:
+                    check(eff)
+                except MarginRefused as exc:
+                    body = exc.body()
+                    self.store.remember_refusal(key, digest, 422, body)
+                    return JSONResponse(body, 422)
+            response: dict[str, Any] = {"accepted": True, "kind": kind}
+            seq = self.store.commit(eff, payload, key, digest, response, market_row)
+            self.state.apply(eff, seq)
+            return JSONResponse(response, 200)
+
+    # ------------------------------------------------------------------ checks
+    def check_fill(self, account: str, eff: Effect) -> None:
+        """A fill flagged as a new order must leave equity >= IM (risk-reducing passes)."""
+        self._check(account, eff, allow_risk_reducing=True)
+
+    def check_withdrawal(self, account: str, eff: Effect) -> None:
+        """A withdrawal must leave equity >= IM."""
+        self._check(account, eff, allow_risk_reducing=False)
+
+    def hypothetical(self, account: str, eff: Effect
+                     ) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+        """The account's engine row after ``eff`` (nothing applied)."""
+        s = self.state
+        bs = s.book_of(account)
+        pos, coll = s._row(bs, account)
+        qq = self.cfg.money.quantity_quantum
+        from pmargin.instruments import parse_instrument
+        from pmargin.service.money import from_units
+
+        for (acct, inst), (units, entry) in eff.positions.items():
+            if acct != account:
+                continue
+            if units == 0:
+                pos.pop(inst, None)
+            else:
+                opt = parse_instrument(inst).is_option
+                pos[inst] = (float(from_units(units, qq)), math.nan if opt else float(entry))
+        delta: dict[str, int] = {}
+        for ledger_acct, ccy, u in eff.postings:
+            if ledger_acct == f"acct:{account}":
+                delta[ccy] = delta.get(ccy, 0) + u
+        for ccy, u in delta.items():
+            if ccy not in coll:
+                raise InvalidInput("currency", ccy, "is not a collateral currency of the book")
+            coll[ccy] = float(s.balance(account, ccy) + from_units(u, self.cfg.quantum(ccy)))
+        return pos, coll
+
+    def _check(self, account: str, eff: Effect, allow_risk_reducing: bool) -> None:
+        eng = self.state.engine(self.state.book_of(account).cfg.id)
+        pos, coll = self.hypothetical(account, eff)
+        v = eng.check_account(account, pos, coll, allow_risk_reducing)
+        if not v.passed:
+            raise MarginRefused(v.initial_margin, v.equity, v.excess)
+
+    # ------------------------------------------------------------------ reads
+    def account_view(self, account: str, explain: bool = False) -> dict[str, Any]:
+        """Balances, positions, margins and health of one account."""
+        s = self.state
+        bs = s.book_of(account)
+        eng = s.engine(bs.cfg.id)
+        r = eng.row(account)
+        res = eng.result
+        im, mm, eq = (float(res.initial_margin[r]), float(res.maintenance_margin[r]),
+                      float(res.equity[r]))
+        from pmargin.service.money import from_units
+
+        qq = self.cfg.money.quantity_quantum
+        out: dict[str, Any] = {
+            "id": account, "book": bs.cfg.id, "margin_currency": bs.cfg.margin_currency,
+            "balances": {c: str(s.balance(account, c)) for c in s._currencies(bs)},
+            "positions": [{"instrument": i, "quantity": str(from_units(u, qq)),
+                           "entry_notional_usd": str(e)}
+                          for i, (u, e) in sorted(bs.positions.get(account, {}).items())],
+            "equity": eq, "initial_margin": im, "maintenance_margin": mm,
+            "margin_ratio": _finite(mm / eq) if eq > 0 else None,
+            "health": health_label(eq, im, mm),
+            "seq": s.seq, "market_digest": s.market_digest,
+        }
+        if explain:
+            out["explain"] = json.loads(json.dumps(
+                bs.model.margin(self.portfolio(account), self._market()).to_dict(), default=str))
+        return out
+
+    def portfolio(self, account: str) -> Any:
+        """The account as a :class:`pmargin.portfolio.Portfolio` (for explanations)."""
+        from pmargin.portfolio import portfolio_from_dict
+        from pmargin.service.money import from_units
+
+        s = self.state
+        bs = s.book_of(account)
+        qq = self.cfg.money.quantity_quantum
+        positions = []
+        for name, (u, e) in sorted(bs.positions.get(account, {}).items()):
+            q = from_units(u, qq)
+            row: dict[str, Any] = {"instrument": name, "quantity": float(q)}
+            if not name.endswith(("-C", "-P")) and e != 0:
+                row["avg_price"] = float(e / q)
+            positions.append(row)
+        return portfolio_from_dict({
+            "margin_currency": bs.cfg.margin_currency,
+            "collateral": {c: float(s.balance(account, c)) for c in s._currencies(bs)},
+            "positions": positions})
+
+    def _market(self) -> MarketSnapshot:
+        if self.state.market is None:
+            raise InvalidInput("market", None, "no market yet: post one to /v1/market first")
+        return self.state.market
+
+    def book_view(self) -> dict[str, Any]:
+        """Accounts by health and totals of every book."""
+        out: dict[str, Any] = {"seq": self.state.seq, "books": []}
+        for bid, bs in self.state.books.items():
+            if not bs.accounts or self.state.market is None:
+                out["books"].append({"id": bid, "accounts": len(bs.accounts)})
+                continue
+            res = self.state.engine(bid).result
+            labels = [health_label(float(e), float(i), float(m)) for e, i, m in
+                      zip(res.equity, res.initial_margin, res.maintenance_margin, strict=True)]
+            top = np.argsort(-res.initial_margin)[:10]
+            out["books"].append({
+                "id": bid, "accounts": len(bs.accounts),
+                "by_health": {h: labels.count(h) for h in
+                              ("healthy", "margin_call", "liquidation", "bankrupt")},
+                "total_initial_margin": float(res.initial_margin.sum()),
+                "total_maintenance_margin": float(res.maintenance_margin.sum()),
+                "total_equity": float(res.equity.sum()),
+                "largest": [{"account": bs.accounts[i],
+                             "initial_margin": float(res.initial_margin[i])} for i in top]})
+        return out
+
+
+def health_label(eq: float, im: float, mm: float) -> str:
+    """The one health rule (pmargin.liquidation.health) as a label."""
+    from pmargin.liquidation.health import HealthState, classify_one
+
+    return str(HealthState(classify_one(eq, im, mm)).name.lower())
+
+
+class MarginRefused(PmarginError):
+    """A write would leave equity below initial margin."""
+
+    def __init__(self, im: float, eq: float, excess: float) -> None:
+        super().__init__("equity would fall below initial margin")
+        self.im, self.eq, self.excess = im, eq, excess
+
+    def body(self) -> dict[str, Any]:
+        """Response body."""
+        return {"accepted": False, "error": "insufficient_margin", "field": "amount",
+                "reason": "equity after the change would be below initial margin",
+                "initial_margin_after": self.im, "equity_after": self.eq,
+                "shortfall": -self.excess}
+
+
+# ====================================================================== app
+def create_app(service: Service) -> FastAPI:
+    """Build the FastAPI application around a :class:`Service`."""
+    app = FastAPI(title="pmargin service", version="1",
+                  description="Margin service: accounts, fills, transfers, market, margins.")
+
+    @app.exception_handler(InvalidInput)
+    async def _bad(_: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse({"error": "invalid_input", "field": exc.field,
+                             "value": _jsonable(exc.value), "reason": exc.reason}, 422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"] if p != "body")
+        return JSONResponse({"error": "invalid_input", "field": field,
+                             "value": _jsonable(err.get("input")), "reason": err["msg"]}, 422)
+
+    def auth(authorization: Annotated[str | None, Header()] = None) -> tuple[str, str | None]:
+        key = (authorization or "").removeprefix("Bearer ").strip()
+        info = service.store.key_info(key) if key else None
+        if info is None:
+            raise HTTPException(401, "missing or invalid API key (Authorization: Bearer <key>)")
+        return info
+
+    Who = Annotated[tuple[str, str | None], Depends(auth)]
+    IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+    def need(who: tuple[str, str | None], *roles: str, account: str | None = None) -> None:
+        role, own = who
+        if role == "trader" and "trader" in roles:
+            if account is None or account != own:
+                raise HTTPException(403, "a trader key reads and acts on its own account only")
+            return
+        if role not in roles:
+            raise HTTPException(403, f"role {role} may not do this")
+
+    @app.post("/v1/accounts")
+    def create_account(body: AccountIn, who: Who, key: IdemKey = None) -> JSONResponse:
+        need(who, "operator")
+        p = body.model_dump()
+        return service.write(key, "account", p,
+                             lambda: service.state.effect_account(body.id, body.book))
+
+    @app.post("/v1/transfers")
+    def transfer(body: TransferIn, who: Who, key: IdemKey = None) -> JSONResponse:
+        if body.direction == "withdrawal":
+            need(who, "operator", "trader", account=body.account)
+        else:
+            need(who, "operator")
+        amount = parse_decimal(body.amount, "amount")
+        p = {"account": body.account, "currency": body.currency, "amount": str(amount)}
+        chk = ((lambda e: service.check_withdrawal(body.account, e))
+               if body.direction == "withdrawal" else None)
+        return service.write(key, body.direction, p, lambda: service.state.effect_transfer(
+            body.account, body.currency, amount, body.direction), chk)
+
+    @app.post("/v1/fills")
+    def fill(body: FillIn, who: Who, key: IdemKey = None) -> JSONResponse:
+        need(who, "operator")
+        q = parse_decimal(body.quantity, "quantity")
+        px = parse_decimal(body.price, "price")
+        fee = parse_decimal(body.fee, "fee")
+        p = {"account": body.account, "instrument": body.instrument, "quantity": str(q),
+             "price": str(px), "price_currency": body.price_currency, "fee": str(fee)}
+        chk = (lambda e: service.check_fill(body.account, e)) if body.new_order else None
+        return service.write(key, "fill", p, lambda: service.state.effect_fill(
+            body.account, body.instrument, q, px, body.price_currency, fee), chk)
+
+    @app.post("/v1/market")
+    async def market(request: Request, who: Who, key: IdemKey = None) -> JSONResponse:
+        need(who, "operator")
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise InvalidInput("body", f"{len(raw)} bytes", f"is larger than {MAX_BODY}")
+        ctype = request.headers.get("content-type", "")
+        if "csv" in ctype:
+            stored: dict[str, Any] = {"format": "deribit-csv",
+                                      "gzip_b64": base64.b64encode(
+                                          raw if raw[:2] == b"\x1f\x8b" else gzip.compress(
+                                              raw, mtime=0)).decode()}
+        else:
+            try:
+                stored = {"format": "json", "market": json.loads(raw)}
+            except (ValueError, UnicodeDecodeError):
+                raise InvalidInput("body", raw[:40].decode("utf-8", "replace"),
+                                   "is not JSON") from None
+        return await _market(stored, key)
+
+    async def _market(stored: dict[str, Any], key: str | None) -> JSONResponse:
+        mkt = market_from_payload(stored)
+        digest = digest_of(stored)
+        cur = service.state.market
+        if cur is not None and mkt.valuation_time < cur.valuation_time:
+            raise InvalidInput("valuation_time", mkt.valuation_time.isoformat(),
+                               f"is older than the market in use "
+                               f"({cur.valuation_time.isoformat()})")
+        book = service.cfg.books[0].id
+        row = {"digest": digest, "valuation_time": mkt.valuation_time.isoformat(),
+               "payload": json.dumps(stored)}
+        resp = service.write(key, "market", {"digest": digest}, lambda: Effect(
+            "market", book, market=mkt, market_digest=digest), market_row=row)
+        return resp
+
+    @app.get("/v1/accounts/{account_id}")
+    def get_account(account_id: str, who: Who) -> dict[str, Any]:
+        need(who, "risk", "trader", account=account_id)
+        with service.lock:
+            return service.account_view(account_id)
+
+    @app.post("/v1/accounts/{account_id}/what-if")
+    def what_if(account_id: str, body: WhatIfIn, who: Who) -> dict[str, Any]:
+        need(who, "risk", "trader", account=account_id)
+        with service.lock:
+            s = service.state
+            total = Effect("fill", s.book_of(account_id).cfg.id)
+            # apply fills one after the other on a scratch copy of the row
+            for i, f in enumerate(body.fills):
+                try:
+                    e = s.effect_fill(account_id, f.instrument,
+                                      parse_decimal(f.quantity, f"fills[{i}].quantity"),
+                                      parse_decimal(f.price, f"fills[{i}].price"),
+                                      f.price_currency, Decimal(0))
+                except InvalidInput as exc:
+                    raise InvalidInput(f"fills[{i}].{exc.field}", exc.value, exc.reason) from None
+                total.positions.update(e.positions)
+                total.postings += e.postings
+            eng = s.engine(total.book)
+            pos, coll = service.hypothetical(account_id, total)
+            v = eng.check_account(account_id, pos, coll, True)
+            return {"account": account_id, "approved": v.passed,
+                    "initial_margin": v.initial_margin, "maintenance_margin":
+                    v.maintenance_margin, "equity": v.equity, "excess": v.excess,
+                    "before": {"initial_margin": v.before_initial_margin,
+                               "equity": v.before_equity}}
+
+    @app.get("/v1/book")
+    def book(who: Who) -> dict[str, Any]:
+        need(who, "risk")
+        with service.lock:
+            return service.book_view()
+
+    @app.get("/v1/events")
+    def events(who: Who, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        need(who, "risk")
+        if after < 0:
+            raise InvalidInput("after", after, "must not be negative")
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", limit, "must lie in [1, 1000]")
+        rows = [{"seq": int(e.seq), "book": e.book, "kind": e.kind,
+                 "payload": json.loads(e.payload), "created_at": e.created_at}
+                for e in service.store.events(after, limit)]
+        return {"events": rows, "next_after": rows[-1]["seq"] if rows else after}
+
+    @app.get("/v1/state")
+    def state(who: Who) -> dict[str, Any]:
+        need(who, "risk")
+        with service.lock:
+            return {"seq": service.state.seq, "state_hash": service.state.state_hash(),
+                    "conservation": service.state.conservation()}
+
+    @app.post("/v1/keys")
+    def keys(body: KeyIn, who: Who) -> dict[str, Any]:
+        need(who, "admin")
+        if body.role == "trader":
+            if body.account is None:
+                raise InvalidInput("account", None, "a trader key needs an account")
+            service.state.book_of(body.account)
+        return {"key": service.store.create_key(body.role, body.account), "role": body.role,
+                "account": body.account}
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "seq": service.state.seq}
+
+    return app
+
+
+def _jsonable(v: Any) -> Any:
+    try:
+        json.dumps(v)
+        return v
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def load_path(p: str) -> Path:
+    """Path helper for the server module."""
+    return Path(p)

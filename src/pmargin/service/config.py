@@ -1,0 +1,115 @@
+"""Venue configuration of the service: one TOML file, validated strictly."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pmargin.errors import ParamsError
+from pmargin.paramfiles import Shipped, load_params_file
+
+__all__ = ["BookConfig", "VenueConfig", "load_venue"]
+
+_SHIPPED = Shipped("pmargin.service", "", "venue")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BookConfig(_Strict):
+    """One book: accounts of one margin currency under one margin model."""
+
+    id: str = Field(pattern=r"^[A-Z0-9_]{1,32}$")
+    margin_currency: str = Field(pattern=r"^[A-Z]{2,10}$")
+    model: str
+    collateral_currencies: list[str]
+
+
+class MoneyConfig(_Strict):
+    """Integer minor units of the ledger and of position quantities."""
+
+    quanta: dict[str, Decimal]
+    quantity_quantum: Decimal
+
+    @field_validator("quanta")
+    @classmethod
+    def _positive_quanta(cls, v: dict[str, Decimal]) -> dict[str, Decimal]:
+        for ccy, q in v.items():
+            if not q.is_finite() or q <= 0:
+                raise ValueError(f"quantum of {ccy} must be positive")
+        return v
+
+
+class MarketConfig(_Strict):
+    """Market-data policy."""
+
+    max_age_seconds: float = Field(gt=0)
+
+
+class DemoConfig(_Strict):
+    """The generated demo book seeded on first start."""
+
+    accounts: int = Field(ge=1, le=100_000)
+    seed: int
+
+
+class VenueConfig(_Strict):
+    """The whole venue."""
+
+    schema_version: int
+    name: str
+    source: str
+    books: list[BookConfig] = Field(min_length=1)
+    money: MoneyConfig
+    market: MarketConfig
+    demo: DemoConfig
+
+    def book(self, book_id: str) -> BookConfig:
+        """Return the book named ``book_id``."""
+        for b in self.books:
+            if b.id == book_id:
+                return b
+        raise KeyError(book_id)
+
+    def quantum(self, currency: str) -> Decimal:
+        """Minor unit of ``currency``."""
+        try:
+            return self.money.quanta[currency]
+        except KeyError:
+            raise ParamsError("money.quanta", currency, "currency has no quantum") from None
+
+
+def load_venue(path: str | Path | None = None) -> VenueConfig:
+    """Read the venue TOML (the shipped default when ``path`` is None).
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A venue file.
+
+    Returns
+    -------
+    VenueConfig
+        Validated configuration.
+
+    Raises
+    ------
+    ParamsError
+        Unreadable file, bad TOML, unknown or missing keys, invalid values, unknown models.
+    """
+    source = str(path) if path is not None else "pmargin/service/venue.toml"
+    cfg = load_params_file(VenueConfig, path if path is not None else "venue", _SHIPPED)
+    from pmargin.models import list_models
+
+    ids = [b.id for b in cfg.books]
+    if len(set(ids)) != len(ids):
+        raise ParamsError("books", ids, "book ids must be unique")
+    for i, b in enumerate(cfg.books):
+        if b.model not in list_models():
+            raise ParamsError(f"books[{i}].model", b.model, f"unknown model ({source})")
+        for c in [b.margin_currency, *b.collateral_currencies]:
+            cfg.quantum(c)
+    return cfg

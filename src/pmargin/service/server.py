@@ -1,0 +1,193 @@
+"""The service process: database, migrations, replay, demo seeding, uvicorn."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from pmargin.service import tables as T
+from pmargin.service.app import Service, create_app, market_from_payload
+from pmargin.service.config import VenueConfig, load_venue
+from pmargin.service.database import connect, database_url, migrate
+from pmargin.service.state import Effect
+from pmargin.service.store import Store, digest_of, now_iso
+
+__all__ = ["create_key", "open_service", "run", "seed_demo"]
+
+
+def open_service(url: str | None = None, venue: str | Path | None = None) -> Service:
+    """Connect, migrate, replay: the service as stored.
+
+    Parameters
+    ----------
+    url : str, optional
+        Database URL (default ``PMARGIN_DATABASE_URL`` or SQLite under ``./var/``).
+    venue : str or Path, optional
+        Venue TOML (default: the shipped one).
+
+    Returns
+    -------
+    Service
+        Ready to serve.
+    """
+    cfg = load_venue(venue)
+    engine = connect(database_url(url))
+    migrate(engine)
+    store = Store(engine)
+    for b in cfg.books:
+        svc_model = __import__("pmargin.models", fromlist=["load_model"]).load_model(b.model)
+        store.save_params(b.id, b.model, svc_model.digest,
+                          svc_model.params.model_dump(mode="json"))
+    return Service(cfg, store)
+
+
+def _demo_market_payload() -> dict[str, Any]:
+    from pmargin.demo import latest_snapshot
+
+    snap = latest_snapshot()
+    if snap is not None:
+        import base64
+
+        return {"format": "deribit-csv", "gzip_b64": base64.b64encode(snap.read_bytes()).decode()}
+    raise FileNotFoundError("the demo venue needs ../shared/data/deribit (PMARGIN_SHARED)")
+
+
+def seed_demo(svc: Service, accounts: int | None = None) -> int:
+    """Seed an empty venue with the real snapshot and a generated book (one transaction).
+
+    Returns
+    -------
+    int
+        Number of events written.
+    """
+    from pmargin.synthetic import chain_universe, generate_book
+
+    cfg: VenueConfig = svc.cfg
+    n = accounts or cfg.demo.accounts
+    stored = _demo_market_payload()
+    mkt = market_from_payload(stored)
+    digest = digest_of(stored)
+    book_cfg = cfg.books[0]
+    gen = generate_book(mkt, chain_universe(mkt, book_cfg.margin_currency), n,
+                        seed=cfg.demo.seed, margin_currency=book_cfg.margin_currency)
+    state = svc.state
+    q_grid = cfg.money.quantity_quantum
+    written = 0
+    with svc.lock, svc.store.engine.begin() as c:
+        def log(eff: Effect, kind: str, payload: dict[str, Any]) -> None:
+            nonlocal written
+            seq = int(c.execute(sa.insert(T.events).values(
+                book=eff.book, kind=kind, idempotency_key=None,
+                payload=json.dumps(payload, sort_keys=True), created_at=now_iso())
+            ).inserted_primary_key[0])  # type: ignore[index]
+            if eff.new_account is not None:
+                c.execute(sa.insert(T.accounts).values(id=eff.new_account, book=eff.book,
+                                                       created_seq=seq))
+            if eff.postings:
+                c.execute(sa.insert(T.ledger_entries), [
+                    {"seq": seq, "account": a, "currency": ccy, "units": u}
+                    for a, ccy, u in eff.postings])
+            state.apply(eff, seq)
+            written += 1
+
+        c.execute(sa.insert(T.market_snapshots).values(
+            digest=digest, seq=1, valuation_time=mkt.valuation_time.isoformat(),
+            payload=json.dumps(stored)))
+        log(Effect("market", book_cfg.id, market=mkt, market_digest=digest), "market",
+            {"digest": digest})
+        pos = gen.positions.tocsr()
+        ci = gen.collateral_currencies.index(book_cfg.margin_currency)
+        for r, acct in enumerate(gen.account_ids):
+            log(state.effect_account(acct, book_cfg.id), "account",
+                {"id": acct, "book": book_cfg.id})
+            bal = Decimal(repr(float(gen.collateral[r, ci]))).quantize(
+                cfg.quantum(book_cfg.margin_currency))
+            # the deposit covers the premiums paid below, so the seeded account keeps `bal`
+            a, b = pos.indptr[r], pos.indptr[r + 1]
+            fills = []
+            premium = Decimal(0)
+            for j, q in zip(pos.indices[a:b], pos.data[a:b], strict=True):
+                inst = gen.instruments[int(j)]
+                qd = Decimal(repr(float(q))).quantize(q_grid)
+                if qd == 0:
+                    continue
+                if inst.is_option:
+                    px = Decimal(repr(_coin_mark(mkt, inst.name))).quantize(Decimal("0.0001"))
+                    px = max(px, Decimal("0.0001"))
+                    premium += qd * px
+                    fills.append((inst.name, qd, px, book_cfg.margin_currency))
+                else:
+                    px = Decimal(repr(round(float(_usd_mark(mkt, inst.name)), 2)))
+                    fills.append((inst.name, qd, px, "USD"))
+            dep = bal + max(premium, Decimal(0))
+            dep = dep.quantize(cfg.quantum(book_cfg.margin_currency))
+            if dep > 0:
+                p = {"account": acct, "currency": book_cfg.margin_currency, "amount": str(dep)}
+                log(state.effect_transfer(acct, book_cfg.margin_currency, dep, "deposit"),
+                    "deposit", p)
+            for name, qd, px, pc in fills:
+                p = {"account": acct, "instrument": name, "quantity": str(qd),
+                     "price": str(px), "price_currency": pc, "fee": "0"}
+                log(state.effect_fill(acct, name, qd, px, pc, Decimal(0)), "fill", p)
+        # derived tables in bulk
+        c.execute(sa.delete(T.balances))
+        rows = [{"account": a, "currency": ccy, "units": u}
+                for (a, ccy), u in state.balances.items()]
+        if rows:
+            c.execute(sa.insert(T.balances), rows)
+        c.execute(sa.delete(T.positions))
+        prow = [{"account": a, "instrument": i, "quantity_units": u, "entry_notional": str(e)}
+                for bs in state.books.values() for a, row in bs.positions.items()
+                for i, (u, e) in row.items()]
+        if prow:
+            c.execute(sa.insert(T.positions), prow)
+    return written
+
+
+def _coin_mark(mkt: Any, name: str) -> float:
+    return float(mkt.mark_price(name)) / float(mkt.index_price(name.split("-")[0]))
+
+
+def _usd_mark(mkt: Any, name: str) -> float:
+    return float(mkt.mark_price(name))
+
+
+def run(host: str = "127.0.0.1", port: int = 8000, url: str | None = None,
+        venue: str | Path | None = None, demo: bool = False) -> None:
+    """Start the service (blocking) with uvicorn; Ctrl-C stops it cleanly."""
+    import uvicorn
+
+    t0 = time.perf_counter()
+    svc = open_service(url, venue)
+    if demo and svc.state.seq == 0:
+        print(f"seeding the demo venue ({svc.cfg.demo.accounts} accounts)...", flush=True)
+        seed_demo(svc)
+    if demo:
+        keys = {r: svc.store.create_key(r, None) for r in ("operator", "risk", "admin")}
+        print(json.dumps({"demo_keys": keys}, indent=2))
+        print(f"API docs: http://{host}:{port}/docs\n"
+              f"example: curl -H 'Authorization: Bearer {keys['risk']}' "
+              f"http://{host}:{port}/v1/book")
+    n = sum(len(b.accounts) for b in svc.state.books.values())
+    print(f"pmargin service: {n} accounts, seq {svc.state.seq}, state "
+          f"{svc.state.state_hash()[:16]}, ready in {time.perf_counter() - t0:.1f} s "
+          f"on http://{host}:{port}", flush=True)
+    uvicorn.run(create_app(svc), host=host, port=port, log_level="warning")
+
+
+def create_key(role: str, account: str | None, url: str | None = None) -> str:
+    """Create an API key directly in the database (the first admin key, say)."""
+    from pmargin.errors import InvalidInput
+
+    if role not in ("trader", "operator", "risk", "admin"):
+        raise InvalidInput("role", role, "must be trader, operator, risk or admin")
+    if (role == "trader") != (account is not None):
+        raise InvalidInput("account", account, "a trader key needs an account; others none")
+    engine = connect(database_url(url))
+    migrate(engine)
+    return Store(engine).create_key(role, account)

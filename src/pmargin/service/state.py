@@ -1,0 +1,292 @@
+"""The venue in memory: accounts, balances, positions and a book engine per book.
+
+Every change goes through :meth:`VenueState.effect` (compute what an event does, without changing
+anything) and :meth:`VenueState.apply` (apply it). The live path persists the effect between the
+two; a replay of the log calls them in sequence order and must reach the same state
+(:meth:`VenueState.state_hash`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from pmargin.book import Book
+from pmargin.engine import BookEngine
+from pmargin.errors import InvalidInput
+from pmargin.instruments import InstrumentKind, parse_instrument
+from pmargin.market import MarketSnapshot
+from pmargin.models import load_model
+from pmargin.models.base import MarginModel
+from pmargin.service.config import BookConfig, VenueConfig
+from pmargin.service.money import from_units, to_units
+from pmargin.service.positions import fill_effect
+
+__all__ = ["BookState", "Effect", "VenueState", "external", "user"]
+
+Posting = tuple[str, str, int]  # (ledger account, currency, signed units)
+
+
+def user(account: str) -> str:
+    """Ledger account of a user account."""
+    return f"acct:{account}"
+
+
+def external(book: str) -> str:
+    """Ledger account of money outside the venue (deposits in, withdrawals out)."""
+    return f"external:{book}"
+
+
+def clearing(book: str) -> str:
+    """Ledger account of the venue's clearing counterparty (premiums, realised P&L)."""
+    return f"clearing:{book}"
+
+
+def fees(book: str) -> str:
+    """Ledger account of collected fees."""
+    return f"fees:{book}"
+
+
+@dataclass
+class Effect:
+    """What one event does: ledger postings and new positions (nothing applied yet)."""
+
+    kind: str
+    book: str
+    postings: list[Posting] = field(default_factory=list)
+    positions: dict[tuple[str, str], tuple[int, Decimal]] = field(default_factory=dict)
+    new_account: str | None = None
+    market: MarketSnapshot | None = None
+    market_digest: str | None = None
+
+    def check_balanced(self) -> None:
+        """Every currency's postings sum to zero (double entry)."""
+        tot: dict[str, int] = defaultdict(int)
+        for _, ccy, u in self.postings:
+            tot[ccy] += u
+        bad = {c: u for c, u in tot.items() if u != 0}
+        if bad:
+            raise AssertionError(f"unbalanced postings {bad}")
+
+
+@dataclass
+class BookState:
+    """One book's accounts and its margin engine."""
+
+    cfg: BookConfig
+    model: MarginModel
+    accounts: list[str] = field(default_factory=list)
+    positions: dict[str, dict[str, tuple[int, Decimal]]] = field(default_factory=dict)
+    engine: BookEngine | None = None
+    dirty: bool = True
+
+
+class VenueState:
+    """All books of the venue, the ledger balances and the market in use."""
+
+    def __init__(self, cfg: VenueConfig) -> None:
+        self.cfg = cfg
+        self.books: dict[str, BookState] = {
+            b.id: BookState(b, load_model(b.model)) for b in cfg.books}
+        self.account_book: dict[str, str] = {}
+        self.balances: dict[tuple[str, str], int] = defaultdict(int)
+        self.market: MarketSnapshot | None = None
+        self.market_digest: str | None = None
+        self.seq = 0
+
+    # ------------------------------------------------------------------ lookups
+    def book_of(self, account: str) -> BookState:
+        """Book of an account (InvalidInput if unknown)."""
+        try:
+            return self.books[self.account_book[account]]
+        except KeyError:
+            raise InvalidInput("account", account, "unknown account") from None
+
+    def balance(self, account: str, currency: str) -> Decimal:
+        """Ledger balance of a user account in ``currency``."""
+        return from_units(self.balances.get((user(account), currency), 0),
+                          self.cfg.quantum(currency))
+
+    # ------------------------------------------------------------------ effects
+    def effect_account(self, account: str, book: str) -> Effect:
+        """Open an account."""
+        if book not in self.books:
+            raise InvalidInput("book", book, f"unknown book (valid: {sorted(self.books)})")
+        if account in self.account_book:
+            raise InvalidInput("id", account, "account already exists")
+        return Effect("account", book, new_account=account)
+
+    def effect_transfer(self, account: str, currency: str, amount: Decimal,
+                        direction: str) -> Effect:
+        """Deposit (external -> account) or withdrawal (account -> external)."""
+        bs = self.book_of(account)
+        allowed = [bs.cfg.margin_currency, *bs.cfg.collateral_currencies]
+        if currency not in allowed:
+            raise InvalidInput("currency", currency,
+                               f"book {bs.cfg.id} takes {sorted(set(allowed))}")
+        units = to_units(amount, self.cfg.quantum(currency), "amount")
+        if units <= 0:
+            raise InvalidInput("amount", str(amount), "must be positive")
+        sign = 1 if direction == "deposit" else -1
+        if sign < 0 and self.balances.get((user(account), currency), 0) < units:
+            raise InvalidInput("amount", str(amount),
+                               f"exceeds the {currency} balance {self.balance(account, currency)}")
+        return Effect(direction, bs.cfg.id, postings=[
+            (user(account), currency, sign * units),
+            (external(bs.cfg.id), currency, -sign * units)])
+
+    def effect_fill(self, account: str, instrument: str, quantity: Decimal, price: Decimal,
+                    price_currency: str, fee: Decimal) -> Effect:
+        """A trade fill: position change, premium or realised cash, fee."""
+        bs = self.book_of(account)
+        inst = parse_instrument(instrument)
+        if inst.kind is InstrumentKind.SPOT:
+            raise InvalidInput("instrument", instrument, "spot is collateral: use a transfer")
+        if inst.is_inverse and inst.underlying != bs.cfg.margin_currency:
+            raise InvalidInput("instrument", instrument,
+                               f"book {bs.cfg.id} holds only {bs.cfg.margin_currency} inverse "
+                               "instruments")
+        want = inst.settle_currency if inst.is_option else "USD"
+        if price_currency != want:
+            raise InvalidInput("price_currency", price_currency,
+                               f"{instrument} is priced in {want}")
+        if price <= 0:
+            raise InvalidInput("price", str(price), "must be positive")
+        if fee < 0:
+            raise InvalidInput("fee", str(fee), "must not be negative")
+        self._check_listed(inst.name)
+        qq = self.cfg.money.quantity_quantum
+        dq_units = to_units(quantity, qq, "quantity")
+        if dq_units == 0:
+            raise InvalidInput("quantity", str(quantity), "must not be zero")
+        old_units, old_e = bs.positions.get(account, {}).get(inst.name, (0, Decimal(0)))
+        settle = inst.settle_currency
+        res = fill_effect(inst, from_units(old_units, qq), old_e, quantity, price,
+                          self.cfg.quantum(settle))
+        new_units = to_units(res.quantity, qq, "quantity")
+        postings: list[Posting] = []
+        cash = to_units(res.cash, self.cfg.quantum(settle), "cash")
+        if cash:
+            postings += [(user(account), settle, cash), (clearing(bs.cfg.id), settle, -cash)]
+        mc = bs.cfg.margin_currency
+        fee_units = to_units(fee, self.cfg.quantum(mc), "fee")
+        if fee_units:
+            postings += [(user(account), mc, -fee_units), (fees(bs.cfg.id), mc, fee_units)]
+        return Effect("fill", bs.cfg.id, postings=postings,
+                      positions={(account, inst.name): (new_units, res.entry)})
+
+    def _check_listed(self, name: str) -> None:
+        if self.market is None:
+            raise InvalidInput("market", None, "no market yet: post one to /v1/market first")
+        if not self.market.is_listed(name):
+            raise InvalidInput("instrument", name, "is not listed in the market in use")
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, eff: Effect, seq: int) -> None:
+        """Apply an effect (already persisted, or being replayed)."""
+        eff.check_balanced()
+        bs = self.books[eff.book]
+        if eff.new_account is not None:
+            bs.accounts.append(eff.new_account)
+            self.account_book[eff.new_account] = eff.book
+            bs.dirty = True
+        if eff.market is not None:
+            self.market = eff.market
+            self.market_digest = eff.market_digest
+            for b in self.books.values():
+                if b.engine is not None and not b.dirty:
+                    b.engine.update_market(eff.market)
+        touched: set[tuple[str, str]] = set()
+        for acct, ccy, units in eff.postings:
+            self.balances[(acct, ccy)] += units
+            if acct.startswith("acct:"):
+                touched.add((acct[5:], eff.book))
+        for (acct, inst), (units, entry) in eff.positions.items():
+            row = bs.positions.setdefault(acct, {})
+            if units == 0:
+                row.pop(inst, None)
+            else:
+                row[inst] = (units, entry)
+            touched.add((acct, eff.book))
+        for acct, book in touched:
+            self._sync_row(self.books[book], acct)
+        self.seq = seq
+
+    # ------------------------------------------------------------------ engine
+    def _row(self, bs: BookState, account: str) -> tuple[dict[str, tuple[float, float]],
+                                                         dict[str, float]]:
+        qq = self.cfg.money.quantity_quantum
+        pos: dict[str, tuple[float, float]] = {}
+        for name, (units, entry) in bs.positions.get(account, {}).items():
+            inst = parse_instrument(name)
+            pos[name] = (float(from_units(units, qq)),
+                         float("nan") if inst.is_option else float(entry))
+        coll = {c: float(self.balance(account, c)) for c in self._currencies(bs)}
+        return pos, coll
+
+    def _currencies(self, bs: BookState) -> list[str]:
+        return list(dict.fromkeys([bs.cfg.margin_currency, *bs.cfg.collateral_currencies]))
+
+    def _sync_row(self, bs: BookState, account: str) -> None:
+        if bs.dirty or bs.engine is None:
+            return
+        pos, coll = self._row(bs, account)
+        bs.engine.set_account(account, pos, coll)
+
+    def engine(self, book: str) -> BookEngine:
+        """The book's engine, rebuilt from the state if accounts were added since."""
+        bs = self.books[book]
+        if self.market is None:
+            raise InvalidInput("market", None, "no market yet: post one to /v1/market first")
+        if bs.engine is None or bs.dirty:
+            bs.engine = BookEngine(bs.model, self._build_book(bs), self.market)
+            bs.dirty = False
+        return bs.engine
+
+    def _build_book(self, bs: BookState) -> Book:
+        names: dict[str, int] = {}
+        rows, cols, qs, es = [], [], [], []
+        ccys = self._currencies(bs)
+        coll = np.zeros((len(bs.accounts), len(ccys)))
+        for r, acct in enumerate(bs.accounts):
+            pos, c = self._row(bs, acct)
+            for name, (q, e) in pos.items():
+                j = names.setdefault(name, len(names))
+                rows.append(r)
+                cols.append(j)
+                qs.append(q)
+                es.append(e)
+            coll[r] = [c[k] for k in ccys]
+        shape = (len(bs.accounts), len(names))
+        r_a, c_a = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        pos_m = sp.csr_matrix((np.asarray(qs, np.float64), (r_a, c_a)), shape=shape)
+        ent_m = sp.csr_matrix((np.asarray(es, np.float64), (r_a, c_a)), shape=shape)
+        return Book(bs.cfg.margin_currency, list(bs.accounts),
+                    [parse_instrument(n) for n in names], pos_m, ent_m, ccys, coll)
+
+    # ------------------------------------------------------------------ proof
+    def state_hash(self) -> str:
+        """SHA-256 of accounts, balances (units), positions (units, entry) and market digest."""
+        doc: dict[str, Any] = {
+            "accounts": sorted(self.account_book.items()),
+            "balances": sorted([a, c, u] for (a, c), u in self.balances.items() if u != 0),
+            "positions": sorted(
+                [a, i, u, str(e)] for bs in self.books.values()
+                for a, row in bs.positions.items() for i, (u, e) in row.items()),
+            "market": self.market_digest,
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+    def conservation(self) -> dict[str, int]:
+        """Sum of all ledger balances per currency (0 everywhere when money is conserved)."""
+        tot: dict[str, int] = defaultdict(int)
+        for (_, ccy), u in self.balances.items():
+            tot[ccy] += u
+        return dict(tot)

@@ -1,0 +1,162 @@
+"""A real service process on 127.0.0.1 for every test module, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.factories import VALUATION, expiry_code
+
+PG_ADMIN = os.environ.get("PMARGIN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+_pg_warned = False
+
+
+def _pg_available() -> bool:
+    try:
+        with sa.create_engine(PG_ADMIN).connect() as c:
+            c.execute(sa.text("select 1"))
+        return True
+    except Exception:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def market_json(index: float = 80000.0, minutes: int = 0) -> dict[str, Any]:
+    """A small BTC market in the JSON format (marks in USD)."""
+    code = expiry_code(30)
+    inst: dict[str, Any] = {"BTC-PERPETUAL": {"mark_price": index}, f"BTC-{code}": {
+        "mark_price": index * 1.004}}
+    for k in (60000, 70000, 80000, 90000, 100000):
+        for cp in "CP":
+            inst[f"BTC-{code}-{k}-{cp}"] = {"mark_iv": 0.6, "underlying_price": index * 1.004}
+    return {"valuation_time": (VALUATION + timedelta(minutes=minutes)).isoformat(),
+            "market": {"mark_unit": "USD", "index": {"BTC": index}, "instruments": inst}}
+
+
+OPTION = f"BTC-{expiry_code(30)}-80000-P"
+
+
+@dataclass
+class Server:
+    """A running `pmargin serve` process and an admin key."""
+
+    url: str
+    db_url: str
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    admin: str = ""
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        env = {**os.environ, "PMARGIN_DATABASE_URL": self.db_url}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start in 60 s")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self, role: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30,
+                            headers={"Authorization": f"Bearer {self.keys[role]}"})
+
+    def post(self, role: str, path: str, body: Any, key: str | None = None) -> httpx.Response:
+        with self.client(role) as c:
+            return c.post(path, json=body,
+                          headers={"Idempotency-Key": key or uuid.uuid4().hex})
+
+
+def _db_url(backend: str, tmp: Path) -> tuple[str, str | None]:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp / 'svc.db'}", None
+    global _pg_warned
+    if not _pg_available():
+        if not _pg_warned:
+            _pg_warned = True
+            print(f"\nPostgreSQL not reachable at {PG_ADMIN}: service tests run on SQLite only")
+        pytest.skip("PostgreSQL not reachable (PMARGIN_TEST_PG)")
+    name = f"pmargin_{uuid.uuid4().hex[:12]}"
+    eng = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    eng.dispose()
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", name
+
+
+def _drop(name: str | None) -> None:
+    if name is None:
+        return
+    eng = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    eng.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    tmp_path = tmp_path_factory.mktemp("svc")
+    from pmargin.service.server import create_key
+
+    db_url, pg_name = _db_url(request.param, tmp_path)
+    port = _free_port()
+    srv = Server(f"http://127.0.0.1:{port}", db_url, port)
+    srv.keys = {r: create_key(r, None, db_url) for r in ("admin", "operator", "risk")}
+    srv.start()
+    try:
+        r = srv.post("operator", "/v1/market", market_json())
+        assert r.status_code == 200, r.text
+        yield srv
+    finally:
+        srv.stop()
+        _drop(pg_name)
+
+
+def open_account(srv: Server, acct: str, btc: str = "1") -> str:
+    """Create a fresh account (unique id from ``acct``) and deposit ``btc``; return its id."""
+    acct = f"{acct}-{uuid.uuid4().hex[:8]}"
+    r = srv.post("operator", "/v1/accounts", {"id": acct, "book": "BTC"})
+    assert r.status_code == 200, r.text
+    r = srv.post("operator", "/v1/transfers", {"account": acct, "currency": "BTC",
+                                               "amount": btc, "direction": "deposit"})
+    assert r.status_code == 200, r.text
+    return acct

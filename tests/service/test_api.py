@@ -1,0 +1,170 @@
+"""The service over HTTP: idempotency, bad input, checks at the door, roles, conservation."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tests.service.conftest import OPTION, Server, open_account
+
+pytestmark = pytest.mark.slow
+
+
+def state(srv: Server) -> dict:
+    with srv.client("risk") as c:
+        return c.get("/v1/state").json()
+
+
+def test_idempotent_retry_and_conflict(server: Server) -> None:
+    a1 = open_account(server, "a1")
+    body = {"account": a1, "currency": "BTC", "amount": "0.25", "direction": "deposit"}
+    first = server.post("operator", "/v1/transfers", body, key=f"dep-{a1}")
+    before = state(server)
+    again = server.post("operator", "/v1/transfers", body, key=f"dep-{a1}")
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert state(server) == before  # nothing changed
+    clash = server.post("operator", "/v1/transfers", {**body, "amount": "0.5"}, key=f"dep-{a1}")
+    assert clash.status_code == 409
+    assert clash.json()["field"] == "Idempotency-Key"
+    with server.client("risk") as c:
+        acct = c.get(f"/v1/accounts/{a1}").json()
+    assert Decimal(acct["balances"]["BTC"]) == Decimal("1.25")
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"account": "nope", "currency": "BTC", "amount": "1", "direction": "deposit"}, "account"),
+    ({"account": "ACCT", "currency": "BTC", "amount": "-1", "direction": "deposit"}, "amount"),
+    ({"account": "ACCT", "currency": "BTC", "amount": "NaN", "direction": "deposit"}, "amount"),
+    ({"account": "ACCT", "currency": "BTC", "amount": "1e400", "direction": "deposit"}, "amount"),
+    ({"account": "ACCT", "currency": "BTC", "amount": "0.000000001", "direction": "deposit"},
+     "amount"),
+    ({"account": "ACCT", "currency": "DOGE", "amount": "1", "direction": "deposit"}, "currency"),
+    ({"account": "ACCT", "currency": "BTC", "amount": "1", "direction": "sideways"}, "direction"),
+    ({"account": "ACCT", "currency": "BTC", "amount": True, "direction": "deposit"}, "amount"),
+    ({"account": "ACCT", "currency": "BTC", "amount": "1", "direction": "deposit", "x": 1}, "x"),
+    ({"account": "ACCT", "currency": "BTC", "amount": "5", "direction": "withdrawal"}, "amount"),
+])
+def test_bad_transfer_is_422_naming_field_and_changes_nothing(server: Server, body: dict,
+                                                              field: str) -> None:
+    a1 = open_account(server, "a1")
+    body = {k: (a1 if v == "ACCT" else v) for k, v in body.items()}
+    before = state(server)
+    r = server.post("operator", "/v1/transfers", body)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["field"]
+    assert state(server) == before
+
+
+@pytest.mark.parametrize(("patch", "field"), [
+    ({"instrument": "BTC-25SEP26-85001-C"}, "instrument"),
+    ({"instrument": "garbage"}, "instrument"),
+    ({"price_currency": "USD"}, "price_currency"),
+    ({"quantity": "0"}, "quantity"),
+    ({"price": "-0.01"}, "price"),
+    ({"fee": "-1"}, "fee"),
+])
+def test_bad_fill_is_422(server: Server, patch: dict, field: str) -> None:
+    a1 = open_account(server, "a1")
+    before = state(server)
+    body = {"account": a1, "instrument": OPTION, "quantity": "-1", "price": "0.05",
+            "price_currency": "BTC", **patch}
+    r = server.post("operator", "/v1/fills", body)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["field"]
+    assert state(server) == before
+
+
+def test_malformed_json_and_missing_key(server: Server) -> None:
+    with server.client("operator") as c:
+        r = c.post("/v1/transfers", content=b"{not json", headers={
+            "Idempotency-Key": "k", "Content-Type": "application/json"})
+        assert r.status_code == 422
+        r = c.post("/v1/accounts", json={"id": "zz", "book": "BTC"})
+        assert r.status_code == 422
+        assert r.json()["field"] == "Idempotency-Key"
+
+
+def test_option_fill_moves_premium_and_conserves(server: Server) -> None:
+    a1 = open_account(server, "a1", "2")
+    r = server.post("operator", "/v1/fills", {
+        "account": a1, "instrument": OPTION, "quantity": "1", "price": "0.05",
+        "price_currency": "BTC", "fee": "0.0003"})
+    assert r.status_code == 200, r.text
+    with server.client("risk") as c:
+        acct = c.get(f"/v1/accounts/{a1}").json()
+    assert Decimal(acct["balances"]["BTC"]) == Decimal("2") - Decimal("0.05") - Decimal("0.0003")
+    assert acct["positions"][0]["instrument"] == OPTION
+    assert all(v == 0 for v in state(server)["conservation"].values())
+
+
+def test_concurrent_withdrawals_never_breach_im(server: Server) -> None:
+    w = open_account(server, "w", "1")
+    # a short put needs IM; then many withdrawals race for the excess
+    r = server.post("operator", "/v1/fills", {
+        "account": w, "instrument": OPTION, "quantity": "-3", "price": "0.05",
+        "price_currency": "BTC"})
+    assert r.status_code == 200, r.text
+    with server.client("risk") as c:
+        a = c.get(f"/v1/accounts/{w}").json()
+    excess = a["equity"] - a["initial_margin"]
+    assert excess > 0
+    amount = Decimal(str(round(excess / 4, 8)))
+
+    def withdraw(i: int) -> int:
+        with httpx.Client(base_url=server.url, timeout=60, headers={
+                "Authorization": f"Bearer {server.keys['operator']}"}) as c:
+            return c.post("/v1/transfers", json={
+                "account": w, "currency": "BTC", "amount": str(amount),
+                "direction": "withdrawal"}, headers={"Idempotency-Key": f"{w}-{i}"}).status_code
+
+    with ThreadPoolExecutor(16) as ex:
+        codes = list(ex.map(withdraw, range(16)))
+    assert set(codes) <= {200, 422}
+    assert 1 <= codes.count(200) <= 4
+    with server.client("risk") as c:
+        a = c.get(f"/v1/accounts/{w}").json()
+    assert a["equity"] >= a["initial_margin"]
+    assert all(v == 0 for v in state(server)["conservation"].values())
+
+
+def test_roles(server: Server) -> None:
+    t1 = open_account(server, "t1")
+    t2 = open_account(server, "t2")
+    with server.client("admin") as c:
+        tk = c.post("/v1/keys", json={"role": "trader", "account": t1}).json()["key"]
+    server.keys["trader"] = tk
+    anon = httpx.Client(base_url=server.url)
+    assert anon.get(f"/v1/accounts/{t1}").status_code == 401
+    bad = {"Authorization": "Bearer nope"}
+    assert anon.get(f"/v1/accounts/{t1}", headers=bad).status_code == 401
+    with server.client("trader") as c:
+        assert c.get(f"/v1/accounts/{t1}").status_code == 200
+        assert c.get(f"/v1/accounts/{t2}").status_code == 403
+        assert c.get("/v1/book").status_code == 403
+        assert c.get("/v1/events").status_code == 403
+        r = c.post("/v1/fills", json={"account": t1, "instrument": OPTION, "quantity": "1",
+                                      "price": "0.05", "price_currency": "BTC"},
+                   headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 403
+        r = c.post("/v1/transfers", json={"account": t2, "currency": "BTC", "amount": "0.1",
+                                          "direction": "withdrawal"},
+                   headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 403
+        r = c.post("/v1/transfers", json={"account": t1, "currency": "BTC", "amount": "0.1",
+                                          "direction": "withdrawal"},
+                   headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 200
+    with server.client("operator") as c:
+        assert c.post("/v1/keys", json={"role": "admin"}).status_code == 403
+        assert c.get("/v1/book").status_code == 403
+    with server.client("risk") as c:
+        assert c.get("/v1/book").status_code == 200
+        assert c.get("/v1/events").status_code == 200
+        r = c.post("/v1/accounts", json={"id": "x", "book": "BTC"},
+                   headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 403
