@@ -26,7 +26,7 @@ $(CORE_STAMP): pyproject.toml requirements/core.lock
 env: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/pmargin demo
+	$(BIN)/pmargin serve --demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

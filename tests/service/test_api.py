@@ -168,3 +168,31 @@ def test_roles(server: Server) -> None:
         r = c.post("/v1/accounts", json={"id": "x", "book": "BTC"},
                    headers={"Idempotency-Key": uuid.uuid4().hex})
         assert r.status_code == 403
+
+
+def test_margin_explain_and_simulate(server: Server) -> None:
+    a1 = open_account(server, "ex", "2")
+    r = server.post("operator", "/v1/fills", {
+        "account": a1, "instrument": OPTION, "quantity": "-1", "price": "0.05",
+        "price_currency": "BTC"})
+    assert r.status_code == 200, r.text
+    with server.client("risk") as c:
+        m = c.get(f"/v1/accounts/{a1}/margin", params={"explain": "true"}).json()
+        plain = c.get(f"/v1/accounts/{a1}").json()
+        # the explanation is the library's margin() of the same account: same numbers
+        assert m["explain"]["initial_margin"] == pytest.approx(plain["initial_margin"], rel=1e-12)
+        assert m["explain"]["worst_scenario"] is not None
+        body = {"portfolio": {"margin_currency": "BTC", "collateral": {"BTC": 1.0},
+                              "positions": [{"instrument": OPTION, "quantity": -1}]},
+                "models": ["deribit-pm", "deribit-sm"]}
+        sim = c.post("/v1/simulate", json=body).json()
+        assert set(sim["results"]) == {"deribit-pm", "deribit-sm"}
+        assert sim["results"]["deribit-sm"]["initial_margin"] > 0
+        bad = c.post("/v1/simulate", json={**body, "models": ["deribit-pmm"]})
+        assert bad.status_code == 422
+        assert bad.json()["field"] == "models[0]"
+        bad = c.post("/v1/simulate", json={**body, "portfolio": {
+            "margin_currency": "BTC", "collateral": {}, "positions": [
+                {"instrument": OPTION, "qty": -1}]}})
+        assert bad.status_code == 422
+        assert "qty" in bad.json()["field"]

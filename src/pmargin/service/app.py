@@ -99,6 +99,38 @@ class WhatIfIn(_Body):
     fills: list[WhatIfFill] = Field(min_length=1, max_length=500)
 
 
+class SimulateIn(_Body):
+    """A portfolio (the portfolio JSON of the CLI) margined under one or several models."""
+
+    portfolio: dict[str, Any]
+    models: list[str] = Field(min_length=1, max_length=12)
+
+
+class ErrorOut(BaseModel):
+    """Every refused request: what was wrong, naming the field and the value."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+    field: str
+    value: Any = None
+    reason: str
+
+
+class DetailOut(BaseModel):
+    """Authentication and authorisation failures (401, 403)."""
+
+    detail: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": DetailOut, "description": "missing or invalid API key"},
+    403: {"model": DetailOut, "description": "the key's role or account does not allow it"},
+    409: {"model": ErrorOut, "description": "idempotency key reused with another request"},
+    422: {"model": ErrorOut, "description": "invalid input, or refused by a margin check"},
+}
+
+
 class KeyIn(_Body):
     """A new API key."""
 
@@ -366,14 +398,14 @@ def create_app(service: Service) -> FastAPI:
         if role not in roles:
             raise HTTPException(403, f"role {role} may not do this")
 
-    @app.post("/v1/accounts")
+    @app.post("/v1/accounts", responses=ERRORS)
     def create_account(body: AccountIn, who: Who, key: IdemKey = None) -> JSONResponse:
         need(who, "operator")
         p = body.model_dump()
         return service.write(key, "account", p,
                              lambda: service.state.effect_account(body.id, body.book))
 
-    @app.post("/v1/transfers")
+    @app.post("/v1/transfers", responses=ERRORS)
     def transfer(body: TransferIn, who: Who, key: IdemKey = None) -> JSONResponse:
         if body.direction == "withdrawal":
             need(who, "operator", "trader", account=body.account)
@@ -386,7 +418,7 @@ def create_app(service: Service) -> FastAPI:
         return service.write(key, body.direction, p, lambda: service.state.effect_transfer(
             body.account, body.currency, amount, body.direction), chk)
 
-    @app.post("/v1/fills")
+    @app.post("/v1/fills", responses=ERRORS)
     def fill(body: FillIn, who: Who, key: IdemKey = None) -> JSONResponse:
         need(who, "operator")
         q = parse_decimal(body.quantity, "quantity")
@@ -398,7 +430,7 @@ def create_app(service: Service) -> FastAPI:
         return service.write(key, "fill", p, lambda: service.state.effect_fill(
             body.account, body.instrument, q, px, body.price_currency, fee), chk)
 
-    @app.post("/v1/market")
+    @app.post("/v1/market", responses=ERRORS)
     async def market(request: Request, who: Who, key: IdemKey = None) -> JSONResponse:
         need(who, "operator")
         raw = await request.body()
@@ -433,13 +465,40 @@ def create_app(service: Service) -> FastAPI:
             "market", book, market=mkt, market_digest=digest), market_row=row)
         return resp
 
-    @app.get("/v1/accounts/{account_id}")
+    @app.get("/v1/accounts/{account_id}", responses=ERRORS)
     def get_account(account_id: str, who: Who) -> dict[str, Any]:
         need(who, "risk", "trader", account=account_id)
         with service.lock:
             return service.account_view(account_id)
 
-    @app.post("/v1/accounts/{account_id}/what-if")
+    @app.get("/v1/accounts/{account_id}/margin", responses=ERRORS)
+    def account_margin(account_id: str, who: Who, explain: bool = False) -> dict[str, Any]:
+        need(who, "risk", "trader", account=account_id)
+        with service.lock:
+            return service.account_view(account_id, explain=explain)
+
+    @app.post("/v1/simulate", responses=ERRORS)
+    def simulate(body: SimulateIn, who: Who) -> dict[str, Any]:
+        from pmargin.models import load_model
+        from pmargin.portfolio import portfolio_from_dict
+
+        need(who, "risk", "trader", "operator", "admin")
+        pf = portfolio_from_dict(body.portfolio)
+        out: dict[str, Any] = {"market_digest": service.state.market_digest, "results": {}}
+        for i, name in enumerate(body.models):
+            try:
+                model = load_model(name)
+            except InvalidInput as exc:
+                raise InvalidInput(f"models[{i}]", name, exc.reason) from None
+            res = model.margin(pf, service._market())
+            out["results"][name] = {
+                "initial_margin": res.initial_margin, "maintenance_margin":
+                res.maintenance_margin, "equity": res.equity, "health": res.health,
+                "margin_currency": res.margin_currency,
+                "components": {k: _finite(float(v)) for k, v in res.components.items()}}
+        return out
+
+    @app.post("/v1/accounts/{account_id}/what-if", responses=ERRORS)
     def what_if(account_id: str, body: WhatIfIn, who: Who) -> dict[str, Any]:
         need(who, "risk", "trader", account=account_id)
         with service.lock:
@@ -465,13 +524,13 @@ def create_app(service: Service) -> FastAPI:
                     "before": {"initial_margin": v.before_initial_margin,
                                "equity": v.before_equity}}
 
-    @app.get("/v1/book")
+    @app.get("/v1/book", responses=ERRORS)
     def book(who: Who) -> dict[str, Any]:
         need(who, "risk")
         with service.lock:
             return service.book_view()
 
-    @app.get("/v1/events")
+    @app.get("/v1/events", responses=ERRORS)
     def events(who: Who, after: int = 0, limit: int = 100) -> dict[str, Any]:
         need(who, "risk")
         if after < 0:
@@ -483,14 +542,14 @@ def create_app(service: Service) -> FastAPI:
                 for e in service.store.events(after, limit)]
         return {"events": rows, "next_after": rows[-1]["seq"] if rows else after}
 
-    @app.get("/v1/state")
+    @app.get("/v1/state", responses=ERRORS)
     def state(who: Who) -> dict[str, Any]:
         need(who, "risk")
         with service.lock:
             return {"seq": service.state.seq, "state_hash": service.state.state_hash(),
                     "conservation": service.state.conservation()}
 
-    @app.post("/v1/keys")
+    @app.post("/v1/keys", responses=ERRORS)
     def keys(body: KeyIn, who: Who) -> dict[str, Any]:
         need(who, "admin")
         if body.role == "trader":

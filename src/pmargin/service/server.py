@@ -17,7 +17,7 @@ from pmargin.service.database import connect, database_url, migrate
 from pmargin.service.state import Effect
 from pmargin.service.store import Store, digest_of, now_iso
 
-__all__ = ["create_key", "open_service", "run", "seed_demo"]
+__all__ = ["create_key", "demo_keys", "open_service", "run", "seed_demo"]
 
 
 def open_service(url: str | None = None, venue: str | Path | None = None) -> Service:
@@ -47,14 +47,15 @@ def open_service(url: str | None = None, venue: str | Path | None = None) -> Ser
 
 
 def _demo_market_payload() -> dict[str, Any]:
-    from pmargin.demo import latest_snapshot
+    """The latest real Deribit chain (stored as its gzipped CSV), else the generated market."""
+    from pmargin.demo import demo_market, latest_snapshot
 
     snap = latest_snapshot()
     if snap is not None:
         import base64
 
         return {"format": "deribit-csv", "gzip_b64": base64.b64encode(snap.read_bytes()).decode()}
-    raise FileNotFoundError("the demo venue needs ../shared/data/deribit (PMARGIN_SHARED)")
+    return {"format": "json", "market": demo_market()[0].to_dict()}
 
 
 def seed_demo(svc: Service, accounts: int | None = None) -> int:
@@ -168,11 +169,15 @@ def run(host: str = "127.0.0.1", port: int = 8000, url: str | None = None,
         print(f"seeding the demo venue ({svc.cfg.demo.accounts} accounts)...", flush=True)
         seed_demo(svc)
     if demo:
-        keys = {r: svc.store.create_key(r, None) for r in ("operator", "risk", "admin")}
+        keys = demo_keys(svc, Path("var") / "demo-keys.json")
         print(json.dumps({"demo_keys": keys}, indent=2))
         print(f"API docs: http://{host}:{port}/docs\n"
               f"example: curl -H 'Authorization: Bearer {keys['risk']}' "
               f"http://{host}:{port}/v1/book")
+    if svc.state.market is not None:  # build the engines now: the first request is then fast
+        for b in svc.state.books:
+            if svc.state.books[b].accounts:
+                svc.state.engine(b)
     n = sum(len(b.accounts) for b in svc.state.books.values())
     print(f"pmargin service: {n} accounts, seq {svc.state.seq}, state "
           f"{svc.state.state_hash()[:16]}, ready in {time.perf_counter() - t0:.1f} s "
@@ -191,3 +196,20 @@ def create_key(role: str, account: str | None, url: str | None = None) -> str:
     engine = connect(database_url(url))
     migrate(engine)
     return Store(engine).create_key(role, account)
+
+
+def demo_keys(svc: Service, path: Path) -> dict[str, str]:
+    """Demo API keys: created once and kept in ``path`` (mode 600) for later starts.
+
+    The database keeps only the keys' hashes; the file is the demo's convenience (a real venue
+    creates keys with ``pmargin keys create`` and hands them out).
+    """
+    if path.is_file():
+        keys = json.loads(path.read_text())
+        if all(svc.store.key_info(k) for k in keys.values()):
+            return dict(keys)
+    keys = {r: svc.store.create_key(r, None) for r in ("operator", "risk", "admin")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(keys, indent=2))
+    path.chmod(0o600)
+    return keys
