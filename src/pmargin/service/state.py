@@ -196,7 +196,10 @@ class VenueState:
         if eff.new_account is not None:
             bs.accounts.append(eff.new_account)
             self.account_book[eff.new_account] = eff.book
-            bs.dirty = True
+            if bs.engine is not None and not bs.dirty:
+                _append_account(bs.engine, eff.new_account)  # O(accounts) copy, no re-pricing
+            else:
+                bs.dirty = True
         if eff.market is not None:
             self.market = eff.market
             self.market_digest = eff.market_digest
@@ -290,3 +293,34 @@ class VenueState:
         for (_, ccy), u in self.balances.items():
             tot[ccy] += u
         return dict(tot)
+
+
+def _append_account(engine: BookEngine, account: str) -> None:
+    """Append an empty account (no positions, no collateral) to a built engine.
+
+    Its margin is evaluated alone (all zeros); the market stays prepared and no other row is
+    recomputed. Equivalent to rebuilding the engine from the state (tests/service/test_state.py),
+    which re-prices the market and recomputes every account (about 1 s at 10,000 accounts).
+    """
+    engine._flush()  # merge overlaid rows first: the CSR matrices are then complete
+    b = engine.book
+    n = b.n_accounts
+
+    def grow(m: sp.csr_matrix) -> sp.csr_matrix:
+        return sp.csr_matrix((m.data, m.indices, np.append(m.indptr, m.indptr[-1])),
+                             shape=(n + 1, m.shape[1]))
+
+    b.positions = grow(b.positions)
+    b.entry_notional = grow(b.entry_notional)
+    b.collateral = np.vstack([b.collateral, np.zeros((1, b.collateral.shape[1]))])
+    b.account_ids = [*b.account_ids, account]
+    engine._row[account] = n
+    engine._chunks = None
+    res = engine.result
+    res.account_ids = list(b.account_ids)
+    res.initial_margin = np.append(res.initial_margin, 0.0)
+    res.maintenance_margin = np.append(res.maintenance_margin, 0.0)
+    res.equity = np.append(res.equity, 0.0)
+    res.components = {k: np.append(v, 0.0) for k, v in res.components.items()}
+    res.greeks = {k: np.append(v, 0.0) for k, v in res.greeks.items()}
+    engine._refresh_row(n)
