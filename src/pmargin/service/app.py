@@ -84,6 +84,12 @@ class FillIn(_Body):
     new_order: bool = True
 
 
+class FillBatchIn(_Body):
+    """Fills applied in order in one database transaction (one ``Idempotency-Key``)."""
+
+    fills: list[FillIn] = Field(min_length=1, max_length=1000)
+
+
 class WhatIfFill(_Body):
     """A hypothetical fill (same units as :class:`FillIn`)."""
 
@@ -217,6 +223,68 @@ class Service:
             seq = self.store.commit(eff, payload, key, digest, response, market_row)
             self.state.apply(eff, seq)
             return JSONResponse(response, 200)
+
+    def write_batch(self, key: str | None,
+                    items: list[tuple[dict[str, Any], Callable[[], Effect],
+                                      Callable[[Effect], None] | None]]) -> JSONResponse:
+        """Fills in order, one transaction: same effects and checks as one request each.
+
+        Every fill is first validated against the current state (a bad one refuses the whole
+        batch with a 422 naming ``fills[i].field``, nothing changed). Then each fill is built
+        against the state left by the earlier ones, checked (a margin refusal refuses that
+        fill only, reported in ``results``), written and applied. The batch commits as one
+        transaction; if the commit fails the in-memory state is rebuilt from the log.
+        Event ``i`` of the batch carries the idempotency key ``<key>#<i>``.
+        """
+        if not key:
+            raise InvalidInput("Idempotency-Key", key, "header is required on every write")
+        if len(key) > 190:
+            raise InvalidInput("Idempotency-Key", key[:20] + "...", "is longer than 190")
+        digest = digest_of({"kind": "fill-batch", "payload": [p for p, _, _ in items]})
+        with self.lock:
+            seen = self.store.remembered(key)
+            if seen is not None:
+                if seen[0] != digest:
+                    return JSONResponse({"error": "idempotency_conflict",
+                                         "field": "Idempotency-Key", "value": key,
+                                         "reason": "used before with a different request"}, 409)
+                return JSONResponse(seen[2], seen[1])
+            for i, (_, build, _) in enumerate(items):
+                try:
+                    build()
+                except InvalidInput as exc:
+                    raise InvalidInput(f"fills[{i}].{exc.field}", exc.value, exc.reason) from None
+            results: list[dict[str, Any]] = []
+            applied = False
+            try:
+                with self.store.engine.begin() as c:
+                    last = None
+                    for i, (p, build, check) in enumerate(items):
+                        eff = build()
+                        if check is not None:
+                            try:
+                                check(eff)
+                            except MarginRefused as exc:
+                                results.append({"index": i, **exc.body()})
+                                continue
+                        last = self.store.write_event(c, eff, p, f"{key}#{i}")
+                        self.state.apply(eff, last)
+                        applied = True
+                        results.append({"index": i, "accepted": True, "seq": last})
+                    n_ok = sum(1 for r in results if r["accepted"])
+                    response = {"accepted": n_ok, "refused": len(results) - n_ok,
+                                "kind": "fill-batch", "seq": last, "results": results}
+                    self.store.write_key(c, key, digest, 200, response, last)
+            except BaseException:
+                if applied:
+                    self.reload()
+                raise
+            return JSONResponse(response, 200)
+
+    def reload(self) -> None:
+        """Rebuild the in-memory state from the log (after a failed commit)."""
+        self.state = VenueState(self.cfg)
+        self.replay()
 
     # ------------------------------------------------------------------ checks
     def check_fill(self, account: str, eff: Effect) -> None:
@@ -429,6 +497,30 @@ def create_app(service: Service) -> FastAPI:
         chk = (lambda e: service.check_fill(body.account, e)) if body.new_order else None
         return service.write(key, "fill", p, lambda: service.state.effect_fill(
             body.account, body.instrument, q, px, body.price_currency, fee), chk)
+
+    @app.post("/v1/fills/batch", responses=ERRORS)
+    def fill_batch(body: FillBatchIn, who: Who, key: IdemKey = None) -> JSONResponse:
+        """Up to 1,000 fills in one transaction; each as if posted alone, in order."""
+        need(who, "operator")
+        items: list[tuple[dict[str, Any], Callable[[], Effect],
+                          Callable[[Effect], None] | None]] = []
+        for i, f in enumerate(body.fills):
+            q = parse_decimal(f.quantity, f"fills[{i}].quantity")
+            px = parse_decimal(f.price, f"fills[{i}].price")
+            fee = parse_decimal(f.fee, f"fills[{i}].fee")
+            p = {"account": f.account, "instrument": f.instrument, "quantity": str(q),
+                 "price": str(px), "price_currency": f.price_currency, "fee": str(fee)}
+
+            def build(f: FillIn = f, q: Decimal = q, px: Decimal = px,
+                      fee: Decimal = fee) -> Effect:
+                return service.state.effect_fill(f.account, f.instrument, q, px,
+                                                 f.price_currency, fee)
+
+            def check(e: Effect, a: str = f.account) -> None:
+                service.check_fill(a, e)
+
+            items.append((p, build, check if f.new_order else None))
+        return service.write_batch(key, items)
 
     @app.post("/v1/market", responses=ERRORS)
     async def market(request: Request, who: Who, key: IdemKey = None) -> JSONResponse:

@@ -64,36 +64,47 @@ class Store:
         ``response`` gets ``seq`` added and is stored for the idempotency key.
         """
         with self.engine.begin() as c:
-            seq = int(c.execute(sa.insert(T.events).values(
-                book=eff.book, kind=eff.kind, idempotency_key=key,
-                payload=json.dumps(payload, sort_keys=True), created_at=now_iso())
-            ).inserted_primary_key[0])  # type: ignore[index]
-            if eff.new_account is not None:
-                c.execute(sa.insert(T.accounts).values(id=eff.new_account, book=eff.book,
-                                                       created_seq=seq))
-            if eff.postings:
-                c.execute(sa.insert(T.ledger_entries), [
-                    {"seq": seq, "account": a, "currency": ccy, "units": u}
-                    for a, ccy, u in eff.postings])
-                for a, ccy, u in eff.postings:
-                    self._add_balance(c, a, ccy, u)
-            for (acct, inst), (units, entry) in eff.positions.items():
-                c.execute(sa.delete(T.positions).where(T.positions.c.account == acct,
-                                                       T.positions.c.instrument == inst))
-                if units:
-                    c.execute(sa.insert(T.positions).values(
-                        account=acct, instrument=inst, quantity_units=units,
-                        entry_notional=str(entry)))
-            if market_row is not None:
-                exists = c.execute(sa.select(T.market_snapshots.c.digest).where(
-                    T.market_snapshots.c.digest == market_row["digest"])).first()
-                if exists is None:
-                    c.execute(sa.insert(T.market_snapshots).values(seq=seq, **market_row))
+            seq = self.write_event(c, eff, payload, key, market_row)
             response["seq"] = seq
             if key is not None:
-                c.execute(sa.insert(T.idempotency).values(
-                    key=key, request_digest=digest, status=200,
-                    response=json.dumps(response), seq=seq))
+                self.write_key(c, key, digest, 200, response, seq)
+        return seq
+
+    def write_key(self, c: sa.Connection, key: str, digest: str, status: int,
+                  response: dict[str, Any], seq: int | None) -> None:
+        """Store the answer of an idempotency key inside the caller's transaction."""
+        c.execute(sa.insert(T.idempotency).values(
+            key=key, request_digest=digest, status=status, response=json.dumps(response),
+            seq=seq))
+
+    def write_event(self, c: sa.Connection, eff: Effect, payload: dict[str, Any],
+                    key: str | None, market_row: dict[str, Any] | None = None) -> int:
+        """Write one event and its derived rows inside the caller's transaction; its seq."""
+        seq = int(c.execute(sa.insert(T.events).values(
+            book=eff.book, kind=eff.kind, idempotency_key=key,
+            payload=json.dumps(payload, sort_keys=True), created_at=now_iso())
+        ).inserted_primary_key[0])  # type: ignore[index]
+        if eff.new_account is not None:
+            c.execute(sa.insert(T.accounts).values(id=eff.new_account, book=eff.book,
+                                                   created_seq=seq))
+        if eff.postings:
+            c.execute(sa.insert(T.ledger_entries), [
+                {"seq": seq, "account": a, "currency": ccy, "units": u}
+                for a, ccy, u in eff.postings])
+            for a, ccy, u in eff.postings:
+                self._add_balance(c, a, ccy, u)
+        for (acct, inst), (units, entry) in eff.positions.items():
+            c.execute(sa.delete(T.positions).where(T.positions.c.account == acct,
+                                                   T.positions.c.instrument == inst))
+            if units:
+                c.execute(sa.insert(T.positions).values(
+                    account=acct, instrument=inst, quantity_units=units,
+                    entry_notional=str(entry)))
+        if market_row is not None:
+            exists = c.execute(sa.select(T.market_snapshots.c.digest).where(
+                T.market_snapshots.c.digest == market_row["digest"])).first()
+            if exists is None:
+                c.execute(sa.insert(T.market_snapshots).values(seq=seq, **market_row))
         return seq
 
     @staticmethod

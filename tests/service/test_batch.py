@@ -1,0 +1,95 @@
+"""POST /v1/fills/batch: the same result as the fills posted one by one, in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.service.conftest import OPTION, Server, open_account
+
+pytestmark = pytest.mark.slow
+
+PERP = "BTC-PERPETUAL"
+
+
+def _fills(acct: str) -> list[dict]:
+    return [
+        {"account": acct, "instrument": OPTION, "quantity": "-1", "price": "0.05",
+         "price_currency": "BTC", "fee": "0.0001"},
+        {"account": acct, "instrument": PERP, "quantity": "0.5", "price": "80000",
+         "price_currency": "USD"},
+        {"account": acct, "instrument": OPTION, "quantity": "0.4", "price": "0.045",
+         "price_currency": "BTC"},
+        {"account": acct, "instrument": PERP, "quantity": "-0.2", "price": "80500.5",
+         "price_currency": "USD", "new_order": False},
+    ]
+
+
+def _view(srv: Server, acct: str) -> dict:
+    with srv.client("risk") as c:
+        v = c.get(f"/v1/accounts/{acct}").json()
+    return {k: v[k] for k in ("balances", "positions", "equity", "initial_margin",
+                              "maintenance_margin", "health")}
+
+
+def _state(srv: Server) -> dict:
+    with srv.client("risk") as c:
+        return c.get("/v1/state").json()
+
+
+def test_batch_equals_one_by_one_and_is_idempotent(server: Server) -> None:
+    a, b = open_account(server, "ba"), open_account(server, "bb")
+    key = f"batch-{uuid.uuid4().hex}"
+    body = {"fills": _fills(a)}
+    r = server.post("operator", "/v1/fills/batch", body, key=key)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["accepted"] == 4 and out["refused"] == 0
+    assert [x["seq"] for x in out["results"]] == sorted(x["seq"] for x in out["results"])
+    for f in _fills(b):
+        assert server.post("operator", "/v1/fills", f).status_code == 200
+    va, vb = _view(server, a), _view(server, b)
+    assert va == vb
+    # retry: same answer, nothing changed; same key with another body: 409
+    before = _state(server)
+    again = server.post("operator", "/v1/fills/batch", body, key=key)
+    assert again.status_code == 200 and again.json() == out
+    assert _state(server) == before
+    clash = server.post("operator", "/v1/fills/batch", {"fills": _fills(a)[:2]}, key=key)
+    assert clash.status_code == 409
+    assert _state(server) == before
+    assert all(v == 0 for v in before["conservation"].values())
+
+
+def test_bad_fill_refuses_the_whole_batch(server: Server) -> None:
+    a = open_account(server, "bc")
+    fills = _fills(a)
+    fills[2] = {**fills[2], "instrument": "BTC-25SEP26-85001-C"}
+    before = _state(server)
+    r = server.post("operator", "/v1/fills/batch", {"fills": fills})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "fills[2].instrument"
+    assert _state(server) == before
+    r = server.post("operator", "/v1/fills/batch", {"fills": []})
+    assert r.status_code == 422
+    assert _state(server) == before
+
+
+def test_margin_refusal_refuses_that_fill_only(server: Server) -> None:
+    a = open_account(server, "bd", "0.1")
+    fills = [
+        {"account": a, "instrument": OPTION, "quantity": "-0.1", "price": "0.05",
+         "price_currency": "BTC"},
+        {"account": a, "instrument": OPTION, "quantity": "-500", "price": "0.05",
+         "price_currency": "BTC"},
+        {"account": a, "instrument": OPTION, "quantity": "0.05", "price": "0.05",
+         "price_currency": "BTC"},
+    ]
+    r = server.post("operator", "/v1/fills/batch", {"fills": fills})
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert [x["accepted"] for x in res] == [True, False, True]
+    assert res[1]["error"] == "insufficient_margin"
+    pos = _view(server, a)["positions"]
+    assert [(p["instrument"], p["quantity"]) for p in pos] == [(OPTION, "-0.05")]
