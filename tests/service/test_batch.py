@@ -93,3 +93,27 @@ def test_margin_refusal_refuses_that_fill_only(server: Server) -> None:
     assert res[1]["error"] == "insufficient_margin"
     pos = _view(server, a)["positions"]
     assert [(p["instrument"], p["quantity"]) for p in pos] == [(OPTION, "-0.05")]
+
+
+def test_market_update_stores_a_margin_summary_per_epoch(server: Server) -> None:
+    import json
+
+    import sqlalchemy as sa
+
+    from tests.service.conftest import market_json
+
+    open_account(server, "be")
+    r = server.post("operator", "/v1/market", market_json(index=81000.0, minutes=5))
+    assert r.status_code == 200, r.text
+    seq = r.json()["seq"]
+    with server.client("risk") as c:
+        book = c.get("/v1/book").json()["books"][0]
+    eng = sa.create_engine(server.db_url)
+    try:
+        with eng.connect() as c:
+            row = c.execute(sa.text("select book, seq, payload from margin_results "
+                                    "where seq = :s"), {"s": seq}).one()
+    finally:
+        eng.dispose()
+    assert row[0] == "BTC"
+    assert json.loads(row[2]) == book  # nothing else was written since the market

@@ -33,6 +33,7 @@ from pydantic import (
 
 from pmargin.errors import InvalidInput, PmarginError
 from pmargin.market import MarketSnapshot
+from pmargin.models.health import HEALTH_NAMES, classify
 from pmargin.service.config import VenueConfig
 from pmargin.service.money import parse_decimal
 from pmargin.service.state import Effect, VenueState
@@ -196,8 +197,13 @@ class Service:
     # ------------------------------------------------------------------ writes
     def write(self, key: str | None, kind: str, payload: dict[str, Any],
               build: Callable[[], Effect], check: Callable[[Effect], None] | None = None,
-              market_row: dict[str, Any] | None = None) -> JSONResponse:
-        """Idempotent, serialised, persisted-then-applied write."""
+              market_row: dict[str, Any] | None = None,
+              after: Callable[[dict[str, Any]], None] | None = None) -> JSONResponse:
+        """Idempotent, serialised, persisted-then-applied write.
+
+        ``after(response)`` runs once the write is applied, still under the lock (not on a
+        retry answered from the idempotency table).
+        """
         if not key:
             raise InvalidInput("Idempotency-Key", key, "header is required on every write")
         if len(key) > 200:
@@ -222,6 +228,8 @@ class Service:
             response: dict[str, Any] = {"accepted": True, "kind": kind}
             seq = self.store.commit(eff, payload, key, digest, response, market_row)
             self.state.apply(eff, seq)
+            if after is not None:
+                after(response)
             return JSONResponse(response, 200)
 
     def write_batch(self, key: str | None,
@@ -384,6 +392,36 @@ class Service:
             raise InvalidInput("market", None, "no market yet: post one to /v1/market first")
         return self.state.market
 
+    def save_epoch(self, _response: dict[str, Any]) -> None:
+        """Store a margin summary of every built book for the market just applied.
+
+        One row of ``margin_results`` per book (totals, accounts by health, largest
+        requirements), in its own transaction after the market event: derived data, rebuilt
+        by replay, so a crash between the two loses only the summary.
+        """
+        s = self.state
+        for bid, bs in s.books.items():
+            if bs.engine is None or bs.dirty or not bs.accounts or s.market_digest is None:
+                continue
+            self.store.save_margin(bid, s.seq, s.market_digest, bs.model.digest,
+                                   self._book_summary(bid))
+
+    def _book_summary(self, bid: str) -> dict[str, Any]:
+        bs = self.state.books[bid]
+        res = self.state.engine(bid).result
+        # one vectorised pass of the health rule (the same rule as health_label)
+        codes = classify(res.equity, res.initial_margin, res.maintenance_margin)
+        counts = np.bincount(codes, minlength=len(HEALTH_NAMES))
+        top = np.argsort(-res.initial_margin)[:10]
+        return {
+            "id": bid, "accounts": len(bs.accounts),
+            "by_health": {h: int(counts[k]) for k, h in enumerate(HEALTH_NAMES)},
+            "total_initial_margin": float(res.initial_margin.sum()),
+            "total_maintenance_margin": float(res.maintenance_margin.sum()),
+            "total_equity": float(res.equity.sum()),
+            "largest": [{"account": bs.accounts[i],
+                         "initial_margin": float(res.initial_margin[i])} for i in top]}
+
     def book_view(self) -> dict[str, Any]:
         """Accounts by health and totals of every book."""
         out: dict[str, Any] = {"seq": self.state.seq, "books": []}
@@ -391,19 +429,7 @@ class Service:
             if not bs.accounts or self.state.market is None:
                 out["books"].append({"id": bid, "accounts": len(bs.accounts)})
                 continue
-            res = self.state.engine(bid).result
-            labels = [health_label(float(e), float(i), float(m)) for e, i, m in
-                      zip(res.equity, res.initial_margin, res.maintenance_margin, strict=True)]
-            top = np.argsort(-res.initial_margin)[:10]
-            out["books"].append({
-                "id": bid, "accounts": len(bs.accounts),
-                "by_health": {h: labels.count(h) for h in
-                              ("healthy", "margin_call", "liquidation", "bankrupt")},
-                "total_initial_margin": float(res.initial_margin.sum()),
-                "total_maintenance_margin": float(res.maintenance_margin.sum()),
-                "total_equity": float(res.equity.sum()),
-                "largest": [{"account": bs.accounts[i],
-                             "initial_margin": float(res.initial_margin[i])} for i in top]})
+            out["books"].append(self._book_summary(bid))
         return out
 
 
@@ -554,7 +580,8 @@ def create_app(service: Service) -> FastAPI:
         row = {"digest": digest, "valuation_time": mkt.valuation_time.isoformat(),
                "payload": json.dumps(stored)}
         resp = service.write(key, "market", {"digest": digest}, lambda: Effect(
-            "market", book, market=mkt, market_digest=digest), market_row=row)
+            "market", book, market=mkt, market_digest=digest), market_row=row,
+            after=service.save_epoch)
         return resp
 
     @app.get("/v1/accounts/{account_id}", responses=ERRORS)

@@ -100,6 +100,7 @@ class VenueState:
         self.market: MarketSnapshot | None = None
         self.market_digest: str | None = None
         self.seq = 0
+        self._hash: tuple[int, str] | None = None
 
     # ------------------------------------------------------------------ lookups
     def book_of(self, account: str) -> BookState:
@@ -276,7 +277,18 @@ class VenueState:
 
     # ------------------------------------------------------------------ proof
     def state_hash(self) -> str:
-        """SHA-256 of accounts, balances (units), positions (units, entry) and market digest."""
+        """SHA-256 of accounts, balances (units), positions (units, entry) and market digest.
+
+        Cached per sequence number (every change of the state advances it); about 0.25 s at
+        10,000 accounts otherwise.
+        """
+        if self._hash is not None and self._hash[0] == self.seq:
+            return self._hash[1]
+        h = self._state_hash()
+        self._hash = (self.seq, h)
+        return h
+
+    def _state_hash(self) -> str:
         doc: dict[str, Any] = {
             "accounts": sorted(self.account_book.items()),
             "balances": sorted([a, c, u] for (a, c), u in self.balances.items() if u != 0),
