@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [int(x) for x in os.environ.get("PMARGIN_BENCH_SIZES", "10000,100000,1000000").split(",")]
@@ -143,6 +144,7 @@ def main() -> None:
     lines += ["", "Raw JSON of each run:", "", "```"] + [json.dumps(r) for r in rows] + ["```", ""]
     lines += liquidation_section()
     lines += cli_latency_section(cli_latency())
+    lines += service_section()
     notes = ROOT / "docs" / "benchmarks-notes.md"
     if notes.exists():
         lines += [notes.read_text()]
@@ -184,8 +186,113 @@ def liquidation_section(accounts: int = 10_000) -> list[str]:
     ]
 
 
+SERVICE_HEADER = "## Service under load"
+
+
+def service_section(rows: list[dict[str, Any]] | None = None,
+                    args: list[str] | None = None) -> list[str]:
+    """The margin service under load (``benchmarks/service_load.py``, its own process).
+
+    Parameters
+    ----------
+    rows : list of dict, optional
+        Figures already measured (one per backend); default: run the driver now.
+    args : list of str, optional
+        Arguments of the driver (default: both backends, 10,000 accounts).
+    """
+    if rows is None:
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "service_load.py"), *(args or [])],
+            check=True, capture_output=True, text=True, cwd=ROOT)
+        rows = [json.loads(x) for x in out.stdout.splitlines() if x.strip().startswith("{")]
+    lines = [
+        SERVICE_HEADER,
+        "",
+        "A real `pmargin serve` process on 127.0.0.1 (uvicorn, one process) seeded with "
+        "10,000 generated accounts on the real Deribit snapshot (`seed_demo`), driven over "
+        "HTTP by `benchmarks/service_load.py` (httpx, one keep-alive connection per client "
+        "thread; the driver runs on the same 2 cores as the server, so every latency includes "
+        "the client's own share of the CPU). Targets (issue 10): fills >= 1,000/s accepted "
+        "durably, what-if p99 <= 10 ms at 50 concurrent clients, a market update visible "
+        "re-margined <= 100 ms after it is accepted. *Closed loop*: each client sends its "
+        "next request when the last returns (latency = clients / throughput); *open loop*: "
+        "each client sends at a fixed rate, latency from the scheduled send. *Accepted* = "
+        "200 (a 422 margin refusal is durable too, but not counted). The market update "
+        "re-margins every account before it answers, so readers see the new margins as soon "
+        "as it is accepted; *accept* is the whole POST (parse 2,000 instruments, store, "
+        "re-price, recompute 10,000 accounts, store the epoch summary).",
+        "",
+        "| backend | fills/s one per request (clients) | fills/s batched (batch x clients) "
+        "| what-if p50 / p99 ms, 50 clients closed loop (req/s) "
+        "| what-if p50 / p99 ms, 50 clients open loop (req/s) "
+        "| market accept median ms (idle / loaded) | visible after accept max ms "
+        "(idle / loaded) | load average |",
+        "|" + "---|" * 8,
+    ]
+    for r in rows:
+        f, wc, wo = r["fills"], r["what_if_closed"], r["what_if_open"]
+        fb = r.get("fills_batch", {})
+        wce = wc["endpoints"]["POST /v1/accounts/{id}/what-if"]
+        woe = wo["endpoints"]["POST /v1/accounts/{id}/what-if"]
+        mi, ml = r["market_idle"], r["market_loaded"]
+        batch = (f"{fb['accepted_per_s']:,.0f} ({fb['batch']} x {fb['clients']})"
+                 if "accepted_per_s" in fb else "n/a")
+        lines.append(
+            f"| {r['backend']} | {f['accepted_per_s']:,.0f} ({f['clients']}) | {batch} | "
+            f"{wce['p50_ms']:.1f} / {wce['p99_ms']:.0f} ({wce['per_s']:,.0f}) | "
+            f"{woe['p50_ms']:.1f} / {woe['p99_ms']:.0f} ({woe['per_s']:,.0f}) | "
+            f"{mi['accept_median_ms']:.0f} / {ml['accept_median_ms']:.0f} | "
+            f"{mi['visible_after_accept_max_ms']:.0f} / {ml['visible_after_accept_max_ms']:.0f}"
+            f" | {r['load_average_start']:.1f}-{r['load_average_end']:.1f} |")
+    for r in rows:
+        m = r["mixed"]
+        lines += [
+            "",
+            f"Every endpoint under a mixed load, {r['backend']}: {m['clients']} closed-loop "
+            f"clients for {m['wall_s']:.0f} s (25 % fills, 20 % what-if, 25 % account reads, "
+            "7 % transfers, 5 % events, 3 % book, 4 % simulate, ...), with market updates "
+            f"posted meanwhile; load average {m['load_average']:.1f}.",
+            "",
+            "| endpoint | requests | per s | p50 ms | p99 ms | max ms | status counts |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, e in m["endpoints"].items():
+            lines.append(f"| `{name}` | {e['n']:,} | {e['per_s']:.1f} | {e['p50_ms']:.1f} | "
+                         f"{e['p99_ms']:.1f} | {e['max_ms']:.0f} | "
+                         f"{', '.join(f'{k}: {v}' for k, v in e['status'].items())} |")
+    lines += ["", "Raw JSON of each run:", "", "```"] + [json.dumps(r) for r in rows]
+    return [*lines, "```", ""]
+
+
+def write_section(lines: list[str], header: str) -> None:
+    """Replace (or add, before the notes) one section of docs/benchmarks.md."""
+    path = ROOT / "docs" / "benchmarks.md"
+    doc = path.read_text().split("\n") if path.exists() else ["# Benchmarks", ""]
+    if header in doc:
+        a = doc.index(header)
+        b = next((i for i in range(a + 1, len(doc)) if doc[i].startswith("## ")), len(doc))
+        doc[a:b] = lines
+    else:
+        notes = "## Against the targets (2-core machine)"
+        at = doc.index(notes) if notes in doc else len(doc)
+        doc[at:at] = lines
+    path.write_text("\n".join(doc))
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["cli"]:  # only the CLI latency section, printed
         print("\n".join(cli_latency_section(cli_latency())))
+    elif sys.argv[1:2] == ["service"]:
+        # only the service section: `python benchmarks/run.py service [--from FILE] [driver
+        # args]` writes it into docs/benchmarks.md (FILE: JSON lines of service_load.py)
+        rest = sys.argv[2:]
+        if rest[:1] == ["--from"]:
+            rows = [json.loads(x) for x in Path(rest[1]).read_text().splitlines()
+                    if x.strip().startswith("{")]
+            sec = service_section(rows)
+        else:
+            sec = service_section(args=rest)
+        write_section(sec, SERVICE_HEADER)
+        print("\n".join(sec))
     else:
         main()
