@@ -31,6 +31,26 @@ def digest_of(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+_INS_EVENT = sa.insert(T.events)
+_INS_ACCOUNT = sa.insert(T.accounts)
+_INS_LEDGER = sa.insert(T.ledger_entries)
+_INS_POSITION = sa.insert(T.positions)
+_INS_BALANCE = sa.insert(T.balances)
+_DEL_POSITION = sa.delete(T.positions).where(
+    T.positions.c.account == sa.bindparam("b_account"),
+    T.positions.c.instrument == sa.bindparam("b_instrument"))
+_UPD_BALANCE = sa.update(T.balances).where(
+    T.balances.c.account == sa.bindparam("b_account"),
+    T.balances.c.currency == sa.bindparam("b_currency"),
+).values(units=T.balances.c.units + sa.bindparam("b_units"))
+
+_SEL_KEY = sa.select(T.idempotency.c.request_digest, T.idempotency.c.status,
+                     T.idempotency.c.response).where(
+    T.idempotency.c.key == sa.bindparam("b_key"))
+_SEL_API_KEY = sa.select(T.api_keys.c.role, T.api_keys.c.account).where(
+    T.api_keys.c.key_hash == sa.bindparam("b_hash"))
+
+
 class Store:
     """Reads and writes of the service's tables."""
 
@@ -41,9 +61,7 @@ class Store:
     def remembered(self, key: str) -> tuple[str, int, dict[str, Any]] | None:
         """The stored (request digest, status, response) of an idempotency key, if any."""
         with self.engine.connect() as c:
-            row = c.execute(sa.select(T.idempotency.c.request_digest, T.idempotency.c.status,
-                                      T.idempotency.c.response)
-                            .where(T.idempotency.c.key == key)).first()
+            row = c.execute(_SEL_KEY, {"b_key": key}).first()
         if row is None:
             return None
         return str(row[0]), int(row[1]), json.loads(row[2])
@@ -80,26 +98,27 @@ class Store:
     def write_event(self, c: sa.Connection, eff: Effect, payload: dict[str, Any],
                     key: str | None, market_row: dict[str, Any] | None = None) -> int:
         """Write one event and its derived rows inside the caller's transaction; its seq."""
-        seq = int(c.execute(sa.insert(T.events).values(
-            book=eff.book, kind=eff.kind, idempotency_key=key,
-            payload=json.dumps(payload, sort_keys=True), created_at=now_iso())
+        # statements built once (module level) with parameters: building a statement per
+        # call cost about as much as executing it
+        seq = int(c.execute(_INS_EVENT, {
+            "book": eff.book, "kind": eff.kind, "idempotency_key": key,
+            "payload": json.dumps(payload, sort_keys=True), "created_at": now_iso()}
         ).inserted_primary_key[0])  # type: ignore[index]
         if eff.new_account is not None:
-            c.execute(sa.insert(T.accounts).values(id=eff.new_account, book=eff.book,
-                                                   created_seq=seq))
+            c.execute(_INS_ACCOUNT, {"id": eff.new_account, "book": eff.book,
+                                     "created_seq": seq})
         if eff.postings:
-            c.execute(sa.insert(T.ledger_entries), [
+            c.execute(_INS_LEDGER, [
                 {"seq": seq, "account": a, "currency": ccy, "units": u}
                 for a, ccy, u in eff.postings])
             for a, ccy, u in eff.postings:
                 self._add_balance(c, a, ccy, u)
         for (acct, inst), (units, entry) in eff.positions.items():
-            c.execute(sa.delete(T.positions).where(T.positions.c.account == acct,
-                                                   T.positions.c.instrument == inst))
+            c.execute(_DEL_POSITION, {"b_account": acct, "b_instrument": inst})
             if units:
-                c.execute(sa.insert(T.positions).values(
-                    account=acct, instrument=inst, quantity_units=units,
-                    entry_notional=str(entry)))
+                c.execute(_INS_POSITION, {"account": acct, "instrument": inst,
+                                          "quantity_units": units,
+                                          "entry_notional": str(entry)})
         if market_row is not None:
             exists = c.execute(sa.select(T.market_snapshots.c.digest).where(
                 T.market_snapshots.c.digest == market_row["digest"])).first()
@@ -109,11 +128,9 @@ class Store:
 
     @staticmethod
     def _add_balance(c: sa.Connection, account: str, ccy: str, units: int) -> None:
-        upd = c.execute(sa.update(T.balances)
-                        .where(T.balances.c.account == account, T.balances.c.currency == ccy)
-                        .values(units=T.balances.c.units + units))
+        upd = c.execute(_UPD_BALANCE, {"b_account": account, "b_currency": ccy, "b_units": units})
         if upd.rowcount == 0:
-            c.execute(sa.insert(T.balances).values(account=account, currency=ccy, units=units))
+            c.execute(_INS_BALANCE, {"account": account, "currency": ccy, "units": units})
 
     def save_params(self, book: str, name: str, digest: str, payload: dict[str, Any]) -> None:
         """Store a parameter set (versioned per book) if its digest is new."""
@@ -180,6 +197,5 @@ class Store:
         """(role, account) of a key, or None."""
         h = hashlib.sha256(key.encode()).hexdigest()
         with self.engine.connect() as c:
-            row = c.execute(sa.select(T.api_keys.c.role, T.api_keys.c.account)
-                            .where(T.api_keys.c.key_hash == h)).first()
+            row = c.execute(_SEL_API_KEY, {"b_hash": h}).first()
         return None if row is None else (str(row[0]), row[1])
