@@ -110,15 +110,13 @@ def seed(db_url: str, venue: Path, accounts: int) -> dict[str, Any]:
 
 
 class Server:
-    """A ``pmargin serve`` process (optionally under cProfile)."""
+    """A ``pmargin serve`` process."""
 
-    def __init__(self, db_url: str, venue: Path, cwd: Path, profile: Path | None = None) -> None:
+    def __init__(self, db_url: str, venue: Path, cwd: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable]
-        if profile is not None:
-            cmd += ["-m", "cProfile", "-o", str(profile)]
-        cmd += ["-m", "pmargin.cli", "serve", "--port", str(self.port), "--venue", str(venue)]
+        cmd = [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port),
+               "--venue", str(venue)]
         env = {**os.environ, "PMARGIN_DATABASE_URL": db_url}
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
@@ -325,6 +323,7 @@ def measure_market(url: str, keys: dict[str, str], base: dict[str, Any], account
               [0.01 * ((-1) ** k) * (1 + k % 3) for k in range(rounds)]]
     raws = [json.dumps(b).encode() for b in bodies]
     accept, visible, after_send = [], [], []
+    polls: list[int] = []  # reads until the new market was seen (1: the first read after)
     reader_acct = accounts[len(accounts) // 2]
     with httpx.Client(base_url=url, timeout=120,
                       headers={"Authorization": f"Bearer {keys['operator']}"}) as op, \
@@ -335,8 +334,10 @@ def measure_market(url: str, keys: dict[str, str], base: dict[str, Any], account
             done = threading.Event()
             target: dict[str, str] = {}
 
-            def poll() -> None:
+            def poll(done: threading.Event = done, seen: dict[str, float] = seen,
+                     target: dict[str, str] = target) -> None:
                 while not done.is_set():
+                    seen["polls"] = seen.get("polls", 0) + 1
                     r = rd.get(f"/v1/accounts/{reader_acct}")
                     d = r.json().get("market_digest")
                     if "digest" in target and d == target["digest"]:
@@ -362,13 +363,15 @@ def measure_market(url: str, keys: dict[str, str], base: dict[str, Any], account
             accept.append(t1 - t0)
             visible.append(seen.get("t", float("nan")) - t1)
             after_send.append(seen.get("t", float("nan")) - t0)
+            polls.append(int(seen.get("polls", 0)))
     return {"rounds": rounds, "body_kb": round(len(raws[0]) / 1024),
             "instruments": len(base["instruments"]),
             "accept_ms": [round(x * 1e3, 1) for x in accept],
             "accept_median_ms": statistics.median(accept) * 1e3,
             "visible_after_accept_ms": [round(x * 1e3, 1) for x in visible],
             "visible_after_accept_max_ms": max(visible) * 1e3,
-            "visible_after_send_median_ms": statistics.median(after_send) * 1e3}
+            "visible_after_send_median_ms": statistics.median(after_send) * 1e3,
+            "reads_until_seen": polls}
 
 
 def _reset_market(url: str, keys: dict[str, str], base: dict[str, Any]) -> None:
@@ -394,8 +397,7 @@ def run_backend(backend: str, accounts: int, seconds: float, clients: int,
             db_url, pg_name = _pg_create()
         print(f"[{backend}] seeding {accounts} accounts...", file=sys.stderr, flush=True)
         info = seed(db_url, venue, accounts)
-        prof = profile_dir / f"server-{backend}.prof" if profile_dir else None
-        srv = Server(db_url, venue, tmp, prof)
+        srv = Server(db_url, venue, tmp)
         print(f"[{backend}] server up in {srv.start_s:.1f} s", file=sys.stderr, flush=True)
         ops = Ops(info)
         keys = info["keys"]
@@ -412,10 +414,14 @@ def run_backend(backend: str, accounts: int, seconds: float, clients: int,
                   ) -> dict[str, Any]:
             print(f"[{backend}] {name}...", file=sys.stderr, flush=True)
             la0 = os.getloadavg()[0]
+            spy = _spy_start(srv.proc.pid, profile_dir, f"{backend}-{name}", seconds)  # type: ignore[union-attr]
             rec, wall = run_clients(srv.url, key, n, seconds, op, rate)  # type: ignore[union-attr]
             s = rec.summary(wall)
-            return {"clients": n, "wall_s": round(wall, 2), "rate_per_client": rate,
-                    "load_average": round((la0 + os.getloadavg()[0]) / 2, 2), "endpoints": s}
+            out = {"clients": n, "wall_s": round(wall, 2), "rate_per_client": rate,
+                   "load_average": round((la0 + os.getloadavg()[0]) / 2, 2), "endpoints": s}
+            if spy is not None:
+                out["server_profile"] = _spy_finish(*spy)
+            return out
 
         out["fills"] = phase("fills", keys["operator"], clients, ops.fill)
         f = out["fills"]["endpoints"]["POST /v1/fills"]
@@ -469,6 +475,66 @@ def run_backend(backend: str, accounts: int, seconds: float, clients: int,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------- profile
+BUCKETS = [  # innermost frame of a sample that matches, in this order of packages
+    ("database", ("sqlalchemy/", "sqlite3/", "psycopg/", "psycopg_pool/")),
+    ("margin engine (pmargin.models, engine, market, pricing)",
+     ("pmargin/models/", "pmargin/engine/", "pmargin/market/", "pmargin/pricing/",
+      "pmargin/book/", "pmargin/instruments.py", "pmargin/validation.py")),
+    ("service code (pmargin.service)", ("pmargin/service/",)),
+    ("HTTP, validation, JSON (uvicorn, starlette, fastapi, pydantic, json)",
+     ("uvicorn/", "starlette/", "fastapi/", "pydantic/", "pydantic_core/", "anyio/", "h11/",
+      "httptools/", "json/")),
+]
+
+
+def _spy_start(pid: int, profile_dir: Path | None, name: str, seconds: float
+               ) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """Sample the server with py-spy (threads holding the GIL) while a phase runs."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if profile_dir is None or not Path(exe).exists():
+        return None
+    out = profile_dir / f"{name.replace(' ', '_')}.txt"
+    proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                             "--rate", "200", "--gil", "--nonblocking", "--format", "raw",
+                             "-o", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    return proc, out
+
+
+def _spy_finish(proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
+    """Share of GIL-holding samples by package group of their innermost known frame."""
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    if not out.exists():
+        return {"error": "py-spy wrote nothing (ptrace not allowed?)"}
+    tot: dict[str, int] = defaultdict(int)
+    leaf: dict[str, int] = defaultdict(int)
+    n = 0
+    for line in out.read_text().splitlines():
+        stack, _, cnt = line.rpartition(" ")
+        if not cnt.isdigit():
+            continue
+        k = int(cnt)
+        n += k
+        frames = stack.split(";")
+        where = "other (stdlib, numpy/scipy called from elsewhere, threads)"
+        for fr in reversed(frames):
+            hit = next((b for b, pats in BUCKETS if any(p in fr for p in pats)), None)
+            if hit is not None:
+                where = hit
+                break
+        tot[where] += k
+        leaf[frames[-1].strip()] += k
+    top = sorted(leaf.items(), key=lambda kv: -kv[1])[:8]
+    return {"samples": n, "share": {b: round(v / n, 3) for b, v in
+                                    sorted(tot.items(), key=lambda kv: -kv[1])} if n else {},
+            "top_frames": [[f, round(v / n, 3)] for f, v in top] if n else [],
+            "file": str(out)}
+
+
 class _Keyed:
     """A client wrapper choosing the key by the request: operator writes, risk reads."""
 
@@ -497,7 +563,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--clients", type=int, default=16, help="concurrent writers")
     ap.add_argument("--batch", type=int, default=100, help="fills per batch request (1: none)")
     ap.add_argument("--profile", type=Path, default=None,
-                    help="run the server under cProfile, writing server-<backend>.prof here")
+                    help="sample the server with py-spy during each phase (raw stacks here)")
     a = ap.parse_args(argv)
     rows = []
     for b in a.backends.split(","):

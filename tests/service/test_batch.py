@@ -45,7 +45,8 @@ def test_batch_equals_one_by_one_and_is_idempotent(server: Server) -> None:
     r = server.post("operator", "/v1/fills/batch", body, key=key)
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["accepted"] == 4 and out["refused"] == 0
+    assert out["accepted"] == 4
+    assert out["refused"] == 0
     assert [x["seq"] for x in out["results"]] == sorted(x["seq"] for x in out["results"])
     for f in _fills(b):
         assert server.post("operator", "/v1/fills", f).status_code == 200
@@ -54,7 +55,8 @@ def test_batch_equals_one_by_one_and_is_idempotent(server: Server) -> None:
     # retry: same answer, nothing changed; same key with another body: 409
     before = _state(server)
     again = server.post("operator", "/v1/fills/batch", body, key=key)
-    assert again.status_code == 200 and again.json() == out
+    assert again.status_code == 200
+    assert again.json() == out
     assert _state(server) == before
     clash = server.post("operator", "/v1/fills/batch", {"fills": _fills(a)[:2]}, key=key)
     assert clash.status_code == 409
@@ -117,3 +119,18 @@ def test_market_update_stores_a_margin_summary_per_epoch(server: Server) -> None
         eng.dispose()
     assert row[0] == "BTC"
     assert json.loads(row[2]) == book  # nothing else was written since the market
+
+
+def test_batch_roles(server: Server) -> None:
+    a = open_account(server, "bf")
+    body = {"fills": _fills(a)[:1]}
+    for role in ("risk", "admin"):
+        r = server.post(role, "/v1/fills/batch", body)
+        assert r.status_code == 403, (role, r.text)
+    with server.client("admin") as c:
+        tk = c.post("/v1/keys", json={"role": "trader", "account": a}).json()["key"]
+    server.keys["trader-bf"] = tk
+    assert server.post("trader-bf", "/v1/fills/batch", body).status_code == 403
+    import httpx
+
+    assert httpx.post(f"{server.url}/v1/fills/batch", json=body).status_code == 401

@@ -45,7 +45,8 @@ def test_new_account_joins_a_built_engine_like_a_rebuild() -> None:
     live, seq = _venue()
     eng = live.engine("BTC")  # built: later accounts are appended to it
     live.apply(live.effect_account("new1", "BTC"), seq + 1)
-    assert live.engine("BTC") is eng and not live.books["BTC"].dirty
+    assert live.engine("BTC") is eng
+    assert not live.books["BTC"].dirty
     live.apply(live.effect_transfer("new1", "BTC", Decimal("0.5"), "deposit"), seq + 2)
     live.apply(live.effect_fill("new1", OPTION, Decimal(-2), Decimal("0.05"), "BTC",
                                 Decimal(0)), seq + 3)
@@ -60,5 +61,6 @@ def test_new_account_joins_a_built_engine_like_a_rebuild() -> None:
     clean.apply(clean.effect_account("new2", "BTC"), seq + 4)
     _same(live, clean)
     r = eng.row("new2")
-    assert eng.result.initial_margin[r] == 0 and eng.result.equity[r] == 0
+    assert eng.result.initial_margin[r] == 0
+    assert eng.result.equity[r] == 0
     assert eng.result.initial_margin[eng.row("new1")] > 0

@@ -56,6 +56,7 @@ class Store:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._keys: dict[str, tuple[str, str | None]] = {}
 
     # ------------------------------------------------------------------ idempotency
     def remembered(self, key: str) -> tuple[str, int, dict[str, Any]] | None:
@@ -194,8 +195,20 @@ class Store:
         return key
 
     def key_info(self, key: str) -> tuple[str, str | None] | None:
-        """(role, account) of a key, or None."""
+        """(role, account) of a key, or None.
+
+        Keys found are remembered in memory (keys cannot be revoked yet, so a remembered key
+        is never stale); unknown keys are looked up in the database every time, so a key
+        created by ``pmargin keys create`` in another process works at once.
+        """
         h = hashlib.sha256(key.encode()).hexdigest()
+        hit = self._keys.get(h)
+        if hit is not None:
+            return hit
         with self.engine.connect() as c:
             row = c.execute(_SEL_API_KEY, {"b_hash": h}).first()
-        return None if row is None else (str(row[0]), row[1])
+        if row is None:
+            return None
+        info = (str(row[0]), row[1])
+        self._keys[h] = info
+        return info
