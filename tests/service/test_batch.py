@@ -52,6 +52,26 @@ def test_batch_equals_one_by_one_and_is_idempotent(server: Server) -> None:
         assert server.post("operator", "/v1/fills", f).status_code == 200
     va, vb = _view(server, a), _view(server, b)
     assert va == vb
+    # the stored rows too: positions alike, balances = ledger sums (bulk writes of the batch)
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(server.db_url)
+    try:
+        with eng.connect() as c:
+            pos = {acct: sorted(tuple(r) for r in c.execute(sa.text(
+                "select instrument, quantity_units, entry_notional from positions "
+                "where account = :a"), {"a": acct})) for acct in (a, b)}
+            bal = {(r[0], r[1]): int(r[2]) for r in c.execute(sa.text(
+                "select account, currency, units from balances"))}
+            led = {(r[0], r[1]): int(r[2]) for r in c.execute(sa.text(
+                "select account, currency, sum(units) from ledger_entries "
+                "group by account, currency"))}
+    finally:
+        eng.dispose()
+    assert pos[a] == pos[b]
+    assert pos[a]
+    assert {k: v for k, v in bal.items() if v} == {k: v for k, v in led.items() if v}
+    assert bal[(f"acct:{a}", "BTC")] == bal[(f"acct:{b}", "BTC")]
     # retry: same answer, nothing changed; same key with another body: 409
     before = _state(server)
     again = server.post("operator", "/v1/fills/batch", body, key=key)

@@ -240,8 +240,9 @@ class Service:
         Every fill is first validated against the current state (a bad one refuses the whole
         batch with a 422 naming ``fills[i].field``, nothing changed). Then each fill is built
         against the state left by the earlier ones, checked (a margin refusal refuses that
-        fill only, reported in ``results``), written and applied. The batch commits as one
-        transaction; if the commit fails the in-memory state is rebuilt from the log.
+        fill only, reported in ``results``) and applied in memory. The accepted fills are then
+        written in bulk (:meth:`Store.write_fill_events`: the same rows as one by one) in one
+        transaction; if that fails the in-memory state is rebuilt from the log.
         Event ``i`` of the batch carries the idempotency key ``<key>#<i>``.
         """
         if not key:
@@ -263,28 +264,35 @@ class Service:
                 except InvalidInput as exc:
                     raise InvalidInput(f"fills[{i}].{exc.field}", exc.value, exc.reason) from None
             results: list[dict[str, Any]] = []
-            applied = False
+            accepted: list[tuple[Effect, dict[str, Any], str]] = []
             try:
+                for i, (p, build, check) in enumerate(items):
+                    eff = build()
+                    if check is not None:
+                        try:
+                            check(eff)
+                        except MarginRefused as exc:
+                            results.append({"index": i, **exc.body()})
+                            continue
+                    # applied now so that the next fill is built and checked after this one;
+                    # the seq is set once the events are written (below)
+                    self.state.apply(eff, self.state.seq)
+                    accepted.append((eff, p, f"{key}#{i}"))
+                    results.append({"index": i, "accepted": True})
                 with self.store.engine.begin() as c:
-                    last = None
-                    for i, (p, build, check) in enumerate(items):
-                        eff = build()
-                        if check is not None:
-                            try:
-                                check(eff)
-                            except MarginRefused as exc:
-                                results.append({"index": i, **exc.body()})
-                                continue
-                        last = self.store.write_event(c, eff, p, f"{key}#{i}")
-                        self.state.apply(eff, last)
-                        applied = True
-                        results.append({"index": i, "accepted": True, "seq": last})
-                    n_ok = sum(1 for r in results if r["accepted"])
-                    response = {"accepted": n_ok, "refused": len(results) - n_ok,
+                    seqs = self.store.write_fill_events(c, accepted)
+                    it = iter(seqs)
+                    for r in results:
+                        if r["accepted"]:
+                            r["seq"] = next(it)
+                    last = seqs[-1] if seqs else None
+                    response = {"accepted": len(seqs), "refused": len(results) - len(seqs),
                                 "kind": "fill-batch", "seq": last, "results": results}
                     self.store.write_key(c, key, digest, 200, response, last)
+                if last is not None:
+                    self.state.seq = last
             except BaseException:
-                if applied:
+                if accepted:
                     self.reload()
                 raise
             return JSONResponse(response, 200)

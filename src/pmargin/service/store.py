@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pmargin.service import tables as T
 from pmargin.service.state import Effect
@@ -95,6 +97,48 @@ class Store:
         c.execute(sa.insert(T.idempotency).values(
             key=key, request_digest=digest, status=status, response=json.dumps(response),
             seq=seq))
+
+    def write_fill_events(self, c: sa.Connection, items: list[tuple[Effect, dict[str, Any], str]]
+                          ) -> list[int]:
+        """Write the events of a batch of fills and their derived rows in bulk; their seqs.
+
+        The same rows as :meth:`write_event` called for each in order: one event row each (for
+        its seq), then the ledger entries in one statement, the balance changes summed per
+        (account, currency) in one upsert, and each touched position's final row. Inside
+        the caller's transaction.
+        """
+        seqs = []
+        for eff, payload, key in items:
+            assert eff.new_account is None and not eff.market
+            seqs.append(int(c.execute(_INS_EVENT, {
+                "book": eff.book, "kind": eff.kind, "idempotency_key": key,
+                "payload": json.dumps(payload, sort_keys=True), "created_at": now_iso()}
+            ).inserted_primary_key[0]))  # type: ignore[index]
+        ledger = [{"seq": seq, "account": a, "currency": ccy, "units": u}
+                  for seq, (eff, _, _) in zip(seqs, items, strict=True)
+                  for a, ccy, u in eff.postings]
+        if ledger:
+            c.execute(_INS_LEDGER, ledger)
+        delta: dict[tuple[str, str], int] = {}
+        final: dict[tuple[str, str], tuple[int, Any]] = {}
+        for eff, _, _ in items:
+            for a, ccy, u in eff.postings:
+                delta[(a, ccy)] = delta.get((a, ccy), 0) + u
+            final.update(eff.positions)
+        rows = [{"account": a, "currency": ccy, "units": u} for (a, ccy), u in delta.items()]
+        if rows:
+            ins = (pg_insert if c.dialect.name == "postgresql" else sqlite_insert)(T.balances)
+            c.execute(ins.on_conflict_do_update(
+                index_elements=[T.balances.c.account, T.balances.c.currency],
+                set_={"units": T.balances.c.units + ins.excluded.units}), rows)
+        if final:
+            c.execute(_DEL_POSITION, [{"b_account": a, "b_instrument": i} for a, i in final])
+            keep = [{"account": a, "instrument": i, "quantity_units": units,
+                     "entry_notional": str(entry)}
+                    for (a, i), (units, entry) in final.items() if units]
+            if keep:
+                c.execute(_INS_POSITION, keep)
+        return seqs
 
     def write_event(self, c: sa.Connection, eff: Effect, payload: dict[str, Any],
                     key: str | None, market_row: dict[str, Any] | None = None) -> int:
