@@ -109,7 +109,8 @@ class Store:
         """
         seqs = []
         for eff, payload, key in items:
-            assert eff.new_account is None and not eff.market
+            if eff.new_account is not None or eff.market is not None:
+                raise ValueError("a batch holds fills only")
             seqs.append(int(c.execute(_INS_EVENT, {
                 "book": eff.book, "kind": eff.kind, "idempotency_key": key,
                 "payload": json.dumps(payload, sort_keys=True), "created_at": now_iso()}
