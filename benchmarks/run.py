@@ -244,6 +244,12 @@ def service_section(rows: list[dict[str, Any]] | None = None,
             f"{mi['accept_median_ms']:.0f} / {ml['accept_median_ms']:.0f} | "
             f"{mi['visible_after_accept_max_ms']:.0f} / {ml['visible_after_accept_max_ms']:.0f}"
             f" | {r['load_average_start']:.1f}-{r['load_average_end']:.1f} |")
+    first = all(x == 1 for r in rows for k in ("market_idle", "market_loaded")
+                for x in r[k].get("reads_until_seen", [0]))
+    if first:
+        lines += ["", "In every market round the reader's first read after the 200 already "
+                  "showed the new market's digest and margins: *visible after accept* is that "
+                  "read's own round trip (queued behind the other clients in the loaded case)."]
     for r in rows:
         m = r["mixed"]
         lines += [
