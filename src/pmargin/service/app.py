@@ -32,8 +32,8 @@ from pydantic import (
 )
 
 from pmargin.errors import InvalidInput, PmarginError
+from pmargin.liquidation.health import HEALTH_NAMES, classify
 from pmargin.market import MarketSnapshot
-from pmargin.models.health import HEALTH_NAMES, classify
 from pmargin.service.config import VenueConfig
 from pmargin.service.money import parse_decimal
 from pmargin.service.state import Effect, VenueState
