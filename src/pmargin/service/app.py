@@ -226,6 +226,7 @@ class Service:
                     self.store.remember_refusal(key, digest, 422, body)
                     return JSONResponse(body, 422)
             response: dict[str, Any] = {"accepted": True, "kind": kind}
+            eff.check_balanced()  # before anything is written (apply checks it again)
             seq = self.store.commit(eff, payload, key, digest, response, market_row)
             self.state.apply(eff, seq)
             if after is not None:
