@@ -563,7 +563,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--clients", type=int, default=16, help="concurrent writers")
     ap.add_argument("--batch", type=int, default=100, help="fills per batch request (1: none)")
     ap.add_argument("--profile", type=Path, default=None,
-                    help="sample the server with py-spy during each phase (raw stacks here)")
+                    help="sample the server with py-spy during each phase (raw stacks here; "
+                    "py-spy is not a dependency: pip install py-spy)")
     a = ap.parse_args(argv)
     rows = []
     for b in a.backends.split(","):
