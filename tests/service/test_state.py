@@ -60,6 +60,12 @@ def test_new_account_joins_a_built_engine_like_a_rebuild() -> None:
                                   Decimal(0)), seq + 3)
     clean.apply(clean.effect_account("new2", "BTC"), seq + 4)
     _same(live, clean)
+    # a market update afterwards recomputes the grown book like the rebuilt one
+    up = market_from_payload({"format": "json", "market": market_json(index=78000.0,
+                                                                       minutes=1)})
+    live.apply(Effect("market", "BTC", market=up, market_digest="m2"), seq + 5)
+    clean.apply(Effect("market", "BTC", market=up, market_digest="m2"), seq + 5)
+    _same(live, clean)
     r = eng.row("new2")
     assert eng.result.initial_margin[r] == 0
     assert eng.result.equity[r] == 0
