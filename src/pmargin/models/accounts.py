@@ -22,6 +22,7 @@ __all__ = [
     "collateral_haircuts",
     "collateral_terms",
     "collateral_value",
+    "greek_weights",
     "order_cost",
     "order_matrices",
     "position_values",
@@ -152,6 +153,28 @@ def position_values(positions: sp.csr_matrix, entry: sp.csr_matrix, table: Instr
     return sp.csr_matrix((val, pos.indices.copy(), pos.indptr.copy()), shape=pos.shape)
 
 
+GREEKS = ("delta", "delta_usd", "gamma", "vega", "theta")
+"""Account Greeks, in the column order of :func:`greek_weights`."""
+
+
+def greek_weights(table: InstrumentTable) -> tuple[tuple[str, ...], FloatArray]:
+    """Per-unit Greeks of every column, summed over an account's positions.
+
+    Returns
+    -------
+    (tuple of str, ndarray)
+        Names (:data:`GREEKS`) and weights, shape (columns, Greeks): ``delta`` (coin),
+        ``delta_usd``, ``gamma`` (coin per USD), ``vega`` (USD per vol point), ``theta`` (USD
+        per day).
+    """
+    def calc() -> FloatArray:
+        g = table.greeks()
+        return np.ascontiguousarray(np.stack(
+            [g["delta"], g["delta"] * table.index, g["gamma"], g["vega"], g["theta"]], axis=1))
+
+    return GREEKS, table._memo("greek_weights", calc)
+
+
 def values_and_greeks(positions: sp.csr_matrix, entry: sp.csr_matrix, table: InstrumentTable
                       ) -> tuple[FloatArray, dict[str, FloatArray]]:
     """Per-account position value and Greeks in one pass (Numba when available).
@@ -166,14 +189,7 @@ def values_and_greeks(positions: sp.csr_matrix, entry: sp.csr_matrix, table: Ins
     from pmargin.models._pm_kernels import NUMBA_ENABLED, row_sums
 
     pos = sp.csr_matrix(positions)
-    names = ["delta", "delta_usd", "gamma", "vega", "theta"]
-
-    def weights() -> FloatArray:
-        g = table.greeks()
-        return np.ascontiguousarray(np.stack(
-            [g["delta"], g["delta"] * table.index, g["gamma"], g["vega"], g["theta"]], axis=1))
-
-    w = table._memo("greek_weights", weights)
+    names, w = greek_weights(table)
     if NUMBA_ENABLED and pos.shape[0] > 0:
         a, b = value_weights(table)
         sums, values = row_sums(pos.indptr, pos.indices, pos.data, _aligned_entry(pos, entry),
