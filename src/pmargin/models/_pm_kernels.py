@@ -17,7 +17,6 @@ number of threads and equals the NumPy specification in :mod:`pmargin.models.por
 from __future__ import annotations
 
 import os
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,25 +44,30 @@ PARALLEL_MIN_ROWS = 2048
 """Below this many rows the serial kernel is used (thread wake-up costs more than it saves)."""
 
 
-def _rows_py(n_threads: int, n_groups: int, indptr: Any, indices: Any, data: Any,
-             e_indptr: Any, e_indices: Any, e_data: Any, with_values: bool, col_unit: Any,
-             risk: Any, n_scen: Any, coll: Any, coll_risk: Any, damp: Any, use_damp: Any,
-             delta: Any, bucket: Any, rate: Any, bucket_off: Any, group: Any, is_lin: Any,
-             gw: Any, va: Any, vb: Any, mark: Any, agg: Any, values: Any, gsum: Any) -> None:
-    """Aggregate every row (see the module docstring); writes column ``r`` of the outputs."""
+def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices: Any,
+             data: Any, e_indptr: Any, e_indices: Any, e_data: Any, with_values: bool,
+             col_unit: Any, risk: Any, n_scen: Any, coll: Any, coll_risk: Any, damp: Any,
+             use_damp: Any, delta: Any, bucket: Any, rate: Any, bucket_off: Any, group: Any,
+             is_lin: Any, gw: Any, va: Any, vb: Any, mark: Any, agg: Any, values: Any,
+             gsum: Any) -> None:
+    """Aggregate every row (see the module docstring) into the outputs' row columns.
+
+    ``parallel`` splits the rows between ``n_threads`` threads; otherwise they run in order on
+    the calling thread (one build serves both: Numba caches a function under one set of
+    compile flags).
+    """
     n_units = n_scen.size
-    n_k = gw.shape[1]
     n_c = coll.shape[1]
-    # per-thread scratch (``ng`` starts at zero and each row clears what it used)
-    pnl_t = np.empty((n_threads, risk.shape[1]))
+    n_s = risk.shape[1]
+    # per-thread scratch; ``ng`` starts at zero and each row clears what it used
+    pnl_t = np.empty((n_threads, n_s))
     nb_t = np.empty((n_threads, rate.size))
-    ng_t = np.zeros((n_threads, n_groups))
-    gacc_t = np.empty((n_threads, n_k))
-    for r in numba.prange(indptr.size - 1):
-        tid = numba.get_thread_id()  # type: ignore[attr-defined]
-        pnl = pnl_t[tid]
-        nb = nb_t[tid]
-        ng = ng_t[tid]
+    ng_t = np.empty((n_threads, n_groups))
+    for t in range(n_threads):
+        for g in range(n_groups):
+            ng_t[t, g] = 0.0
+
+    def one_row(r: int, pnl: Any, nb: Any, ng: Any) -> None:
         a0 = indptr[r]
         a1 = indptr[r + 1]
         for u in range(n_units):  # units one after the other: a row is short and cache-hot
@@ -136,9 +140,6 @@ def _rows_py(n_threads: int, n_groups: int, indptr: Any, indices: Any, data: Any
             agg[5, u, r] = ld
             agg[6, u, r] = sd
         if with_values:
-            gacc = gacc_t[tid]
-            for c in range(n_k):
-                gacc[c] = 0.0
             aligned = e_indptr[r] == a0 and e_indptr[r + 1] == a1
             v = 0.0
             g0 = 0.0
@@ -171,22 +172,17 @@ def _rows_py(n_threads: int, n_groups: int, indptr: Any, indices: Any, data: Any
             gsum[3, r] = g3
             gsum[4, r] = g4
 
-
-def _renamed(fn: Any, name: str) -> Any:
-    """A copy of ``fn`` under another name.
-
-    Numba's on-disk cache is keyed by the Python function, not by the compile flags: the serial
-    build (``prange`` runs as ``range``) is compiled from a copy so both builds can be cached.
-    """
-    out = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__,
-                             fn.__closure__)
-    out.__qualname__ = name
-    return out
+    if parallel:
+        for r in numba.prange(indptr.size - 1):
+            t = numba.get_thread_id()  # type: ignore[attr-defined]
+            one_row(r, pnl_t[t], nb_t[t], ng_t[t])
+    else:
+        for r in range(indptr.size - 1):
+            one_row(r, pnl_t[0], nb_t[0], ng_t[0])
 
 
 if NUMBA_ENABLED:  # pragma: no branch - compiled lazily, on first call
-    _rows_parallel = numba.njit(parallel=True, cache=True)(_rows_py)
-    _rows_serial = numba.njit(cache=True)(_renamed(_rows_py, "_rows_serial_py"))
+    _rows = numba.njit(parallel=True, cache=True)(_rows_py)
 
 
 class _UnitLike(Protocol):
@@ -341,7 +337,6 @@ def book_pass(packed: PackedUnits, indptr: IntArray, indices: IntArray, data: Fl
         raise RuntimeError("numba is not available")
     n = indptr.size - 1
     parallel = n >= PARALLEL_MIN_ROWS
-    fn = _rows_parallel if parallel else _rows_serial
     p = packed
     n_k = p.gw.shape[1]
     agg = np.empty((len(AGGREGATES), p.n_scen.size, n))
@@ -351,10 +346,10 @@ def book_pass(packed: PackedUnits, indptr: IntArray, indices: IntArray, data: Fl
     else:
         e_ptr, e_idx, e_dat = entry
         values, gsum = np.empty(n), np.empty((n_k, n))
-    fn(numba.get_num_threads() if parallel else 1, p.n_groups, indptr, indices, data, e_ptr,
-       e_idx, e_dat, entry is not None, p.col_unit, p.risk, p.n_scen, coll, p.coll_risk,
-       p.damp, p.use_damp, p.delta, p.bucket, p.rate, p.bucket_off, p.group, p.is_lin, p.gw,
-       p.va, p.vb, p.mark, agg, values, gsum)
+    _rows(parallel, numba.get_num_threads() if parallel else 1, p.n_groups, indptr, indices,
+          data, e_ptr, e_idx, e_dat, entry is not None, p.col_unit, p.risk, p.n_scen, coll,
+          p.coll_risk, p.damp, p.use_damp, p.delta, p.bucket, p.rate, p.bucket_off, p.group,
+          p.is_lin, p.gw, p.va, p.vb, p.mark, agg, values, gsum)
     if entry is None:
         return agg, None, None
     return agg, values, gsum
