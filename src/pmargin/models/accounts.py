@@ -122,7 +122,9 @@ def _aligned_entry(positions: sp.csr_matrix, entry: sp.csr_matrix) -> FloatArray
         return np.asarray(ent_m.data, dtype=np.float64)
     if positions.nnz == 0:
         return np.zeros(0)
-    return np.asarray(ent_m[positions.nonzero()], dtype=np.float64).ravel()
+    # every stored cell, explicit zeros included (``nonzero()`` would drop them); absent = 0
+    rows = np.repeat(np.arange(positions.shape[0]), np.diff(positions.indptr))
+    return np.asarray(ent_m[rows, positions.indices], dtype=np.float64).ravel()
 
 
 def position_values(positions: sp.csr_matrix, entry: sp.csr_matrix, table: InstrumentTable

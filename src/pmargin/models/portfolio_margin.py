@@ -270,6 +270,18 @@ def _damped(pnl: FloatArray, damp: FloatArray) -> FloatArray:
     return np.asarray(np.sign(pnl) * np.maximum(np.abs(pnl) - damp[None, :], 0.0))
 
 
+def _total(first: FloatArray, *terms: FloatArray | None) -> FloatArray:
+    """``first`` plus the given terms, added left to right into one new array (None: skipped)."""
+    out: FloatArray | None = None
+    for x in terms:
+        if x is not None:
+            if out is None:
+                out = first + x
+            else:
+                out += x
+    return first.copy() if out is None else out
+
+
 def _tiered(raw: FloatArray, tiers: list[tuple[float, float]]) -> FloatArray:
     """Apply a piecewise multiplier schedule to raw amounts (OKX MR7 scaling)."""
     out = np.zeros_like(raw)
@@ -553,14 +565,18 @@ class PortfolioMarginModel(MarginModel):
             values = vg[0]
             greeks = dict(zip(greek_weights(t)[0], vg[1], strict=True))
         equity = prep.collateral.value(coll) + values
+        # terms that are zero for every account are not added (x + 0 is x: same numbers)
+        has_orders = len(book.orders) > 0
+        depeg_on = self.params.stable_depeg != 0.0
         res = BookMarginResult(
             model=self.name,
             params_digest=self.digest,
             margin_currency=book.margin_currency,
             mc_usd=t.mc_price,
             account_ids=list(book.account_ids),
-            initial_margin=im + orders_im + h_im + depeg,
-            maintenance_margin=mm + h_mm + depeg,
+            initial_margin=_total(im, orders_im if has_orders else None, h_im,
+                                  depeg if depeg_on else None),
+            maintenance_margin=_total(mm, h_mm, depeg if depeg_on else None),
             equity=equity,
             components=comps,
             greeks=greeks,
