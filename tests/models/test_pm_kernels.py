@@ -10,8 +10,8 @@ import scipy.sparse as sp
 
 from pmargin.book import Book
 from pmargin.book.generator import Archetypes, chain_universe, generate_book
-from pmargin.models import load_model
 from pmargin.models import _pm_kernels as kernels
+from pmargin.models import load_model
 from pmargin.models.accounts import GREEKS, greek_weights, position_values
 from pmargin.portfolio import portfolio_from_dict
 from tests.factories import expiry_code, make_market

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -185,22 +185,6 @@ if NUMBA_ENABLED:  # pragma: no branch - compiled lazily, on first call
     _rows = numba.njit(parallel=True, cache=True)(_rows_py)
 
 
-class _UnitLike(Protocol):
-    """Fields of a risk unit read here (:class:`pmargin.models.portfolio_margin.RiskUnit`)."""
-
-    columns: IntArray
-    risk: FloatArray
-    collateral_risk: FloatArray
-    damp: FloatArray
-    delta: FloatArray
-    bucket: IntArray
-    n_buckets: int
-    roll_rate: FloatArray
-    group: IntArray
-    n_groups: int
-    is_lin: np.ndarray
-
-
 @dataclass(frozen=True)
 class PackedUnits:
     """The risk units of one prepared market laid out per book column for :func:`book_pass`.
@@ -249,7 +233,7 @@ class PackedUnits:
     mark: FloatArray
 
 
-def pack_units(units: Sequence[_UnitLike], n_cols: int, n_coll: int, gw: FloatArray,
+def pack_units(units: Sequence[Any], n_cols: int, n_coll: int, gw: FloatArray,
                va: FloatArray, vb: FloatArray, mark: FloatArray) -> PackedUnits:
     """Lay out risk units per book column (once per prepared market).
 

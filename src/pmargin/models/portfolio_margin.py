@@ -535,7 +535,7 @@ class PortfolioMarginModel(MarginModel):
 
     def _evaluate(self, prep: PMPrepared, book: Book, need_pnl: bool
                   ) -> tuple[BookMarginResult, list[FloatArray | None]]:
-        t, units, _market = prep.table, prep.units, prep.market
+        t = prep.table
         pos = sp.csr_matrix(book.positions)
         coll = np.ascontiguousarray(book.collateral, dtype=np.float64)
         ent = sp.csr_matrix(book.entry_notional)
