@@ -40,6 +40,9 @@ except ImportError:  # pragma: no cover
 AGGREGATES = ("worst_case", "roll", "net", "naked", "gross", "long", "short")
 """Per-unit outputs of :func:`book_pass`, in the order of its first output axis."""
 
+N_GREEKS = 5
+"""Greek columns the kernel sums (``accounts.GREEKS``)."""
+
 PARALLEL_MIN_ROWS = 2048
 """Below this many rows the serial kernel is used (thread wake-up costs more than it saves)."""
 
@@ -70,23 +73,49 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
     def one_row(r: int, pnl: Any, nb: Any, ng: Any) -> None:
         a0 = indptr[r]
         a1 = indptr[r + 1]
-        for u in range(n_units):  # units one after the other: a row is short and cache-hot
-            ns = n_scen[u]
+        aligned = with_values and e_indptr[r] == a0 and e_indptr[r + 1] == a1
+        v = 0.0
+        g0 = 0.0
+        g1 = 0.0
+        g2 = 0.0
+        g3 = 0.0
+        g4 = 0.0
+        # units one after the other (a row is short and cache-hot); the first pass also sums
+        # every position's value and Greeks, in the row's order
+        for u in range(max(n_units, 1)):
+            ns = n_scen[u] if u < n_units else 0
             for s in range(ns):
                 pnl[s] = 0.0
-            b0 = bucket_off[u]
-            b1 = bucket_off[u + 1]
+            b0 = bucket_off[u] if u < n_units else 0
+            b1 = bucket_off[u + 1] if u < n_units else 0
             for bk in range(b0, b1):
                 nb[bk] = 0.0
             nd = 0.0
             ld = 0.0
             sd = 0.0
             g_lin = 0.0
+            add_values = with_values and u == 0
             for k in range(a0, a1):
                 j = indices[k]
+                q = data[k]
+                if add_values:
+                    if aligned and e_indices[k] == j:
+                        e = e_data[k]
+                    else:  # entry matrix stored differently: look the cell up (absent = 0)
+                        e = 0.0
+                        for m2 in range(e_indptr[r], e_indptr[r + 1]):
+                            if e_indices[m2] == j:
+                                e += e_data[m2]
+                    if e != e:  # NaN: entry at the mark
+                        e = q * mark[j]
+                    v += q * va[j] + e * vb[j]
+                    g0 += q * gw[j, 0]
+                    g1 += q * gw[j, 1]
+                    g2 += q * gw[j, 2]
+                    g3 += q * gw[j, 3]
+                    g4 += q * gw[j, 4]
                 if col_unit[j] != u:
                     continue
-                q = data[k]
                 row = risk[j]
                 for s in range(ns):
                     pnl[s] += q * row[s]
@@ -104,6 +133,8 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
                     ng[g] += q
                 if is_lin[j]:
                     g_lin += abs(q)
+            if u >= n_units:
+                break
             nk = 0.0
             if n_groups > 0:  # naked short: each group's net quantity counted once, then cleared
                 for k in range(a0, a1):
@@ -140,31 +171,6 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
             agg[5, u, r] = ld
             agg[6, u, r] = sd
         if with_values:
-            aligned = e_indptr[r] == a0 and e_indptr[r + 1] == a1
-            v = 0.0
-            g0 = 0.0
-            g1 = 0.0
-            g2 = 0.0
-            g3 = 0.0
-            g4 = 0.0
-            for k in range(a0, a1):
-                j = indices[k]
-                q = data[k]
-                if aligned and e_indices[k] == j:
-                    e = e_data[k]
-                else:  # entry matrix stored differently: look the cell up (absent = 0)
-                    e = 0.0
-                    for m2 in range(e_indptr[r], e_indptr[r + 1]):
-                        if e_indices[m2] == j:
-                            e += e_data[m2]
-                if e != e:  # NaN: entry at the mark
-                    e = q * mark[j]
-                v += q * va[j] + e * vb[j]
-                g0 += q * gw[j, 0]
-                g1 += q * gw[j, 1]
-                g2 += q * gw[j, 2]
-                g3 += q * gw[j, 3]
-                g4 += q * gw[j, 4]
             values[r] = v
             gsum[0, r] = g0
             gsum[1, r] = g1
@@ -243,7 +249,7 @@ def pack_units(units: Sequence[Any], n_cols: int, n_coll: int, gw: FloatArray,
         Risk units of the prepared market.
     n_cols, n_coll : int
         Book columns and collateral currencies.
-    gw : ndarray, shape (n_cols, Greeks)
+    gw : ndarray, shape (n_cols, N_GREEKS)
         Greek weights of each column.
     va, vb, mark : ndarray, shape (n_cols,)
         Value weights and mark of each column (see ``accounts.value_weights``).
@@ -253,6 +259,8 @@ def pack_units(units: Sequence[Any], n_cols: int, n_coll: int, gw: FloatArray,
     PackedUnits
         Arrays for :func:`book_pass`.
     """
+    if gw.shape != (n_cols, N_GREEKS):
+        raise ValueError(f"gw must have shape ({n_cols}, {N_GREEKS}), got {gw.shape}")
     n_u = len(units)
     n_scen = np.array([u.damp.size for u in units], dtype=np.int64)
     n_s = int(n_scen.max()) if n_u else 0

@@ -50,11 +50,12 @@ class CollateralTerms:
 
     def haircut_amounts(self, balances: FloatArray) -> tuple[FloatArray, FloatArray]:
         """IM and MM haircut amounts on positive balances, per account."""
-        if balances.shape[1] == 0:
+        used = np.flatnonzero((self.haircut_im != 0.0) | (self.haircut_mm != 0.0))
+        if used.size == 0:  # balances are finite (Book checks): every term would be 0
             z = np.zeros(balances.shape[0])
             return z, z.copy()
-        pos = np.maximum(balances, 0.0)
-        return np.asarray(pos @ self.haircut_im), np.asarray(pos @ self.haircut_mm)
+        pos = np.maximum(balances[:, used], 0.0)
+        return np.asarray(pos @ self.haircut_im[used]), np.asarray(pos @ self.haircut_mm[used])
 
 
 def collateral_terms(book: Book, market: MarketSnapshot,
