@@ -568,15 +568,18 @@ class PortfolioMarginModel(MarginModel):
         # terms that are zero for every account are not added (x + 0 is x: same numbers)
         has_orders = len(book.orders) > 0
         depeg_on = self.params.stable_depeg != 0.0
+        c = prep.collateral
+        hc_im = bool(np.any(c.haircut_im))  # no rate: the haircut is 0 for every account
+        hc_mm = bool(np.any(c.haircut_mm))
         res = BookMarginResult(
             model=self.name,
             params_digest=self.digest,
             margin_currency=book.margin_currency,
             mc_usd=t.mc_price,
             account_ids=list(book.account_ids),
-            initial_margin=_total(im, orders_im if has_orders else None, h_im,
-                                  depeg if depeg_on else None),
-            maintenance_margin=_total(mm, h_mm, depeg if depeg_on else None),
+            initial_margin=_total(im, orders_im if has_orders else None,
+                                  h_im if hc_im else None, depeg if depeg_on else None),
+            maintenance_margin=_total(mm, h_mm if hc_mm else None, depeg if depeg_on else None),
             equity=equity,
             components=comps,
             greeks=greeks,
