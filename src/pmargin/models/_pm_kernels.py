@@ -1,17 +1,20 @@
 """Fused per-account aggregation for portfolio margin (Numba): one pass over the CSR rows.
 
-For every account row it accumulates, in a single pass over the row's positions and for every
-risk unit at once: the scenario P&L vector (positions @ risk + collateral @ collateral risk),
-the net coin delta per expiry bucket, the net quantity per (expiry, strike) group, the gross
-futures notional and the long/short delta sums; then it applies the extended-scenario dampener
-and takes the worst loss of each unit. In the same pass it sums the position values and Greeks
-of the row. The accounts x scenarios P&L matrix is never built: each row's P&L lives in a
-per-thread scratch vector.
+:func:`book_pass` visits each account row once and, for every risk unit in turn (the row is
+short and stays in cache), accumulates the scenario P&L vector (positions @ risk + collateral @
+collateral risk), the net coin delta per expiry bucket, the net quantity per (expiry, strike)
+group, the gross futures notional and the long/short delta sums; then it applies the
+extended-scenario dampener and takes the unit's worst loss. The first unit's traversal also sums
+the row's position values and Greeks. The accounts x scenarios P&L matrix is never built: each
+row's P&L lives in a per-thread scratch vector, and only per-account figures are written.
 
-Rows are split between threads (``prange``, thread count from ``NUMBA_NUM_THREADS``); the sums
-within one row are always taken in the row's stored order, so the result does not depend on the
-number of threads and equals the NumPy specification in :mod:`pmargin.models.portfolio_margin`
-(same operations in the same order; tests assert both agree).
+Rows are split between threads (``prange``, thread count from ``NUMBA_NUM_THREADS``) from
+:data:`PARALLEL_MIN_ROWS` rows up, else run in order on the calling thread. The sums within one
+row are always taken in the row's stored order, so results do not depend on the thread count and
+equal the NumPy specification in :mod:`pmargin.models.portfolio_margin` (bit for bit for one
+collateral currency; to rounding where the NumPy path uses a BLAS product, see docs/book.md).
+
+:func:`row_sums` (values and Greeks alone) serves the models without risk arrays.
 """
 
 from __future__ import annotations
