@@ -482,7 +482,7 @@ def create_app(service: Service) -> FastAPI:
         from pmargin.models import load_model
         from pmargin.portfolio import portfolio_from_dict
 
-        need(who, "risk", "trader", "operator", "admin")
+        # stateless (no account data): any valid key, which the auth dependency checked
         pf = portfolio_from_dict(body.portfolio)
         out: dict[str, Any] = {"market_digest": service.state.market_digest, "results": {}}
         for i, name in enumerate(body.models):
