@@ -535,23 +535,6 @@ class PortfolioMarginModel(MarginModel):
         """
         return self._evaluate(prep, book, need_pnl=False)[0]
 
-    def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
-        """Compute portfolio margin of every account of a book (prepare, then evaluate).
-
-        Parameters
-        ----------
-        book : Book
-            Accounts.
-        market : MarketSnapshot
-            Market data.
-
-        Returns
-        -------
-        BookMarginResult
-            See :meth:`evaluate`.
-        """
-        return self.evaluate(self.prepare(book, market), book)
-
     def evaluate_rows(self, prep: PMPrepared, rows: RowsCSR, entry: FloatArray,
                       coll: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray] | None:
         """IM, MM and equity of a few account rows without open orders (fast path).
