@@ -26,7 +26,7 @@ ROUTES = [
                                                    "amount": "0.01", "direction": "deposit"},
      {"operator"}),
     ("POST", "/v1/fills", lambda own, other: {"account": own, "instrument": OPTION,
-                                               "quantity": "0.1", "price": "0.01",
+                                               "quantity": "0.1", "price": "0.06",
                                                "price_currency": "BTC"}, {"operator"}),
     ("POST", "/v1/market", lambda own, other: market_json(minutes=1), {"operator"}),
     ("GET", "/v1/accounts/{own}", None, {"trader", "risk"}),
@@ -34,10 +34,10 @@ ROUTES = [
     ("GET", "/v1/accounts/{own}/margin", None, {"trader", "risk"}),
     ("GET", "/v1/accounts/{other}/margin", None, {"risk"}),
     ("POST", "/v1/accounts/{own}/what-if", lambda own, other: {"fills": [
-        {"instrument": OPTION, "quantity": "0.1", "price": "0.01", "price_currency": "BTC"}]},
+        {"instrument": OPTION, "quantity": "0.1", "price": "0.06", "price_currency": "BTC"}]},
      {"trader", "risk"}),
     ("POST", "/v1/accounts/{other}/what-if", lambda own, other: {"fills": [
-        {"instrument": OPTION, "quantity": "0.1", "price": "0.01", "price_currency": "BTC"}]},
+        {"instrument": OPTION, "quantity": "0.1", "price": "0.06", "price_currency": "BTC"}]},
      {"risk"}),
     ("POST", "/v1/simulate", lambda own, other: {"portfolio": {
         "margin_currency": "BTC", "collateral": {"BTC": 1.0},

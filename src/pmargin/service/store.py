@@ -165,10 +165,10 @@ class Store:
                 account=account, created_at=now_iso()))
         return key
 
-    def key_info(self, key: str) -> tuple[str, str | None] | None:
-        """(role, account) of a key, or None."""
+    def key_info(self, key: str) -> tuple[str, str | None, str] | None:
+        """(role, account, key id) of a key, or None."""
         h = hashlib.sha256(key.encode()).hexdigest()
         with self.engine.connect() as c:
-            row = c.execute(sa.select(T.api_keys.c.role, T.api_keys.c.account)
+            row = c.execute(sa.select(T.api_keys.c.role, T.api_keys.c.account, T.api_keys.c.id)
                             .where(T.api_keys.c.key_hash == h)).first()
-        return None if row is None else (str(row[0]), row[1])
+        return None if row is None else (str(row[0]), row[1], str(row[2]))
