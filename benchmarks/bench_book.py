@@ -8,6 +8,7 @@ meaningful.
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import statistics
@@ -52,6 +53,8 @@ class BenchResult:
     peak_rss_mb: float
     max_rel_diff: float
     runs: int
+    threads: int
+    load_avg: float
 
 
 def machine_info() -> dict[str, Any]:
@@ -65,8 +68,6 @@ def machine_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    import os
-
     import psutil
 
     return {
@@ -77,6 +78,15 @@ def machine_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "platform": platform.platform(),
     }
+
+
+def _threads() -> int:
+    """Threads the kernels may use (Numba's, from ``NUMBA_NUM_THREADS``; 1 without Numba)."""
+    from pmargin import _numba
+
+    if not _numba.NUMBA_ENABLED:
+        return 1
+    return int(_numba.numba.get_num_threads())
 
 
 def _rss_mb() -> float:
@@ -117,29 +127,29 @@ def run_book_bench(market: MarketSnapshot, instruments: list[Any], accounts: int
     book = generate_book(market, instruments, accounts, seed=seed)
     gen_s = time.perf_counter() - t0
     engine = BookEngine(mdl, book, market)
-    prep_times, eval_times = [], []
-    for _ in range(runs):
+    units = getattr(engine.prep, "units", None)
+    n_scen = max((u.grid.size for u in units), default=1) if units else 1
+    # floor: one sparse product of the same shape (positions x per-unit-P&L matrix), scipy,
+    # single-threaded, plus the row minimum
+    r_mat = np.random.default_rng(0).standard_normal((book.n_instruments, n_scen))
+    q = sp.csr_matrix(book.positions)
+    prep_times, eval_times, floor_times = [], [], []
+    for _ in range(runs):  # recompute and floor alternate, so both see the same machine load
         t0 = time.perf_counter()
         prep = mdl.prepare(book, market)
         t1 = time.perf_counter()
         res = mdl.evaluate(prep, book)
         t2 = time.perf_counter()
+        out = q @ r_mat
+        out.min(axis=1)
+        t3 = time.perf_counter()
         prep_times.append(t1 - t0)
         eval_times.append(t2 - t1)
+        floor_times.append(t3 - t2)
+        del out
     risk_s = statistics.median(prep_times)
     eval_s = statistics.median(eval_times)
     recompute_s = statistics.median([a + b for a, b in zip(prep_times, eval_times, strict=True)])
-    units = getattr(prep, "units", None)
-    n_scen = max((u.grid.size for u in units), default=1) if units else 1
-    # floor: one sparse product of the same shape (positions x per-unit-P&L matrix)
-    r_mat = np.random.default_rng(0).standard_normal((book.n_instruments, n_scen))
-    q = sp.csr_matrix(book.positions)
-    floor_times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        out = q @ r_mat
-        out.min(axis=1)
-        floor_times.append(time.perf_counter() - t0)
     floor_s = statistics.median(floor_times)
     # per-account loop on a sample, and max difference against the book
     rng = np.random.default_rng(seed + 1)
@@ -185,7 +195,8 @@ def run_book_bench(market: MarketSnapshot, instruments: list[Any], accounts: int
         what_if_positions=wi_positions,
         what_if_p50_us=float(np.percentile(lat_us, 50)),
         what_if_p99_us=float(np.percentile(lat_us, 99)),
-        peak_rss_mb=_rss_mb(), max_rel_diff=max_rel, runs=runs,
+        peak_rss_mb=_rss_mb(), max_rel_diff=max_rel, runs=runs, threads=_threads(),
+        load_avg=os.getloadavg()[0],
     )
 
 

@@ -124,14 +124,17 @@ def main() -> None:
         "Book: `pmargin.synthetic` on the latest Deribit BTC chain (1,051 instruments), "
         "BTC-margined accounts. *recompute* = risk arrays + every account (median of 5); "
         "*floor* = one scipy sparse product of the same positions matrix with a dense "
-        "instruments x scenarios matrix, plus the row minimum, measured in the same run; "
+        "instruments x scenarios matrix, plus the row minimum (scipy, single-threaded), "
+        "measured in the same run, alternating with the recompute (median of 5); *threads* = "
+        "threads the book kernel may use (`NUMBA_NUM_THREADS`); *load* = 1-minute load "
+        "average when the run ended (the machine may be shared); "
         "*loop* = each account margined alone with `model.margin` on a sample of 200, "
         "extrapolated; *what-if* = `BookEngine.what_if` of one fill on a 50-position account.",
         "",
         "| accounts | positions | scenarios | risk arrays s | recompute s | floor s "
         "| ratio to floor | loop (extrapolated) s | speed-up vs loop | what-if p50 us "
-        "| what-if p99 us | peak RSS MB | max rel diff |",
-        "|" + "---|" * 13,
+        "| what-if p99 us | peak RSS MB | max rel diff | threads | load |",
+        "|" + "---|" * 15,
     ]
     for r in rows:
         lines.append(
@@ -139,7 +142,8 @@ def main() -> None:
             f"{r['risk_array_s']:.4f} | {r['recompute_s']:.3f} | {r['floor_s']:.3f} | "
             f"{r['ratio_to_floor']:.2f} | {r['loop_extrapolated_s']:,.0f} | "
             f"{r['speedup_vs_loop']:,.0f} | {r['what_if_p50_us']:.0f} | "
-            f"{r['what_if_p99_us']:.0f} | {r['peak_rss_mb']:,.0f} | {r['max_rel_diff']:.1e} |"
+            f"{r['what_if_p99_us']:.0f} | {r['peak_rss_mb']:,.0f} | {r['max_rel_diff']:.1e} | "
+            f"{r.get('threads', '')} | {r.get('load_avg', float('nan')):.1f} |"
         )
     lines += ["", "Raw JSON of each run:", "", "```"] + [json.dumps(r) for r in rows] + ["```", ""]
     lines += liquidation_section()

@@ -5,6 +5,7 @@ point in a subprocess, as a user would.
 """
 
 import gzip
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +19,10 @@ from tests.conftest import shared_path
 from tests.factories import expiry_code, make_market
 
 runner = CliRunner()
+
+
+NEEDS_MPL = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                               reason="matplotlib (the plot extra) is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -152,12 +157,14 @@ def test_bad_plot_path_is_refused_before_any_work(files, tmp_path, target):
     assert "--plot" in line
 
 
+@NEEDS_MPL
 def test_plot_with_a_standard_margin_model_is_refused(files, tmp_path):
     line = one_error_line(run(*margin_args(files, "--model", "deribit-sm", "--plot",
                                            tmp_path / "x.png")))
     assert "portfolio-margin" in line
 
 
+@NEEDS_MPL
 def test_plot_to_svg_is_written_where_reported(files, tmp_path):
     out = tmp_path / "risk.svg"
     res = run(*margin_args(files, "--model", "pmargin", "--plot", out))

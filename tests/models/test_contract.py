@@ -85,6 +85,14 @@ def _portfolios(accts: list[tuple[list[tuple[str, float]], float]], mc: str) -> 
     return out
 
 
+def _on_a_boundary(res: BookMarginResult, i: int) -> bool:
+    """Equity within rounding (1e-9 relative) of 0, MM or IM: the health class is then a tie."""
+    eq = float(res.equity[i])
+    tol = 1e-9 * max(1.0, abs(eq), float(res.initial_margin[i]))
+    return any(abs(eq - b) <= tol for b in (0.0, float(res.maintenance_margin[i]),
+                                            float(res.initial_margin[i])))
+
+
 def _figures(res: BookMarginResult, i: int) -> np.ndarray:
     return np.array([res.initial_margin[i], res.maintenance_margin[i], res.equity[i]])
 
@@ -107,14 +115,16 @@ def test_contract(name: str, accts, mc: str) -> None:
     for i, p in enumerate(pfs):
         alone = model.compute(Book.from_portfolios([p]), MARKET)
         np.testing.assert_allclose(_figures(res, i), _figures(alone, 0), rtol=1e-9, atol=1e-12)
-        assert res.health[i] == alone.health[0]
+        if not _on_a_boundary(res, i):  # figures equal to rounding may sit either side of one
+            assert res.health[i] == alone.health[0]
         if not p.positions:
             assert im[i] == 0.0
             assert mm[i] == 0.0
     engine = BookEngine(model, book, MARKET, chunk_size=1)
     np.testing.assert_allclose(engine.result.initial_margin, im, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(engine.result.maintenance_margin, mm, rtol=1e-9, atol=1e-12)
-    np.testing.assert_array_equal(engine.result.health, res.health)
+    off = [i for i in range(len(pfs)) if not _on_a_boundary(res, i)]
+    np.testing.assert_array_equal(engine.result.health[off], res.health[off])
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -246,3 +246,8 @@ def test_numba_bound_equals_the_numpy_reference(structs, signs, mc) -> None:
         pytest.skip("numba not installed")
     assert ref[-1] == np.inf
     np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-12)
+    # enough rows to be cut into several blocks run on threads: the same row, the same bound
+    many = np.tile(rows, 1 + 2048 // rows.size)
+    fast_many = loss_bound_rows(pos.indptr, pos.indices, pos.data, unit.colmap, unit.bound, many)
+    assert fast_many is not None
+    np.testing.assert_array_equal(fast_many, np.tile(fast, 1 + 2048 // rows.size))

@@ -140,6 +140,9 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     db_url, pg_name = _db_url(request.param, tmp_path)
     port = _free_port()
     srv = Server(f"http://127.0.0.1:{port}", db_url, port)
+    from pmargin.service.database import connect, migrate
+
+    migrate(connect(db_url))  # the database exists before the first key (keys create checks)
     srv.keys = {r: create_key(r, None, db_url) for r in ("admin", "operator", "risk")}
     srv.start()
     try:

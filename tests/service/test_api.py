@@ -9,7 +9,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.service.conftest import OPTION, Server, open_account
+from tests.service.conftest import OPTION, Server, market_json, open_account
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,6 @@ def test_idempotent_retry_and_conflict(server: Server) -> None:
 
 
 @pytest.mark.parametrize(("body", "field"), [
-    ({"account": "nope", "currency": "BTC", "amount": "1", "direction": "deposit"}, "account"),
     ({"account": "ACCT", "currency": "BTC", "amount": "-1", "direction": "deposit"}, "amount"),
     ({"account": "ACCT", "currency": "BTC", "amount": "NaN", "direction": "deposit"}, "amount"),
     ({"account": "ACCT", "currency": "BTC", "amount": "1e400", "direction": "deposit"}, "amount"),
@@ -196,3 +195,83 @@ def test_margin_explain_and_simulate(server: Server) -> None:
                 {"instrument": OPTION, "qty": -1}]}})
         assert bad.status_code == 422
         assert "qty" in bad.json()["field"]
+
+
+def test_unknown_account_is_404_and_changes_nothing(server: Server) -> None:
+    before = state(server)
+    r = server.post("operator", "/v1/transfers", {"account": "nope", "currency": "BTC",
+                                                  "amount": "1", "direction": "deposit"})
+    assert r.status_code == 404
+    assert r.json()["field"] == "account"
+    with server.client("risk") as c:
+        assert c.get("/v1/accounts/nope").status_code == 404
+    assert state(server) == before
+
+
+@pytest.mark.parametrize("body", [
+    b'{"account": "x", "currency": "BTC", "amount": NaN, "direction": "deposit"}',
+    b'{"account": "x", "currency": "BTC", "amount": Infinity, "direction": "deposit"}',
+    b'{"account": "x", "currency": "BTC", "amount": 1e999, "direction": "deposit"}',
+])
+def test_non_finite_json_numbers_are_422_not_500(server: Server, body: bytes) -> None:
+    a = open_account(server, "nf")
+    with server.client("operator") as c:
+        r = c.post("/v1/transfers", content=body.replace(b'"x"', f'"{a}"'.encode()),
+                   headers={"Idempotency-Key": uuid.uuid4().hex,
+                            "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "amount"
+
+
+def test_fill_price_outside_the_band_is_refused(server: Server) -> None:
+    a = open_account(server, "band", "2")
+    before = state(server)
+    r = server.post("operator", "/v1/fills", {
+        "account": a, "instrument": OPTION, "quantity": "-1", "price": "1000",
+        "price_currency": "BTC"})
+    assert r.status_code == 422
+    assert r.json()["field"] == "price"
+    r = server.post("operator", "/v1/fills", {
+        "account": a, "instrument": "BTC-PERPETUAL", "quantity": "1", "price": "1",
+        "price_currency": "USD"})
+    assert r.status_code == 422
+    assert state(server) == before
+
+
+def test_simulate_takes_model_names_only(server: Server) -> None:
+    with server.client("risk") as c:
+        r = c.post("/v1/simulate", json={"portfolio": {"margin_currency": "BTC"},
+                                         "models": ["/etc/passwd"]})
+    assert r.status_code == 422
+    assert r.json()["field"] == "models[0]"
+    assert "root" not in r.text
+
+
+def test_idempotency_keys_are_per_api_key(server: Server) -> None:
+    a = open_account(server, "idk")
+    with server.client("admin") as c:
+        other_operator = c.post("/v1/keys", json={"role": "operator"}).json()["key"]
+    body = {"account": a, "currency": "BTC", "amount": "0.5", "direction": "deposit"}
+    first = server.post("operator", "/v1/transfers", body, key="shared-key")
+    assert first.status_code == 200
+    with httpx.Client(base_url=server.url, headers={
+            "Authorization": f"Bearer {other_operator}"}) as c:
+        second = c.post("/v1/transfers", json=body, headers={"Idempotency-Key": "shared-key"})
+    assert second.status_code == 200
+    assert second.json()["seq"] != first.json()["seq"]  # a new write, not the other's answer
+
+
+def test_a_rejected_market_changes_nothing(server: Server) -> None:
+    a = open_account(server, "mk", "2")
+    r = server.post("operator", "/v1/fills", {
+        "account": a, "instrument": OPTION, "quantity": "-1", "price": "0.06",
+        "price_currency": "BTC"})
+    assert r.status_code == 200, r.text
+    before = state(server)
+    bad = market_json(minutes=30)
+    del bad["market"]["instruments"][OPTION]  # a market that does not list a held option
+    r = server.post("operator", "/v1/market", bad)
+    assert r.status_code == 422, r.text
+    assert state(server) == before
+    good = market_json(index=79000.0, minutes=31)
+    assert server.post("operator", "/v1/market", good).status_code == 200

@@ -33,7 +33,7 @@ def test_sigkill_mid_burst(server: Server, kill_after: int) -> None:
                 body = ({"account": accts[w % 2], "currency": "BTC", "amount": "0.001",
                          "direction": "deposit"} if i % 2 else
                         {"account": accts[w % 2], "instrument": OPTION, "quantity": "0.1",
-                         "price": "0.01", "price_currency": "BTC"})
+                         "price": "0.06", "price_currency": "BTC"})
                 path = "/v1/transfers" if i % 2 else "/v1/fills"
                 try:
                     r = c.post(path, json=body, headers={"Idempotency-Key": key})
@@ -57,7 +57,8 @@ def test_sigkill_mid_burst(server: Server, kill_after: int) -> None:
     server.start()
     eng = sa.create_engine(server.db_url)
     with eng.connect() as c:
-        keys = [r[0] for r in c.execute(sa.text(
+        # stored keys are scoped by the API key that sent them: "<api key id>/<header>"
+        keys = [r[0].split("/", 1)[1] for r in c.execute(sa.text(
             "select idempotency_key from events where idempotency_key is not null"))]
         sums = dict(c.execute(sa.text(
             "select currency, sum(units) from ledger_entries group by currency")).all())

@@ -113,6 +113,7 @@ class BookEngine:
         if len(self._row) != book.n_accounts:
             raise BookError("account_ids", "duplicates", "account ids must be unique")
         self._col = book.instrument_index()
+        self._inst_col: dict[Instrument, int] = {}  # what-if lookups without formatting names
         self._ccy = {c: k for k, c in enumerate(book.collateral_currencies)}
         self.prep: Any = None
         self.result: BookMarginResult
@@ -200,11 +201,16 @@ class BookEngine:
         )
 
     def _column(self, inst: Instrument | str) -> int:
+        if not isinstance(inst, str):
+            known = self._inst_col.get(inst)
+            if known is not None:
+                return known
         i = parse_instrument(inst) if isinstance(inst, str) else inst
         j = self._col.get(i.name)
         if j is None:
             self._add_column(i)
             j = self._col[i.name]
+        self._inst_col[i] = j
         return j
 
     def _add_column(self, inst: Instrument) -> None:

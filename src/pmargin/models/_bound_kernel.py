@@ -11,105 +11,112 @@ from typing import Any
 
 import numpy as np
 
+from pmargin._numba import NUMBA_ENABLED, numba
 from pmargin._typing import FloatArray, IntArray
-from pmargin.models._pm_kernels import NUMBA_ENABLED
 from pmargin.models.loss_bound import BoundTerms
 
 __all__ = ["loss_bound_rows"]
 
-_compiled: list[Any] = []
 
-
-def _kernel(indptr: Any, indices: Any, data: Any, colmap: Any, rows: Any, expiry: Any,
-            strike: Any, is_call: Any, value: Any, settled: Any, coin: bool,
-            usd_per_mc: float) -> Any:  # pragma: no cover - compiled by numba
+def _kernel_py(indptr: Any, indices: Any, data: Any, colmap: Any, rows: Any, expiry: Any,
+               strike: Any, is_call: Any, value: Any, settled: Any, coin: bool,
+               usd_per_mc: float, blocks: int) -> Any:  # pragma: no cover - compiled by numba
     n = rows.size
     out = np.zeros(n)
     width = 0
     for r in range(n):
         width = max(width, indptr[rows[r] + 1] - indptr[rows[r]])
-    ks = np.empty(width, np.int64)
-    qs = np.empty(width)
-    done = np.zeros(width, np.bool_)
-    for r in range(n):
-        a = rows[r]
-        m = 0
-        unbounded = False
-        for p in range(indptr[a], indptr[a + 1]):
-            k = colmap[indices[p]]
-            q = data[p]
-            if k < 0 or q == 0.0 or settled[k]:
-                continue
-            if expiry[k] < 0:
-                unbounded = True
-                break
-            ks[m] = k
-            qs[m] = q
-            done[m] = False
-            m += 1
-        if unbounded:
-            out[r] = np.inf
+    # rows are cut into contiguous blocks, one scratch space per block; each row's bound depends
+    # on that row alone, so the result does not depend on the number of blocks or threads
+    for b in _prange(blocks):
+        ks = np.empty(width, np.int64)
+        qs = np.empty(width)
+        done = np.zeros(width, np.bool_)
+        for r in range(b * n // blocks, (b + 1) * n // blocks):
+            _row(r, rows[r], indptr, indices, data, colmap, expiry, strike, is_call, value,
+                 settled, coin, usd_per_mc, ks, qs, done, out)
+    return out
+
+
+def _row_py(r: int, a: int, indptr: Any, indices: Any, data: Any, colmap: Any, expiry: Any,
+            strike: Any, is_call: Any, value: Any, settled: Any, coin: bool, usd_per_mc: float,
+            ks: Any, qs: Any, done: Any, out: Any) -> None:  # pragma: no cover - compiled by numba
+    m = 0
+    unbounded = False
+    for p in range(indptr[a], indptr[a + 1]):
+        k = colmap[indices[p]]
+        q = data[p]
+        if k < 0 or q == 0.0 or settled[k]:
             continue
-        total = 0.0
-        for i0 in range(m):
-            if done[i0]:
+        if expiry[k] < 0:
+            unbounded = True
+            break
+        ks[m] = k
+        qs[m] = q
+        done[m] = False
+        m += 1
+    if unbounded:
+        out[r] = np.inf
+        return
+    total = 0.0
+    for i0 in range(m):
+        if done[i0]:
+            continue
+        e = expiry[ks[i0]]
+        v = 0.0
+        slope = 0.0
+        calls = 0.0
+        at_zero = 0.0
+        near0 = 0.0
+        scale = 0.0
+        for i in range(i0, m):
+            k = ks[i]
+            if expiry[k] != e:
                 continue
-            e = expiry[ks[i0]]
-            v = 0.0
-            slope = 0.0
-            calls = 0.0
-            at_zero = 0.0
-            near0 = 0.0
-            scale = 0.0
+            q = qs[i]
+            v += q * value[k]
+            scale += abs(q) * strike[k]
+            if is_call[k]:
+                slope += q
+                calls += abs(q)
+            else:
+                at_zero += q * strike[k]
+                near0 -= q
+        lowest = np.inf
+        for j in range(i0, m):
+            kj = ks[j]
+            if expiry[kj] != e:
+                continue
+            s = strike[kj]
+            pay = 0.0
             for i in range(i0, m):
                 k = ks[i]
                 if expiry[k] != e:
                     continue
-                q = qs[i]
-                v += q * value[k]
-                scale += abs(q) * strike[k]
                 if is_call[k]:
-                    slope += q
-                    calls += abs(q)
+                    pay += qs[i] * max(s - strike[k], 0.0)
                 else:
-                    at_zero += q * strike[k]
-                    near0 -= q
-            lowest = np.inf
-            for j in range(i0, m):
-                kj = ks[j]
-                if expiry[kj] != e:
-                    continue
-                s = strike[kj]
-                pay = 0.0
-                for i in range(i0, m):
-                    k = ks[i]
-                    if expiry[k] != e:
-                        continue
-                    if is_call[k]:
-                        pay += qs[i] * max(s - strike[k], 0.0)
-                    else:
-                        pay += qs[i] * max(strike[k] - s, 0.0)
-                if coin:
-                    pay = pay / s
-                lowest = min(lowest, pay)
-            for i in range(i0, m):
-                if expiry[ks[i]] == e:
-                    done[i] = True
+                    pay += qs[i] * max(strike[k] - s, 0.0)
             if coin:
-                lowest = min(lowest, slope)
-                tol = 1e-12 * max(scale, 1.0)
-                if at_zero < -tol:
-                    lowest = -np.inf
-                elif at_zero <= tol:
-                    lowest = min(lowest, near0)
-            else:
-                lowest = min(lowest, at_zero)
-                if slope < -1e-12 * calls:
-                    lowest = -np.inf
-                lowest = lowest / usd_per_mc
-            total += max(v - lowest, 0.0)
-        out[r] = total
-    return out
+                pay = pay / s
+            lowest = min(lowest, pay)
+        for i in range(i0, m):
+            if expiry[ks[i]] == e:
+                done[i] = True
+        if coin:
+            lowest = min(lowest, slope)
+            tol = 1e-12 * max(scale, 1.0)
+            if at_zero < -tol:
+                lowest = -np.inf
+            elif at_zero <= tol:
+                lowest = min(lowest, near0)
+        else:
+            lowest = min(lowest, at_zero)
+            if slope < -1e-12 * calls:
+                lowest = -np.inf
+            lowest = lowest / usd_per_mc
+        total += max(v - lowest, 0.0)
+    out[r] = total
 
 
 def loss_bound_rows(indptr: IntArray, indices: IntArray, data: FloatArray, colmap: IntArray,
@@ -119,11 +126,14 @@ def loss_bound_rows(indptr: IntArray, indices: IntArray, data: FloatArray, colma
         return None
     if not terms.bounded:
         return np.full(rows.size, np.inf)
-    if not _compiled:
-        from pmargin._numba import numba
+    rows = np.asarray(rows, np.int64)
+    blocks = max(1, min(rows.size // 512, 8 * int(numba.get_num_threads())))
+    return np.asarray(_kernel(
+        indptr, indices, data, colmap, rows, terms.expiry, terms.strike, terms.is_call,
+        terms.value, terms.settled, terms.coin_margin, float(terms.usd_per_mc), blocks))
 
-        _compiled.append(numba.njit(cache=True, nogil=True)(_kernel))
-    return np.asarray(_compiled[0](
-        indptr, indices, data, colmap, np.asarray(rows, np.int64), terms.expiry,
-        terms.strike, terms.is_call, terms.value, terms.settled, terms.coin_margin,
-        float(terms.usd_per_mc)))
+
+if NUMBA_ENABLED:  # pragma: no branch - compiled lazily, on first call
+    _prange = numba.prange
+    _row = numba.njit(cache=True, nogil=True)(_row_py)
+    _kernel = numba.njit(parallel=True, cache=True, nogil=True)(_kernel_py)

@@ -1,155 +1,344 @@
-"""Fused per-account aggregation for portfolio margin (Numba), one pass over the CSR rows.
+"""Fused per-account aggregation for portfolio margin (Numba): one pass over the CSR rows.
 
-For every account row and one risk unit it accumulates, in a single pass over the row's
-positions: the scenario P&L vector (positions @ risk + collateral @ collateral risk), the net
-coin delta per expiry bucket, the net quantity per (expiry, strike) group, the gross futures
-notional and the long/short delta sums; then it applies the extended-scenario dampener and
-takes the worst loss. The pure NumPy implementation in :mod:`pmargin.models.portfolio_margin` is
-the specification; tests assert both agree.
+:func:`book_pass` visits each account row once and, for every risk unit in turn (the row is
+short and stays in cache), accumulates the scenario P&L vector (positions @ risk + collateral @
+collateral risk), the net coin delta per expiry bucket, the net quantity per (expiry, strike)
+group, the gross futures notional and the long/short delta sums; then it applies the
+extended-scenario dampener and takes the unit's worst loss. The first unit's traversal also sums
+the row's position values and Greeks. The accounts x scenarios P&L matrix is never built: each
+row's P&L lives in a per-thread scratch vector, and only per-account figures are written.
+
+Rows are split between threads (``prange``, thread count from ``NUMBA_NUM_THREADS``) from
+:data:`PARALLEL_MIN_ROWS` rows up, else run in order on the calling thread. The sums within one
+row are always taken in the row's stored order, so results do not depend on the thread count and
+equal the NumPy specification in :mod:`pmargin.models.portfolio_margin` (bit for bit for one
+collateral currency; to rounding where the NumPy path uses a BLAS product, see docs/book.md).
+
+:func:`row_sums` (values and Greeks alone) serves the models without risk arrays.
 """
 
 from __future__ import annotations
 
-import types
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pmargin._numba import NUMBA_ENABLED, numba
-from pmargin._typing import FloatArray, IntArray
+from pmargin._typing import BoolArray, FloatArray, IntArray
 
-__all__ = ["NUMBA_ENABLED", "row_sums", "unit_aggregates"]
+__all__ = ["AGGREGATES", "NUMBA_ENABLED", "PackedUnits", "book_pass", "pack_units", "row_sums"]
 
+from pmargin._numba import NUMBA_ENABLED, numba  # the package's one switch
 
-def _kernel(indptr: Any, indices: Any, data: Any, colmap: Any, risk: Any, coll: Any,
-            coll_risk: Any, damp: Any, use_damp: bool, delta: Any, bucket: Any, n_buckets: int,
-            rate: Any, group: Any, n_groups: int, is_lin: Any, n_threads: int
-            ) -> tuple[Any, Any, Any, Any, Any, Any, Any]:
-    n_rows = indptr.size - 1
-    n_s = risk.shape[1]
-    n_c = coll.shape[1]
-    worst = np.zeros(n_rows)
-    roll = np.zeros(n_rows)
-    net = np.zeros(n_rows)
-    naked = np.zeros(n_rows)
-    gross = np.zeros(n_rows)
-    longd = np.zeros(n_rows)
-    shortd = np.zeros(n_rows)
-    pnl_s = np.zeros((n_threads, n_s))
-    bucket_s = np.zeros((n_threads, max(n_buckets, 1)))
-    group_s = np.zeros((n_threads, max(n_groups, 1)))
-    for r in numba.prange(n_rows):
-        tid = numba.get_thread_id()  # type: ignore[attr-defined]
-        pnl = pnl_s[tid]
-        nb = bucket_s[tid]
-        ng = group_s[tid]
-        for s in range(n_s):
-            pnl[s] = 0.0
-        for b in range(n_buckets):
-            nb[b] = 0.0
-        nd = 0.0
-        g_lin = 0.0
-        ld = 0.0
-        sd = 0.0
-        for k in range(indptr[r], indptr[r + 1]):
-            j = colmap[indices[k]]
-            if j < 0:
-                continue
-            q = data[k]
-            row = risk[j]
-            for s in range(n_s):
-                pnl[s] += q * row[s]
-            dq = q * delta[j]
-            nd += dq
-            if dq > 0:
-                ld += dq
-            else:
-                sd -= dq
-            if n_buckets > 0:
-                nb[bucket[j]] += dq
-            if n_groups > 0 and group[j] >= 0:
-                ng[group[j]] += q
-            if is_lin[j]:
-                g_lin += abs(q)
-        for c in range(n_c):
-            bal = coll[r, c]
-            if bal != 0.0:
-                crow = coll_risk[c]
-                for s in range(n_s):
-                    pnl[s] += bal * crow[s]
-        m = 0.0
-        for s in range(n_s):
-            v = pnl[s]
-            if use_damp:
-                a = abs(v) - damp[s]
-                v = 0.0 if a <= 0.0 else (a if v > 0 else -a)
-            if s == 0 or v < m:
-                m = v
-        worst[r] = -m if m < 0.0 else 0.0
-        rl = 0.0
-        for b in range(n_buckets):
-            rl += abs(nb[b]) * rate[b]
-        roll[r] = rl
-        if n_groups > 0:
-            nk = 0.0
-            for k in range(indptr[r], indptr[r + 1]):
-                j = colmap[indices[k]]
-                if j >= 0 and group[j] >= 0:
-                    gv = ng[group[j]]
-                    if gv < 0.0:
-                        nk -= gv
-                    ng[group[j]] = 0.0
-            naked[r] = nk
-        net[r] = nd
-        gross[r] = g_lin
-        longd[r] = ld
-        shortd[r] = sd
-    return worst, roll, net, naked, gross, longd, shortd
+AGGREGATES = ("worst_case", "roll", "net", "naked", "gross", "long", "short")
+"""Per-unit outputs of :func:`book_pass`, in the order of its first output axis."""
 
+N_GREEKS = 5
+"""Greek columns the kernel sums (``accounts.GREEKS``)."""
 
-_compiled: dict[bool, Any] = {}
 PARALLEL_MIN_ROWS = 2048
 """Below this many rows the serial kernel is used (thread wake-up costs more than it saves)."""
 
 
-def _get(kernel: Any, cache: dict[bool, Any], parallel: bool) -> Any:
-    # Numba's on-disk cache is keyed by the Python function's qualified name and bytecode, not
-    # by the compile flags, so the serial variant is a copy of the function under its own
-    # qualified name: each variant has its own cache file, compiled once per install.
-    if parallel not in cache:
-        fn = kernel
-        if not parallel:
-            fn = types.FunctionType(kernel.__code__, kernel.__globals__, kernel.__name__,
-                                    kernel.__defaults__, kernel.__closure__)
-            fn.__qualname__ = f"{kernel.__qualname__}_serial"
-        # a kernel loaded from the cache does not start Numba's threading layer, which
-        # numba.get_thread_id() needs even in the serial build: start it here
-        numba.get_num_threads()
-        cache[parallel] = numba.njit(parallel=parallel, cache=True)(fn)
-    return cache[parallel]
+def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices: Any,
+             data: Any, e_indptr: Any, e_indices: Any, e_data: Any, with_values: bool,
+             col_unit: Any, risk: Any, n_scen: Any, coll: Any, coll_risk: Any, damp: Any,
+             use_damp: Any, delta: Any, bucket: Any, rate: Any, bucket_off: Any, group: Any,
+             is_lin: Any, gw: Any, va: Any, vb: Any, mark: Any, agg: Any, values: Any,
+             gsum: Any) -> None:
+    """Aggregate every row (see the module docstring) into the outputs' row columns.
+
+    ``parallel`` splits the rows between ``n_threads`` threads; otherwise they run in order on
+    the calling thread (one build serves both: Numba caches a function under one set of
+    compile flags).
+    """
+    n_units = n_scen.size
+    n_c = coll.shape[1]
+    n_s = risk.shape[1]
+    # per-thread scratch; ``ng`` starts at zero and each row clears what it used
+    pnl_t = np.empty((n_threads, n_s))
+    nb_t = np.empty((n_threads, rate.size))
+    ng_t = np.empty((n_threads, n_groups))
+    for t in range(n_threads):
+        for g in range(n_groups):
+            ng_t[t, g] = 0.0
+
+    def one_row(r: int, pnl: Any, nb: Any, ng: Any) -> None:
+        a0 = indptr[r]
+        a1 = indptr[r + 1]
+        aligned = with_values and e_indptr[r] == a0 and e_indptr[r + 1] == a1
+        v = 0.0
+        g0 = 0.0
+        g1 = 0.0
+        g2 = 0.0
+        g3 = 0.0
+        g4 = 0.0
+        # units one after the other (a row is short and cache-hot); the first pass also sums
+        # every position's value and Greeks, in the row's order
+        for u in range(max(n_units, 1)):
+            ns = n_scen[u] if u < n_units else 0
+            for s in range(ns):
+                pnl[s] = 0.0
+            b0 = bucket_off[u] if u < n_units else 0
+            b1 = bucket_off[u + 1] if u < n_units else 0
+            for bk in range(b0, b1):
+                nb[bk] = 0.0
+            nd = 0.0
+            ld = 0.0
+            sd = 0.0
+            g_lin = 0.0
+            add_values = with_values and u == 0
+            for k in range(a0, a1):
+                j = indices[k]
+                q = data[k]
+                if add_values:
+                    if aligned and e_indices[k] == j:
+                        e = e_data[k]
+                    else:  # entry matrix stored differently: look the cell up (absent = 0)
+                        e = 0.0
+                        for m2 in range(e_indptr[r], e_indptr[r + 1]):
+                            if e_indices[m2] == j:
+                                e += e_data[m2]
+                    if e != e:  # NaN: entry at the mark
+                        e = q * mark[j]
+                    v += q * va[j] + e * vb[j]
+                    g0 += q * gw[j, 0]
+                    g1 += q * gw[j, 1]
+                    g2 += q * gw[j, 2]
+                    g3 += q * gw[j, 3]
+                    g4 += q * gw[j, 4]
+                if col_unit[j] != u:
+                    continue
+                row = risk[j]
+                for s in range(ns):
+                    pnl[s] += q * row[s]
+                dq = q * delta[j]
+                nd += dq
+                if dq > 0:
+                    ld += dq
+                else:
+                    sd -= dq
+                bk = bucket[j]
+                if bk >= 0:
+                    nb[bk] += dq
+                g = group[j]
+                if g >= 0:
+                    ng[g] += q
+                if is_lin[j]:
+                    g_lin += abs(q)
+            if u >= n_units:
+                break
+            nk = 0.0
+            if n_groups > 0:  # naked short: each group's net quantity counted once, then cleared
+                for k in range(a0, a1):
+                    j = indices[k]
+                    g = group[j]
+                    if g >= 0 and col_unit[j] == u:
+                        gv = ng[g]
+                        if gv < 0.0:
+                            nk -= gv
+                        ng[g] = 0.0
+            for c in range(n_c):
+                bal = coll[r, c]
+                if bal != 0.0:
+                    crow = coll_risk[u, c]
+                    for s in range(ns):
+                        pnl[s] += bal * crow[s]
+            m = 0.0
+            dmp = use_damp[u]
+            for s in range(ns):
+                x = pnl[s]
+                if dmp:
+                    ab = abs(x) - damp[u, s]
+                    x = 0.0 if ab <= 0.0 else (ab if x > 0 else -ab)
+                if s == 0 or x < m:
+                    m = x
+            rl = 0.0
+            for bk in range(b0, b1):
+                rl += abs(nb[bk]) * rate[bk]
+            agg[0, u, r] = -m if m < 0.0 else 0.0
+            agg[1, u, r] = rl
+            agg[2, u, r] = nd
+            agg[3, u, r] = nk
+            agg[4, u, r] = g_lin
+            agg[5, u, r] = ld
+            agg[6, u, r] = sd
+        if with_values:
+            values[r] = v
+            gsum[0, r] = g0
+            gsum[1, r] = g1
+            gsum[2, r] = g2
+            gsum[3, r] = g3
+            gsum[4, r] = g4
+
+    if parallel:
+        for r in numba.prange(indptr.size - 1):
+            t = numba.get_thread_id()  # type: ignore[attr-defined]
+            one_row(r, pnl_t[t], nb_t[t], ng_t[t])
+    else:
+        for r in range(indptr.size - 1):
+            one_row(r, pnl_t[0], nb_t[0], ng_t[0])
 
 
-def unit_aggregates(indptr: IntArray, indices: IntArray, data: FloatArray, colmap: IntArray,
-                    risk: FloatArray, coll: FloatArray, coll_risk: FloatArray, damp: FloatArray,
-                    delta: FloatArray, bucket: IntArray, n_buckets: int, rate: FloatArray,
-                    group: IntArray, n_groups: int, is_lin: np.ndarray
-                    ) -> tuple[FloatArray, ...]:
-    """Run the fused kernel (requires Numba; see module docstring for the outputs).
+if NUMBA_ENABLED:  # pragma: no branch - compiled lazily, on first call
+    _rows = numba.njit(parallel=True, cache=True)(_rows_py)
+
+
+@dataclass(frozen=True)
+class PackedUnits:
+    """The risk units of one prepared market laid out per book column for :func:`book_pass`.
+
+    Attributes
+    ----------
+    col_unit : ndarray of int, shape (columns,)
+        Unit of each column (-1: none).
+    risk : ndarray, shape (columns, max scenarios)
+        Weighted P&L per unit held of each column under its unit's scenarios (zero-padded).
+    n_scen : ndarray of int, shape (units,)
+        Scenarios of each unit.
+    coll_risk : ndarray, shape (units, collateral currencies, max scenarios)
+        P&L per unit of each collateral currency under each unit's scenarios.
+    damp, use_damp : ndarray, shapes (units, max scenarios) and (units,)
+        Dampeners (margin currency) and whether a unit has any.
+    delta, is_lin : ndarray, shape (columns,)
+        Coin delta per unit held; futures/perpetual flag.
+    bucket, rate, bucket_off : ndarray
+        Expiry bucket of each column numbered across units (-1: none), roll-shock rate of each
+        bucket, and the first bucket of each unit (units + 1 entries).
+    group, n_groups : ndarray, int
+        (expiry, strike) group of each option column numbered across units (-1: none), and
+        their count.
+    gw, va, vb, mark : ndarray
+        Greek weights, shape (columns, Greeks); position-value weights (value = ``q va + entry
+        vb``) and the mark (USD), shape (columns,).
+    """
+
+    col_unit: IntArray
+    risk: FloatArray
+    n_scen: IntArray
+    coll_risk: FloatArray
+    damp: FloatArray
+    use_damp: BoolArray
+    delta: FloatArray
+    is_lin: BoolArray
+    bucket: IntArray
+    rate: FloatArray
+    bucket_off: IntArray
+    group: IntArray
+    n_groups: int
+    gw: FloatArray
+    va: FloatArray
+    vb: FloatArray
+    mark: FloatArray
+
+
+def pack_units(units: Sequence[Any], n_cols: int, n_coll: int, gw: FloatArray,
+               va: FloatArray, vb: FloatArray, mark: FloatArray) -> PackedUnits:
+    """Lay out risk units per book column (once per prepared market).
+
+    Parameters
+    ----------
+    units : sequence of RiskUnit
+        Risk units of the prepared market.
+    n_cols, n_coll : int
+        Book columns and collateral currencies.
+    gw : ndarray, shape (n_cols, N_GREEKS)
+        Greek weights of each column.
+    va, vb, mark : ndarray, shape (n_cols,)
+        Value weights and mark of each column (see ``accounts.value_weights``).
 
     Returns
     -------
-    tuple of ndarray
-        ``worst, roll, net_delta, naked, gross_linear, long_delta, short_delta`` per row.
+    PackedUnits
+        Arrays for :func:`book_pass`.
+    """
+    if gw.shape != (n_cols, N_GREEKS):
+        raise ValueError(f"gw must have shape ({n_cols}, {N_GREEKS}), got {gw.shape}")
+    n_u = len(units)
+    n_scen = np.array([u.damp.size for u in units], dtype=np.int64)
+    n_s = int(n_scen.max()) if n_u else 0
+    col_unit = np.full(n_cols, -1, np.int64)
+    risk = np.zeros((n_cols, n_s))
+    coll_risk = np.zeros((n_u, n_coll, n_s))
+    damp = np.zeros((n_u, n_s))
+    delta = np.zeros(n_cols)
+    is_lin = np.zeros(n_cols, dtype=np.bool_)
+    bucket = np.full(n_cols, -1, np.int64)
+    group = np.full(n_cols, -1, np.int64)
+    rates: list[FloatArray] = []
+    bucket_off = np.zeros(n_u + 1, np.int64)
+    n_groups = 0
+    for k, u in enumerate(units):
+        cols = np.asarray(u.columns, dtype=np.int64)
+        ns = int(n_scen[k])
+        col_unit[cols] = k
+        risk[cols, :ns] = u.risk
+        coll_risk[k, :, :ns] = u.collateral_risk
+        damp[k, :ns] = u.damp
+        delta[cols] = u.delta
+        is_lin[cols] = u.is_lin
+        if u.n_buckets:
+            bucket[cols] = np.asarray(u.bucket, dtype=np.int64) + bucket_off[k]
+            rates.append(np.asarray(u.roll_rate, dtype=np.float64))
+        bucket_off[k + 1] = bucket_off[k] + u.n_buckets
+        if u.n_groups:
+            g = np.asarray(u.group, dtype=np.int64)
+            group[cols] = np.where(g >= 0, g + n_groups, -1)
+            n_groups += u.n_groups
+    use_damp = np.array([bool(np.any(u.damp)) for u in units], dtype=np.bool_)
+    return PackedUnits(col_unit, risk, n_scen, coll_risk, damp, use_damp, delta, is_lin, bucket,
+                       np.concatenate(rates) if rates else np.zeros(0), bucket_off, group,
+                       n_groups, np.ascontiguousarray(gw, dtype=np.float64),
+                       np.ascontiguousarray(va, dtype=np.float64),
+                       np.ascontiguousarray(vb, dtype=np.float64),
+                       np.ascontiguousarray(mark, dtype=np.float64))
+
+
+def book_pass(packed: PackedUnits, indptr: IntArray, indices: IntArray, data: FloatArray,
+              coll: FloatArray, entry: tuple[IntArray, IntArray, FloatArray] | None = None
+              ) -> tuple[FloatArray, FloatArray | None, FloatArray | None]:
+    """Aggregate every account row in one pass (requires Numba).
+
+    Parameters
+    ----------
+    packed : PackedUnits
+        Risk units of the prepared market (:func:`pack_units`).
+    indptr, indices, data : ndarray
+        CSR arrays of the positions, shape (rows, columns of the prepared book).
+    coll : ndarray, shape (rows, collateral currencies)
+        Collateral balances (C-contiguous float64).
+    entry : (indptr, indices, data), optional
+        CSR arrays of the entry notionals (NaN: at the mark; a cell absent from them: 0). When
+        given, position values and Greeks are summed in the same pass.
+
+    Returns
+    -------
+    (ndarray, ndarray or None, ndarray or None)
+        Aggregates, shape (len(AGGREGATES), units, rows); position value per row (margin
+        currency), shape (rows,); Greek sums, shape (Greeks, rows), in the column order of
+        ``packed.gw``. The last two are None without ``entry``.
     """
     if not NUMBA_ENABLED:
         raise RuntimeError("numba is not available")
-    parallel = indptr.size - 1 >= PARALLEL_MIN_ROWS
-    fn = _get(_kernel, _compiled, parallel)
-    n_threads = numba.get_num_threads() if parallel else 1
-    return tuple(fn(
-        indptr, indices, data, colmap, np.ascontiguousarray(risk), np.ascontiguousarray(coll),
-        np.ascontiguousarray(coll_risk), damp, bool(np.any(damp)), delta, bucket, n_buckets,
-        rate, group, n_groups, is_lin, n_threads))
+    n = indptr.size - 1
+    parallel = n >= PARALLEL_MIN_ROWS
+    p = packed
+    n_k = p.gw.shape[1]
+    agg = np.empty((len(AGGREGATES), p.n_scen.size, n))
+    if entry is None:
+        e_ptr, e_idx, e_dat = indptr, indices, np.zeros(0)
+        values, gsum = np.empty(0), np.empty((n_k, 0))
+    else:
+        e_ptr, e_idx, e_dat = entry
+        values, gsum = np.empty(n), np.empty((n_k, n))
+    _rows(parallel, numba.get_num_threads() if parallel else 1, p.n_groups, indptr, indices,
+          data, e_ptr, e_idx, e_dat, entry is not None, p.col_unit, p.risk, p.n_scen, coll,
+          p.coll_risk, p.damp, p.use_damp, p.delta, p.bucket, p.rate, p.bucket_off, p.group,
+          p.is_lin, p.gw, p.va, p.vb, p.mark, agg, values, gsum)
+    if entry is None:
+        return agg, None, None
+    return agg, values, gsum
 
 
 def _row_sums_kernel(indptr: Any, indices: Any, data: Any, ent: Any, weights: Any, a: Any,
@@ -175,6 +364,15 @@ def _row_sums_kernel(indptr: Any, indices: Any, data: Any, ent: Any, weights: An
 
 
 _compiled_sums: dict[bool, Any] = {}
+
+
+def _get(kernel: Any, cache: dict[bool, Any], parallel: bool) -> Any:
+    # Numba's on-disk cache is keyed by the Python function, not by the compile flags, so only
+    # the parallel variant is cached: sharing one cache entry between a serial and a parallel
+    # build of the same function would hand one of them the other's machine code.
+    if parallel not in cache:
+        cache[parallel] = numba.njit(parallel=parallel, cache=parallel)(kernel)
+    return cache[parallel]
 
 
 def row_sums(indptr: IntArray, indices: IntArray, data: FloatArray, ent: FloatArray,

@@ -22,6 +22,7 @@ __all__ = [
     "collateral_haircuts",
     "collateral_terms",
     "collateral_value",
+    "greek_weights",
     "order_cost",
     "order_matrices",
     "position_values",
@@ -49,11 +50,12 @@ class CollateralTerms:
 
     def haircut_amounts(self, balances: FloatArray) -> tuple[FloatArray, FloatArray]:
         """IM and MM haircut amounts on positive balances, per account."""
-        if balances.shape[1] == 0:
+        used = np.flatnonzero((self.haircut_im != 0.0) | (self.haircut_mm != 0.0))
+        if used.size == 0:  # balances are finite (Book checks): every term would be 0
             z = np.zeros(balances.shape[0])
             return z, z.copy()
-        pos = np.maximum(balances, 0.0)
-        return np.asarray(pos @ self.haircut_im), np.asarray(pos @ self.haircut_mm)
+        pos = np.maximum(balances[:, used], 0.0)
+        return np.asarray(pos @ self.haircut_im[used]), np.asarray(pos @ self.haircut_mm[used])
 
 
 def collateral_terms(book: Book, market: MarketSnapshot,
@@ -121,7 +123,9 @@ def _aligned_entry(positions: sp.csr_matrix, entry: sp.csr_matrix) -> FloatArray
         return np.asarray(ent_m.data, dtype=np.float64)
     if positions.nnz == 0:
         return np.zeros(0)
-    return np.asarray(ent_m[positions.nonzero()], dtype=np.float64).ravel()
+    # every stored cell, explicit zeros included (``nonzero()`` would drop them); absent = 0
+    rows = np.repeat(np.arange(positions.shape[0]), np.diff(positions.indptr))
+    return np.asarray(ent_m[rows, positions.indices], dtype=np.float64).ravel()
 
 
 def position_values(positions: sp.csr_matrix, entry: sp.csr_matrix, table: InstrumentTable
@@ -152,6 +156,28 @@ def position_values(positions: sp.csr_matrix, entry: sp.csr_matrix, table: Instr
     return sp.csr_matrix((val, pos.indices.copy(), pos.indptr.copy()), shape=pos.shape)
 
 
+GREEKS = ("delta", "delta_usd", "gamma", "vega", "theta")
+"""Account Greeks, in the column order of :func:`greek_weights`."""
+
+
+def greek_weights(table: InstrumentTable) -> tuple[tuple[str, ...], FloatArray]:
+    """Per-unit Greeks of every column, summed over an account's positions.
+
+    Returns
+    -------
+    (tuple of str, ndarray)
+        Names (:data:`GREEKS`) and weights, shape (columns, Greeks): ``delta`` (coin),
+        ``delta_usd``, ``gamma`` (coin per USD), ``vega`` (USD per vol point), ``theta`` (USD
+        per day).
+    """
+    def calc() -> FloatArray:
+        g = table.greeks()
+        return np.ascontiguousarray(np.stack(
+            [g["delta"], g["delta"] * table.index, g["gamma"], g["vega"], g["theta"]], axis=1))
+
+    return GREEKS, table._memo("greek_weights", calc)
+
+
 def values_and_greeks(positions: sp.csr_matrix, entry: sp.csr_matrix, table: InstrumentTable
                       ) -> tuple[FloatArray, dict[str, FloatArray]]:
     """Per-account position value and Greeks in one pass (Numba when available).
@@ -167,14 +193,7 @@ def values_and_greeks(positions: sp.csr_matrix, entry: sp.csr_matrix, table: Ins
     from pmargin.models._pm_kernels import row_sums
 
     pos = sp.csr_matrix(positions)
-    names = ["delta", "delta_usd", "gamma", "vega", "theta"]
-
-    def weights() -> FloatArray:
-        g = table.greeks()
-        return np.ascontiguousarray(np.stack(
-            [g["delta"], g["delta"] * table.index, g["gamma"], g["vega"], g["theta"]], axis=1))
-
-    w = table._memo("greek_weights", weights)
+    names, w = greek_weights(table)
     if NUMBA_ENABLED and pos.shape[0] > 0:
         a, b = value_weights(table)
         sums, values = row_sums(pos.indptr, pos.indices, pos.data, _aligned_entry(pos, entry),

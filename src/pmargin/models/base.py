@@ -49,9 +49,10 @@ class MarginModel(ABC):
     def evaluate(self, prep: Any, book: Book) -> BookMarginResult:
         """Margin every account of ``book`` against the output of :meth:`prepare`."""
 
-    @abstractmethod
     def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
         """Compute IM, MM, equity and components of every account of ``book``.
+
+        Every model computes a book the same way: :meth:`prepare` once, then :meth:`evaluate`.
 
         Parameters
         ----------
@@ -65,6 +66,7 @@ class MarginModel(ABC):
         BookMarginResult
             Arrays over accounts, in the book's margin currency.
         """
+        return self.evaluate(self.prepare(book, market), book)
 
     def margin_figures(self, portfolio: Portfolio, market: MarketSnapshot) -> BookMarginResult:
         """IM, MM, equity, components and Greeks of one account, without the explanation.

@@ -237,10 +237,6 @@ class IsolatedMarginModel(MarginModel):
         """Prepare the base model for the columns of ``book``."""
         return IsolatedPrepared(self.base.prepare(book, market))
 
-    def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
-        """Compute isolated margin of every account (prepare, then evaluate)."""
-        return self.evaluate(self.prepare(book, market), book)
-
     def evaluate(self, prep: IsolatedPrepared, book: Book) -> BookMarginResult:
         """Margin every account of ``book`` as the sum of its isolated sub-accounts.
 

@@ -29,10 +29,17 @@ from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
 from pmargin.models._bound_kernel import loss_bound_rows
-from pmargin.models._pm_kernels import NUMBA_ENABLED, unit_aggregates
+from pmargin.models._pm_kernels import (
+    AGGREGATES,
+    NUMBA_ENABLED,
+    PackedUnits,
+    book_pass,
+    pack_units,
+)
 from pmargin.models.accounts import (
     CollateralTerms,
     collateral_terms,
+    greek_weights,
     order_cost,
     order_matrices,
     position_values,
@@ -282,6 +289,18 @@ def _damped(pnl: FloatArray, damp: FloatArray) -> FloatArray:
     return np.asarray(np.sign(pnl) * np.maximum(np.abs(pnl) - damp[None, :], 0.0))
 
 
+def _total(first: FloatArray, *terms: FloatArray | None) -> FloatArray:
+    """``first`` plus the given terms, added left to right into one new array (None: skipped)."""
+    out: FloatArray | None = None
+    for x in terms:
+        if x is not None:
+            if out is None:
+                out = first + x
+            else:
+                out += x
+    return first.copy() if out is None else out
+
+
 def _tiered(raw: FloatArray, tiers: list[tuple[float, float]]) -> FloatArray:
     """Apply a piecewise multiplier schedule to raw amounts (OKX MR7 scaling)."""
     out = np.zeros_like(raw)
@@ -338,19 +357,12 @@ class PortfolioMarginModel(MarginModel):
     # ------------------------------------------------------------------ core
     def _unit_aggregates(self, unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
                          need_pnl: bool) -> tuple[dict[str, FloatArray], FloatArray | None]:
-        """Per-account aggregates of one unit: worst loss and the add-on inputs.
+        """Per-account aggregates of one unit: worst loss and the add-on inputs (NumPy).
 
-        Uses the fused Numba kernel when available and the P&L matrix is not needed; the NumPy
-        branch is the specification.
+        This is the specification of the fused kernel (:func:`_pm_kernels.book_pass`), which
+        :meth:`_core` uses instead when Numba is available and the P&L matrix is not needed.
         """
         n = pos.shape[0]
-        if NUMBA_ENABLED and not need_pnl and n > 0:
-            w, roll, net, naked, gross, longd, shortd = unit_aggregates(
-                pos.indptr, pos.indices, pos.data, unit.colmap, unit.risk, coll,
-                unit.collateral_risk, unit.damp, unit.delta, unit.bucket, unit.n_buckets,
-                unit.roll_rate, unit.group, unit.n_groups, unit.is_lin)
-            return {"worst_case": w, "roll": roll, "net": net, "naked": naked, "gross": gross,
-                    "long": longd, "short": shortd}, None
         assert isinstance(pos, sp.csr_matrix), "the NumPy path needs a scipy CSR matrix"
         cols = unit.columns
         q = sp.csr_matrix(pos[:, cols]) if cols.size else sp.csr_matrix((n, 0))
@@ -385,10 +397,15 @@ class PortfolioMarginModel(MarginModel):
         }, pnl
 
     def _unit_core(self, unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
-                   need_pnl: bool = False) -> tuple[FloatArray, FloatArray,
-                                                    dict[str, FloatArray], FloatArray | None]:
-        """IM and MM of one risk unit for every account, with components (and the P&L)."""
-        agg, pnl = self._unit_aggregates(unit, pos, coll, need_pnl)
+                   need_pnl: bool = False, agg: dict[str, FloatArray] | None = None
+                   ) -> tuple[FloatArray, FloatArray, dict[str, FloatArray], FloatArray | None]:
+        """IM and MM of one risk unit for every account, with components (and the P&L).
+
+        ``agg`` are the unit's aggregates if already computed (by the fused kernel).
+        """
+        pnl: FloatArray | None = None
+        if agg is None:
+            agg, pnl = self._unit_aggregates(unit, pos, coll, need_pnl)
         n = pos.shape[0]
         p = unit.params
         c2m = unit.coin_to_mc
@@ -427,24 +444,57 @@ class PortfolioMarginModel(MarginModel):
                                                      numpy_path=pnl is not None)
         return im, mm, comps, pnl
 
-    def _core(self, units: list[RiskUnit], pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
-              need_pnl: bool = False) -> tuple[FloatArray, FloatArray, dict[str, FloatArray],
-                                               list[FloatArray | None]]:
+    def _packed(self, prep: PMPrepared) -> PackedUnits:
+        """The prepared risk units laid out for the fused kernel (built once per ``prep``)."""
+        packed: PackedUnits | None = prep.__dict__.get("_packed")
+        if packed is None:
+            t = prep.table
+            a, b = value_weights(t)
+            packed = pack_units(prep.units, t.n, prep.collateral.price.size,
+                                greek_weights(t)[1], a, b, t.mark)
+            object.__setattr__(prep, "_packed", packed)  # a cache, not state: prep is frozen
+        return packed
+
+    def _core(self, prep: PMPrepared, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
+              need_pnl: bool = False,
+              entry: tuple[IntArray, IntArray, FloatArray] | None = None
+              ) -> tuple[FloatArray, FloatArray, dict[str, FloatArray], list[FloatArray | None],
+                         tuple[FloatArray, FloatArray] | None]:
+        """IM, MM and components of every row, summed over the risk units.
+
+        With Numba (and no P&L matrix wanted) every unit's aggregates come from one fused pass
+        over the rows, which also sums position values and Greeks when ``entry`` (CSR arrays of
+        the entry notionals aligned with ``pos``) is given: the last output, ``(values, Greek
+        sums of shape (Greeks, rows))``, else None.
+        """
+        units = prep.units
         n = pos.shape[0]
-        im = np.zeros(n)
-        mm = np.zeros(n)
-        comps: dict[str, FloatArray] = {}
+        aggs: list[dict[str, FloatArray] | None] = [None] * len(units)
+        vg: tuple[FloatArray, FloatArray] | None = None
+        if NUMBA_ENABLED and not need_pnl and n > 0:
+            agg, values, gsum = book_pass(self._packed(prep), pos.indptr, pos.indices,
+                                          pos.data, coll, entry)
+            aggs = [dict(zip(AGGREGATES, agg[:, k], strict=True)) for k in range(len(units))]
+            if values is not None and gsum is not None:
+                vg = (values, gsum)
         pnls: list[FloatArray | None] = []
-        for unit in units:
-            i_u, m_u, c_u, pnl = self._unit_core(unit, pos, coll, need_pnl)
-            im += i_u
-            mm += m_u
-            for k, v in c_u.items():
-                comps[k] = comps.get(k, np.zeros(n)) + v
+        if len(units) == 1:  # nothing to add up
+            im, mm, comps, pnl = self._unit_core(units[0], pos, coll, need_pnl, aggs[0])
             pnls.append(pnl)
+        else:
+            im = np.zeros(n)
+            mm = np.zeros(n)
+            comps = {}
+            for unit, agg_u in zip(units, aggs, strict=True):
+                i_u, m_u, c_u, pnl = self._unit_core(unit, pos, coll, need_pnl, agg_u)
+                im += i_u
+                mm += m_u
+                for k, v in c_u.items():
+                    comps[k] = comps.get(k, np.zeros(n)) + v
+                pnls.append(pnl)
         for k in ("worst_case", *ADDONS, "loss_bound_relief"):
             comps.setdefault(k, np.zeros(n))
-        return im, mm, comps, pnls
+        return im, mm, comps, pnls, vg
 
     def prepare(self, book: Book, market: MarketSnapshot) -> PMPrepared:
         """Price every column of ``book`` under every scenario (once per market update).
@@ -485,23 +535,6 @@ class PortfolioMarginModel(MarginModel):
         """
         return self._evaluate(prep, book, need_pnl=False)[0]
 
-    def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
-        """Compute portfolio margin of every account of a book (prepare, then evaluate).
-
-        Parameters
-        ----------
-        book : Book
-            Accounts.
-        market : MarketSnapshot
-            Market data.
-
-        Returns
-        -------
-        BookMarginResult
-            See :meth:`evaluate`.
-        """
-        return self.evaluate(self.prepare(book, market), book)
-
     def evaluate_rows(self, prep: PMPrepared, rows: RowsCSR, entry: FloatArray,
                       coll: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray] | None:
         """IM, MM and equity of a few account rows without open orders (fast path).
@@ -524,14 +557,9 @@ class PortfolioMarginModel(MarginModel):
         """
         if not NUMBA_ENABLED:
             return None
-        from pmargin.models._pm_kernels import row_sums
-
-        im, mm, _, _ = self._core(prep.units, rows, coll)
+        im, mm, _, _, vg = self._core(prep, rows, coll, entry=(rows.indptr, rows.indices, entry))
         c = prep.collateral
-        t = prep.table
-        a, b = value_weights(t)
-        _, values = row_sums(rows.indptr, rows.indices, rows.data, entry,
-                             np.zeros((t.n, 0)), a, b, t.mark)
+        values = vg[0] if vg is not None else np.zeros(rows.shape[0])
         equity = coll @ c.price + values
         depeg = self._depeg(prep, coll)
         return (im + coll.clip(min=0.0) @ c.haircut_im + depeg,
@@ -546,10 +574,13 @@ class PortfolioMarginModel(MarginModel):
 
     def _evaluate(self, prep: PMPrepared, book: Book, need_pnl: bool
                   ) -> tuple[BookMarginResult, list[FloatArray | None]]:
-        t, units, _market = prep.table, prep.units, prep.market
+        t = prep.table
         pos = sp.csr_matrix(book.positions)
         coll = np.ascontiguousarray(book.collateral, dtype=np.float64)
-        im, mm, comps, pnls = self._core(units, pos, coll, need_pnl)
+        ent = sp.csr_matrix(book.entry_notional)
+        im, mm, comps, pnls, vg = self._core(
+            prep, pos, coll, need_pnl,
+            (ent.indptr, ent.indices, np.asarray(ent.data, dtype=np.float64)))
         orders_im = np.zeros(book.n_accounts)
         if len(book.orders):
             rows = np.unique(book.orders.account)
@@ -557,8 +588,8 @@ class PortfolioMarginModel(MarginModel):
             cb, cs = order_cost(book, t)
             sub = pos[rows]
             c_rows = coll[rows]
-            im_b = self._core(units, sp.csr_matrix(sub + buys[rows]), c_rows)[0]
-            im_s = self._core(units, sp.csr_matrix(sub + sells[rows]), c_rows)[0]
+            im_b = self._core(prep, sp.csr_matrix(sub + buys[rows]), c_rows)[0]
+            im_s = self._core(prep, sp.csr_matrix(sub + sells[rows]), c_rows)[0]
             orders_im[rows] = np.maximum(
                 0.0, np.maximum(im_b + cb[rows], im_s + cs[rows]) - im[rows])
         h_im, h_mm = prep.collateral.haircut_amounts(coll)
@@ -567,16 +598,27 @@ class PortfolioMarginModel(MarginModel):
         comps["open_orders"] = orders_im
         comps["collateral_haircut_im"] = h_im
         comps["collateral_haircut_mm"] = h_mm
-        values, greeks = values_and_greeks(pos, book.entry_notional, t)
+        if vg is None:
+            values, greeks = values_and_greeks(pos, book.entry_notional, t)
+        else:
+            values = vg[0]
+            greeks = dict(zip(greek_weights(t)[0], vg[1], strict=True))
         equity = prep.collateral.value(coll) + values
+        # terms that are zero for every account are not added (x + 0 is x: same numbers)
+        has_orders = len(book.orders) > 0
+        depeg_on = self.params.stable_depeg != 0.0
+        c = prep.collateral
+        hc_im = bool(np.any(c.haircut_im))  # no rate: the haircut is 0 for every account
+        hc_mm = bool(np.any(c.haircut_mm))
         res = BookMarginResult(
             model=self.name,
             params_digest=self.digest,
             margin_currency=book.margin_currency,
             mc_usd=t.mc_price,
             account_ids=list(book.account_ids),
-            initial_margin=im + orders_im + h_im + depeg,
-            maintenance_margin=mm + h_mm + depeg,
+            initial_margin=_total(im, orders_im if has_orders else None,
+                                  h_im if hc_im else None, depeg if depeg_on else None),
+            maintenance_margin=_total(mm, h_mm if hc_mm else None, depeg if depeg_on else None),
             equity=equity,
             components=comps,
             greeks=greeks,

@@ -138,10 +138,6 @@ class StandardMarginModel(MarginModel):
         """Collect market inputs of the columns of ``book`` (once per market update)."""
         return SMPrepared(self.table(book, market), market)
 
-    def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
-        """Compute standard margin of every account (prepare, then evaluate)."""
-        return self.evaluate(self.prepare(book, market), book)
-
     def evaluate(self, prep: SMPrepared, book: Book) -> BookMarginResult:
         """Compute standard margin of every account (cross aggregation).
 

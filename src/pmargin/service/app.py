@@ -36,7 +36,7 @@ from pmargin.liquidation.health import HEALTH_NAMES, classify
 from pmargin.market import MarketSnapshot
 from pmargin.service.config import VenueConfig
 from pmargin.service.money import parse_decimal
-from pmargin.service.state import Effect, VenueState
+from pmargin.service.state import Effect, UnknownAccount, VenueState
 from pmargin.service.store import Store, digest_of
 
 __all__ = ["Service", "create_app"]
@@ -133,6 +133,7 @@ class DetailOut(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": DetailOut, "description": "missing or invalid API key"},
     403: {"model": DetailOut, "description": "the key's role or account does not allow it"},
+    404: {"model": ErrorOut, "description": "no account with this id"},
     409: {"model": ErrorOut, "description": "idempotency key reused with another request"},
     422: {"model": ErrorOut, "description": "invalid input, or refused by a margin check"},
 }
@@ -195,26 +196,30 @@ class Service:
             self.state.apply(eff, int(ev.seq))
 
     # ------------------------------------------------------------------ writes
-    def write(self, key: str | None, kind: str, payload: dict[str, Any],
+    def write(self, api_key_id: str, key: str | None, kind: str, payload: dict[str, Any],
               build: Callable[[], Effect], check: Callable[[Effect], None] | None = None,
               market_row: dict[str, Any] | None = None,
               after: Callable[[dict[str, Any]], None] | None = None) -> JSONResponse:
         """Idempotent, serialised, persisted-then-applied write.
 
-        ``after(response)`` runs once the write is applied, still under the lock (not on a
-        retry answered from the idempotency table).
+        Idempotency keys are scoped by the API key that sent them: another client reusing the
+        same header value neither sees nor replays this client's answer. ``after(response)``
+        runs once the write is applied, still under the lock (not on a retry answered from the
+        idempotency table).
         """
         if not key:
             raise InvalidInput("Idempotency-Key", key, "header is required on every write")
-        if len(key) > 200:
-            raise InvalidInput("Idempotency-Key", key[:20] + "...", "is longer than 200")
+        if len(key) > 160:
+            raise InvalidInput("Idempotency-Key", key[:20] + "...", "is longer than 160")
+        key = f"{api_key_id}/{key}"
         digest = digest_of({"kind": kind, "payload": payload})
         with self.lock:
             seen = self.store.remembered(key)
             if seen is not None:
                 if seen[0] != digest:
                     return JSONResponse({"error": "idempotency_conflict",
-                                         "field": "Idempotency-Key", "value": key,
+                                         "field": "Idempotency-Key",
+                                         "value": key.split("/", 1)[1],
                                          "reason": "used before with a different request"}, 409)
                 return JSONResponse(seen[2], seen[1])
             eff = build()
@@ -233,7 +238,7 @@ class Service:
                 after(response)
             return JSONResponse(response, 200)
 
-    def write_batch(self, key: str | None,
+    def write_batch(self, api_key_id: str, key: str | None,
                     items: list[tuple[dict[str, Any], Callable[[], Effect],
                                       Callable[[Effect], None] | None]]) -> JSONResponse:
         """Fills in order, one transaction: same effects and checks as one request each.
@@ -248,15 +253,17 @@ class Service:
         """
         if not key:
             raise InvalidInput("Idempotency-Key", key, "header is required on every write")
-        if len(key) > 190:
-            raise InvalidInput("Idempotency-Key", key[:20] + "...", "is longer than 190")
+        if len(key) > 160:
+            raise InvalidInput("Idempotency-Key", key[:20] + "...", "is longer than 160")
+        key = f"{api_key_id}/{key}"  # scoped by the API key, as in write()
         digest = digest_of({"kind": "fill-batch", "payload": [p for p, _, _ in items]})
         with self.lock:
             seen = self.store.remembered(key)
             if seen is not None:
                 if seen[0] != digest:
                     return JSONResponse({"error": "idempotency_conflict",
-                                         "field": "Idempotency-Key", "value": key,
+                                         "field": "Idempotency-Key",
+                                         "value": key.split("/", 1)[1],
                                          "reason": "used before with a different request"}, 409)
                 return JSONResponse(seen[2], seen[1])
             for i, (_, build, _) in enumerate(items):
@@ -304,9 +311,50 @@ class Service:
         self.replay()
 
     # ------------------------------------------------------------------ checks
+    def check_market(self, mkt: MarketSnapshot) -> None:
+        """A new market must price every book as it stands (else it is refused, unsaved).
+
+        Every instrument held must be listed, and each book's model must prepare on it.
+        """
+        for bid, bs in self.state.books.items():
+            for acct, row in bs.positions.items():
+                for name in row:
+                    if not mkt.is_listed(name):
+                        raise InvalidInput("market.instruments", name,
+                                           f"is held (account {acct}, book {bid}) but the new "
+                                           "market does not list it")
+            if bs.accounts:
+                try:
+                    bs.model.prepare(self.state.engine(bid).book, mkt)
+                except PmarginError:  # the engine may carry columns nobody holds any more
+                    bs.model.prepare(self.state.held_book(bid), mkt)  # raises: refused
+
     def check_fill(self, account: str, eff: Effect) -> None:
         """A fill flagged as a new order must leave equity >= IM (risk-reducing passes)."""
         self._check(account, eff, allow_risk_reducing=True)
+
+    def check_price(self, instrument: str, price: Decimal) -> None:
+        """Refuse a fill price outside the venue's band around the mark in use (venue.toml)."""
+        from pmargin.instruments import parse_instrument
+
+        mkt = self._market()
+        inst = parse_instrument(instrument)
+        cfg = self.cfg.market
+        mark_usd = mkt.mark_price(inst)
+        px = float(price)
+        if inst.is_option:
+            assert inst.expiry is not None
+            und = mkt.forward(inst.underlying, inst.expiry) if inst.is_inverse else 1.0
+            mark = mark_usd / und if inst.is_inverse else mark_usd
+            unit = 1.0 if inst.is_inverse else mkt.index_price(inst.underlying)
+            band = cfg.option_price_band_rel * mark + cfg.option_price_band_abs * unit
+        else:
+            mark = mark_usd
+            band = cfg.futures_price_band * mark
+        if abs(px - mark) > band:
+            raise InvalidInput("price", str(price),
+                               f"is outside the band around the mark {mark:.6g} "
+                               f"(+/- {band:.6g}; venue.toml [market])")
 
     def check_withdrawal(self, account: str, eff: Effect) -> None:
         """A withdrawal must leave equity >= IM."""
@@ -472,8 +520,10 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(InvalidInput)
     async def _bad(_: Request, exc: InvalidInput) -> JSONResponse:
-        return JSONResponse({"error": "invalid_input", "field": exc.field,
-                             "value": _jsonable(exc.value), "reason": exc.reason}, 422)
+        status = 404 if isinstance(exc, UnknownAccount) else 422
+        return JSONResponse({"error": "not_found" if status == 404 else "invalid_input",
+                             "field": exc.field, "value": _jsonable(exc.value),
+                             "reason": exc.reason}, status)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -482,18 +532,20 @@ def create_app(service: Service) -> FastAPI:
         return JSONResponse({"error": "invalid_input", "field": field,
                              "value": _jsonable(err.get("input")), "reason": err["msg"]}, 422)
 
-    def auth(authorization: Annotated[str | None, Header()] = None) -> tuple[str, str | None]:
+    def auth(authorization: Annotated[str | None, Header()] = None
+             ) -> tuple[str, str | None, str]:
         key = (authorization or "").removeprefix("Bearer ").strip()
         info = service.store.key_info(key) if key else None
         if info is None:
             raise HTTPException(401, "missing or invalid API key (Authorization: Bearer <key>)")
         return info
 
-    Who = Annotated[tuple[str, str | None], Depends(auth)]
+    Who = Annotated[tuple[str, str | None, str], Depends(auth)]
     IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
-    def need(who: tuple[str, str | None], *roles: str, account: str | None = None) -> None:
-        role, own = who
+    def need(who: tuple[str, str | None, str], *roles: str, account: str | None = None
+             ) -> None:
+        role, own = who[0], who[1]
         if role == "trader" and "trader" in roles:
             if account is None or account != own:
                 raise HTTPException(403, "a trader key reads and acts on its own account only")
@@ -505,7 +557,7 @@ def create_app(service: Service) -> FastAPI:
     def create_account(body: AccountIn, who: Who, key: IdemKey = None) -> JSONResponse:
         need(who, "operator")
         p = body.model_dump()
-        return service.write(key, "account", p,
+        return service.write(who[2], key, "account", p,
                              lambda: service.state.effect_account(body.id, body.book))
 
     @app.post("/v1/transfers", responses=ERRORS)
@@ -518,7 +570,7 @@ def create_app(service: Service) -> FastAPI:
         p = {"account": body.account, "currency": body.currency, "amount": str(amount)}
         chk = ((lambda e: service.check_withdrawal(body.account, e))
                if body.direction == "withdrawal" else None)
-        return service.write(key, body.direction, p, lambda: service.state.effect_transfer(
+        return service.write(who[2], key, body.direction, p, lambda: service.state.effect_transfer(
             body.account, body.currency, amount, body.direction), chk)
 
     @app.post("/v1/fills", responses=ERRORS)
@@ -530,8 +582,14 @@ def create_app(service: Service) -> FastAPI:
         p = {"account": body.account, "instrument": body.instrument, "quantity": str(q),
              "price": str(px), "price_currency": body.price_currency, "fee": str(fee)}
         chk = (lambda e: service.check_fill(body.account, e)) if body.new_order else None
-        return service.write(key, "fill", p, lambda: service.state.effect_fill(
-            body.account, body.instrument, q, px, body.price_currency, fee), chk)
+
+        def build() -> Effect:
+            eff = service.state.effect_fill(body.account, body.instrument, q, px,
+                                            body.price_currency, fee)
+            service.check_price(body.instrument, px)  # at the door only (not on replay)
+            return eff
+
+        return service.write(who[2], key, "fill", p, build, chk)
 
     @app.post("/v1/fills/batch", responses=ERRORS)
     def fill_batch(body: FillBatchIn, who: Who, key: IdemKey = None) -> JSONResponse:
@@ -548,14 +606,16 @@ def create_app(service: Service) -> FastAPI:
 
             def build(f: FillIn = f, q: Decimal = q, px: Decimal = px,
                       fee: Decimal = fee) -> Effect:
-                return service.state.effect_fill(f.account, f.instrument, q, px,
-                                                 f.price_currency, fee)
+                eff = service.state.effect_fill(f.account, f.instrument, q, px,
+                                                f.price_currency, fee)
+                service.check_price(f.instrument, px)  # at the door only, as for one fill
+                return eff
 
             def check(e: Effect, a: str = f.account) -> None:
                 service.check_fill(a, e)
 
             items.append((p, build, check if f.new_order else None))
-        return service.write_batch(key, items)
+        return service.write_batch(who[2], key, items)
 
     @app.post("/v1/market", responses=ERRORS)
     async def market(request: Request, who: Who, key: IdemKey = None) -> JSONResponse:
@@ -575,9 +635,10 @@ def create_app(service: Service) -> FastAPI:
             except (ValueError, UnicodeDecodeError):
                 raise InvalidInput("body", raw[:40].decode("utf-8", "replace"),
                                    "is not JSON") from None
-        return await _market(stored, key)
+        return await _market(stored, key, who)
 
-    async def _market(stored: dict[str, Any], key: str | None) -> JSONResponse:
+    async def _market(stored: dict[str, Any], key: str | None,
+                      who: tuple[str, str | None, str]) -> JSONResponse:
         mkt = market_from_payload(stored)
         digest = digest_of(stored)
         cur = service.state.market
@@ -588,9 +649,9 @@ def create_app(service: Service) -> FastAPI:
         book = service.cfg.books[0].id
         row = {"digest": digest, "valuation_time": mkt.valuation_time.isoformat(),
                "payload": json.dumps(stored)}
-        resp = service.write(key, "market", {"digest": digest}, lambda: Effect(
-            "market", book, market=mkt, market_digest=digest), market_row=row,
-            after=service.save_epoch)
+        resp = service.write(who[2], key, "market", {"digest": digest}, lambda: Effect(
+            "market", book, market=mkt, market_digest=digest),
+            check=lambda e: service.check_market(mkt), market_row=row, after=service.save_epoch)
         return resp
 
     @app.get("/v1/accounts/{account_id}", responses=ERRORS)
@@ -610,14 +671,19 @@ def create_app(service: Service) -> FastAPI:
         from pmargin.models import load_model
         from pmargin.portfolio import portfolio_from_dict
 
-        need(who, "risk", "trader", "operator", "admin")
+        # stateless (no account data): any valid key, which the auth dependency checked
         pf = portfolio_from_dict(body.portfolio)
         out: dict[str, Any] = {"market_digest": service.state.market_digest, "results": {}}
+        from pmargin.models import list_models
+        from pmargin.validation import nearest
+
+        known = list_models()
         for i, name in enumerate(body.models):
-            try:
-                model = load_model(name)
-            except InvalidInput as exc:
-                raise InvalidInput(f"models[{i}]", name, exc.reason) from None
+            if name not in known:  # shipped models only: never a path on the server
+                hint = nearest(name, known)
+                raise InvalidInput(f"models[{i}]", name, "unknown model" + (
+                    f"; did you mean '{hint}'?" if hint else f" (valid: {known})"))
+            model = load_model(name)
             res = model.margin(pf, service._market())
             out["results"][name] = {
                 "initial_margin": res.initial_margin, "maintenance_margin":
@@ -695,8 +761,9 @@ def create_app(service: Service) -> FastAPI:
 
 
 def _jsonable(v: Any) -> Any:
+    """A value safe to echo in an error body (non-finite numbers and objects as text)."""
     try:
-        json.dumps(v)
+        json.dumps(v, allow_nan=False)
         return v
     except (TypeError, ValueError):
         return str(v)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pmargin.service import tables as T
 from pmargin.service.app import Service, create_app, market_from_payload
 from pmargin.service.config import VenueConfig, load_venue
-from pmargin.service.database import connect, database_url, migrate
+from pmargin.service.database import connect, database_url, instance_lock, migrate
 from pmargin.service.state import Effect
 from pmargin.service.store import Store, digest_of, now_iso
 
@@ -164,7 +164,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, url: str | None = None,
     import uvicorn
 
     t0 = time.perf_counter()
+    _check_port(host, port)
     svc = open_service(url, venue)
+    _lock = instance_lock(svc.store.engine)  # held until the process ends
     if demo and svc.state.seq == 0:
         print(f"seeding the demo venue ({svc.cfg.demo.accounts} accounts)...", flush=True)
         seed_demo(svc)
@@ -193,8 +195,18 @@ def create_key(role: str, account: str | None, url: str | None = None) -> str:
         raise InvalidInput("role", role, "must be trader, operator, risk or admin")
     if (role == "trader") != (account is not None):
         raise InvalidInput("account", account, "a trader key needs an account; others none")
-    engine = connect(database_url(url))
+    db = database_url(url)
+    parsed = sa.make_url(db)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise InvalidInput("--database-url", db, "no database there: start the service first "
+                           "(pmargin serve) or pass the service's --database-url")
+    engine = connect(db)
     migrate(engine)
+    if account is not None:
+        with engine.connect() as c:
+            found = c.execute(sa.select(T.accounts.c.id).where(T.accounts.c.id == account)).first()
+        if found is None:
+            raise InvalidInput("--account", account, "no such account in this database")
     return Store(engine).create_key(role, account)
 
 
@@ -213,3 +225,23 @@ def demo_keys(svc: Service, path: Path) -> dict[str, str]:
     path.write_text(json.dumps(keys, indent=2))
     path.chmod(0o600)
     return keys
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse (before any work) an address that cannot be bound."""
+    import socket
+
+    from pmargin.errors import InvalidInput
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InvalidInput("--host", host, f"cannot be resolved ({exc})") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            raise InvalidInput("--port", port, f"cannot be bound on {host} "
+                               f"({exc.strerror or exc})") from None

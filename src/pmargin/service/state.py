@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from pmargin.book import Book
 from pmargin.engine import BookEngine
-from pmargin.errors import InvalidInput
+from pmargin.errors import InvalidInput, PmarginError
 from pmargin.instruments import InstrumentKind, parse_instrument
 from pmargin.market import MarketSnapshot
 from pmargin.models import load_model
@@ -29,7 +29,7 @@ from pmargin.service.config import BookConfig, VenueConfig
 from pmargin.service.money import from_units, to_units
 from pmargin.service.positions import fill_effect
 
-__all__ = ["BookState", "Effect", "VenueState", "external", "user"]
+__all__ = ["BookState", "Effect", "UnknownAccount", "VenueState", "external", "user"]
 
 Posting = tuple[str, str, int]  # (ledger account, currency, signed units)
 
@@ -52,6 +52,10 @@ def clearing(book: str) -> str:
 def fees(book: str) -> str:
     """Ledger account of collected fees."""
     return f"fees:{book}"
+
+
+class UnknownAccount(InvalidInput):
+    """No account has this id (the API answers 404)."""
 
 
 @dataclass
@@ -104,11 +108,11 @@ class VenueState:
 
     # ------------------------------------------------------------------ lookups
     def book_of(self, account: str) -> BookState:
-        """Book of an account (InvalidInput if unknown)."""
+        """Book of an account (:class:`UnknownAccount` if there is none)."""
         try:
             return self.books[self.account_book[account]]
         except KeyError:
-            raise InvalidInput("account", account, "unknown account") from None
+            raise UnknownAccount("account", account, "unknown account") from None
 
     def balance(self, account: str, currency: str) -> Decimal:
         """Ledger balance of a user account in ``currency``."""
@@ -206,7 +210,10 @@ class VenueState:
             self.market_digest = eff.market_digest
             for b in self.books.values():
                 if b.engine is not None and not b.dirty:
-                    b.engine.update_market(eff.market)
+                    try:
+                        b.engine.update_market(eff.market)
+                    except PmarginError:  # a column nobody holds is not priced any more:
+                        b.dirty = True    # rebuild from the positions held (checked before)
         touched: set[tuple[str, str]] = set()
         for acct, ccy, units in eff.postings:
             self.balances[(acct, ccy)] += units
@@ -253,6 +260,10 @@ class VenueState:
             bs.engine = BookEngine(bs.model, self._build_book(bs), self.market)
             bs.dirty = False
         return bs.engine
+
+    def held_book(self, book: str) -> Book:
+        """The book as the positions held now (no columns of closed instruments)."""
+        return self._build_book(self.books[book])
 
     def _build_book(self, bs: BookState) -> Book:
         names: dict[str, int] = {}

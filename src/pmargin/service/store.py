@@ -49,7 +49,7 @@ _UPD_BALANCE = sa.update(T.balances).where(
 _SEL_KEY = sa.select(T.idempotency.c.request_digest, T.idempotency.c.status,
                      T.idempotency.c.response).where(
     T.idempotency.c.key == sa.bindparam("b_key"))
-_SEL_API_KEY = sa.select(T.api_keys.c.role, T.api_keys.c.account).where(
+_SEL_API_KEY = sa.select(T.api_keys.c.role, T.api_keys.c.account, T.api_keys.c.id).where(
     T.api_keys.c.key_hash == sa.bindparam("b_hash"))
 
 
@@ -58,7 +58,7 @@ class Store:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self._keys: dict[str, tuple[str, str | None]] = {}
+        self._keys: dict[str, tuple[str, str | None, str]] = {}
 
     # ------------------------------------------------------------------ idempotency
     def remembered(self, key: str) -> tuple[str, int, dict[str, Any]] | None:
@@ -239,8 +239,8 @@ class Store:
                 account=account, created_at=now_iso()))
         return key
 
-    def key_info(self, key: str) -> tuple[str, str | None] | None:
-        """(role, account) of a key, or None.
+    def key_info(self, key: str) -> tuple[str, str | None, str] | None:
+        """(role, account, key id) of a key, or None.
 
         Keys found are remembered in memory (keys cannot be revoked yet, so a remembered key
         is never stale); unknown keys are looked up in the database every time, so a key
@@ -254,6 +254,6 @@ class Store:
             row = c.execute(_SEL_API_KEY, {"b_hash": h}).first()
         if row is None:
             return None
-        info = (str(row[0]), row[1])
+        info = (str(row[0]), row[1], str(row[2]))
         self._keys[h] = info
         return info

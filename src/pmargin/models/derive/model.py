@@ -88,23 +88,6 @@ class DerivePM2Model(MarginModel):
                                "cannot be margined with it (use a USDC margin currency)")
         return DerivePrepared(derive_columns(self.table(book, market), self.account), market)
 
-    def compute(self, book: Book, market: MarketSnapshot) -> BookMarginResult:
-        """Compute Derive PMRM_2 margin of every account (prepare, then evaluate).
-
-        Parameters
-        ----------
-        book : Book
-            Accounts.
-        market : MarketSnapshot
-            Market data.
-
-        Returns
-        -------
-        BookMarginResult
-            See :meth:`evaluate`.
-        """
-        return self.evaluate(self.prepare(book, market), book)
-
     def _factor(self, prep: DerivePrepared, book: Book) -> float:
         """Margin-currency units per Derive cash unit."""
         m = prep.market
