@@ -70,3 +70,21 @@ def test_new_account_joins_a_built_engine_like_a_rebuild() -> None:
     assert eng.result.initial_margin[r] == 0
     assert eng.result.equity[r] == 0
     assert eng.result.initial_margin[eng.row("new1")] > 0
+
+
+def test_market_prepared_by_the_check_equals_update_market() -> None:
+    a, seq = _venue()
+    b, _ = _venue()
+    ea, eb = a.engine("BTC"), b.engine("BTC")
+    a.apply(a.effect_fill("a1", OPTION, Decimal(-1), Decimal("0.05"), "BTC", Decimal(0)), seq + 1)
+    b.apply(b.effect_fill("a1", OPTION, Decimal(-1), Decimal("0.05"), "BTC", Decimal(0)), seq + 1)
+    up = market_from_payload({"format": "json", "market": market_json(index=76000.0,
+                                                                       minutes=2)})
+    pre = Effect("market", "BTC", market=up, market_digest="m3")
+    pre.prepared["BTC"] = (ea, ea.book.n_instruments, a.books["BTC"].model.prepare(ea.book, up))
+    a.apply(pre, seq + 2)
+    b.apply(Effect("market", "BTC", market=up, market_digest="m3"), seq + 2)
+    assert ea.prep is pre.prepared["BTC"][2]  # used, not prepared again
+    assert ea.market is up
+    _same(a, b)
+    assert eb.market is up

@@ -311,10 +311,12 @@ class Service:
         self.replay()
 
     # ------------------------------------------------------------------ checks
-    def check_market(self, mkt: MarketSnapshot) -> None:
+    def check_market(self, mkt: MarketSnapshot, eff: Effect | None = None) -> None:
         """A new market must price every book as it stands (else it is refused, unsaved).
 
-        Every instrument held must be listed, and each book's model must prepare on it.
+        Every instrument held must be listed, and each book's model must prepare on it. The
+        preparation of each engine's book is kept in ``eff.prepared``: applying the market
+        then recomputes without preparing again.
         """
         for bid, bs in self.state.books.items():
             for acct, row in bs.positions.items():
@@ -325,7 +327,10 @@ class Service:
                                            "market does not list it")
             if bs.accounts:
                 try:
-                    bs.model.prepare(self.state.engine(bid).book, mkt)
+                    eng = self.state.engine(bid)
+                    prep = bs.model.prepare(eng.book, mkt)
+                    if eff is not None:
+                        eff.prepared[bid] = (eng, eng.book.n_instruments, prep)
                 except PmarginError:  # the engine may carry columns nobody holds any more
                     bs.model.prepare(self.state.held_book(bid), mkt)  # raises: refused
 
@@ -651,7 +656,8 @@ def create_app(service: Service) -> FastAPI:
                "payload": json.dumps(stored)}
         resp = service.write(who[2], key, "market", {"digest": digest}, lambda: Effect(
             "market", book, market=mkt, market_digest=digest),
-            check=lambda e: service.check_market(mkt), market_row=row, after=service.save_epoch)
+            check=lambda e: service.check_market(mkt, e), market_row=row,
+            after=service.save_epoch)
         return resp
 
     @app.get("/v1/accounts/{account_id}", responses=ERRORS)

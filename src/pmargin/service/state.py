@@ -69,6 +69,9 @@ class Effect:
     new_account: str | None = None
     market: MarketSnapshot | None = None
     market_digest: str | None = None
+    # book id -> (engine, its book's columns, the model's preparation of ``market`` for that
+    # book), made by the market check so that applying does not prepare a second time
+    prepared: dict[str, tuple[Any, int, Any]] = field(default_factory=dict)
 
     def check_balanced(self) -> None:
         """Every currency's postings sum to zero (double entry)."""
@@ -210,6 +213,15 @@ class VenueState:
             self.market_digest = eff.market_digest
             for b in self.books.values():
                 if b.engine is not None and not b.dirty:
+                    pre = eff.prepared.get(b.cfg.id)
+                    if (pre is not None and pre[0] is b.engine
+                            and pre[1] == b.engine.book.n_instruments):
+                        # the check prepared this very book on this market (under the same
+                        # lock): what update_market does, without preparing again
+                        b.engine.market = eff.market
+                        b.engine.prep = pre[2]
+                        b.engine.recompute()
+                        continue
                     try:
                         b.engine.update_market(eff.market)
                     except PmarginError:  # a column nobody holds is not priced any more:
