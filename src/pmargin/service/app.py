@@ -319,12 +319,17 @@ class Service:
         then recomputes without preparing again.
         """
         for bid, bs in self.state.books.items():
+            # each instrument held once (with the first account holding it): the same first
+            # refusal as a check of every position, without 100,000 name look-ups
+            held: dict[str, str] = {}
             for acct, row in bs.positions.items():
                 for name in row:
-                    if not mkt.is_listed(name):
-                        raise InvalidInput("market.instruments", name,
-                                           f"is held (account {acct}, book {bid}) but the new "
-                                           "market does not list it")
+                    held.setdefault(name, acct)
+            for name, acct in held.items():
+                if not mkt.is_listed(name):
+                    raise InvalidInput("market.instruments", name,
+                                       f"is held (account {acct}, book {bid}) but the new "
+                                       "market does not list it")
             if bs.accounts:
                 try:
                     eng = self.state.engine(bid)
