@@ -181,6 +181,15 @@ def test_margin_explain_and_simulate(server: Server) -> None:
         # the explanation is the library's margin() of the same account: same numbers
         assert m["explain"]["initial_margin"] == pytest.approx(plain["initial_margin"], rel=1e-12)
         assert m["explain"]["worst_scenario"] is not None
+        # the explanation is the CLI's `margin --json`: the same published schema
+        import json
+        from pathlib import Path
+
+        import jsonschema
+
+        schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "schemas"
+                             / "margin.schema.json").read_text())
+        jsonschema.validate(m["explain"], schema)
         body = {"portfolio": {"margin_currency": "BTC", "collateral": {"BTC": 1.0},
                               "positions": [{"instrument": OPTION, "quantity": -1}]},
                 "models": ["deribit-pm", "deribit-sm"]}

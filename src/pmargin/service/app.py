@@ -330,13 +330,16 @@ class Service:
                            "entry_notional_usd": str(e)}
                           for i, (u, e) in sorted(bs.positions.get(account, {}).items())],
             "equity": eq, "initial_margin": im, "maintenance_margin": mm,
-            "margin_ratio": _finite(mm / eq) if eq > 0 else None,
+            "margin_ratio": 0.0 if mm == 0 and eq >= 0 else (_finite(mm / eq) if eq > 0 else None),
+            "margin_ratio_reason": None if (mm == 0 and eq >= 0) or eq > 0 else
+            "equity is not positive: the ratio is unbounded",
             "health": health_label(eq, im, mm),
             "seq": s.seq, "market_digest": s.market_digest,
         }
         if explain:
-            out["explain"] = json.loads(json.dumps(
-                bs.model.margin(self.portfolio(account), self._market()).to_dict(), default=str))
+            from pmargin.reports.results import margin_json  # the CLI's --json, same schema
+
+            out["explain"] = margin_json(bs.model.margin(self.portfolio(account), self._market()))
         return out
 
     def portfolio(self, account: str) -> Any:
