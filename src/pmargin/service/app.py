@@ -426,11 +426,27 @@ def create_app(service: Service) -> FastAPI:
                              "reason": exc.reason}, status)
 
     @app.exception_handler(RequestValidationError)
-    async def _bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
-        err = exc.errors()[0]
+    async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        # an unknown key explains the missing one beside it (qty for quantity): report it first
+        err = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
         field = ".".join(str(p) for p in err["loc"] if p != "body")
+        reason = str(err["msg"])
+        if err.get("type") == "extra_forbidden":
+            from pmargin.validation import nearest
+
+            known = [".".join(str(p) for p in e["loc"] if p != "body").rsplit(".", 1)[-1]
+                     for e in errors if e.get("type") == "missing"]
+            hint = nearest(str(err["loc"][-1]), known) if known else None
+            reason = "unknown field" + (f"; did you mean '{hint}'?" if hint else "")
+            value: Any = err["loc"][-1]
+        elif err.get("type") == "json_invalid":
+            field, value = "body", f"byte {err['loc'][-1]}"
+            reason = f"is not valid JSON ({err.get('ctx', {}).get('error', 'malformed')})"
+        else:
+            value = err.get("input")
         return JSONResponse({"error": "invalid_input", "field": field,
-                             "value": _jsonable(err.get("input")), "reason": err["msg"]}, 422)
+                             "value": _jsonable(value), "reason": reason}, 422)
 
     def auth(authorization: Annotated[str | None, Header()] = None
              ) -> tuple[str, str | None, str]:
