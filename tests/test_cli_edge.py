@@ -267,3 +267,12 @@ def test_entry_point_subprocess_one_line_and_status(files):
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1
     assert "adl" in out.stderr
+
+
+@pytest.mark.parametrize("content", [b"\xb4\x00\x01binary", b"{not json", b"[1, 2]"])
+def test_conformance_run_on_a_file_that_is_not_a_case_is_bad_input(tmp_path, content):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    res = run("conformance", "run", bad)
+    assert res.exit_code == 2
+    assert str(bad) in one_error_line(res)

@@ -244,3 +244,13 @@ def test_any_portfolio_file_loads_or_raises_invalid_input(tmp_path_factory, payl
         assert error.field.startswith("portfolio")
         return
     assert _all_numbers_finite(pf)
+
+
+def test_an_absurd_quantity_is_refused_naming_it():
+    from pmargin.errors import InvalidInput
+    from pmargin.portfolio import portfolio_from_dict
+
+    with pytest.raises(InvalidInput) as err:
+        portfolio_from_dict({"margin_currency": "BTC", "collateral": {},
+                             "positions": [{"instrument": "BTC-PERPETUAL", "quantity": 1e300}]})
+    assert err.value.field == "portfolio.positions[0].quantity"

@@ -444,7 +444,7 @@ def params_validate(
 
 @app.command()
 def demo() -> None:
-    """Margin example portfolios on the latest real Deribit snapshot (make run)."""
+    """Margin example portfolios on the latest real Deribit snapshot (comparison table)."""
     from pmargin.demo import run_demo
 
     run_demo(console)

@@ -1,4 +1,4 @@
-"""The ``make run`` demo: example portfolios margined on the latest real Deribit snapshot."""
+"""`pmargin demo`: example portfolios margined on the latest real Deribit snapshot."""
 
 from __future__ import annotations
 

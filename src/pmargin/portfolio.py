@@ -147,6 +147,10 @@ class Portfolio:
 
 PORTFOLIO_KEYS = ("margin_currency", "collateral", "positions", "orders", "account_id")
 """Keys of a portfolio object."""
+MAX_QUANTITY = 1e9
+"""Largest accepted |quantity| (contracts or coin): beyond any real holding (BTC's supply is
+21e6), and small enough that every margin figure stays finite in float64 (docs/inputs.md)."""
+
 POSITION_KEYS = ("instrument", "quantity", "avg_price", "isolated_collateral")
 """Keys of one row of ``positions``."""
 ORDER_KEYS = ("instrument", "side", "quantity", "price")
@@ -201,11 +205,18 @@ def _collateral(data: Mapping[str, Any], prefix: str) -> dict[str, float]:
     return out
 
 
+def _bounded(qty: float, fld: str) -> float:
+    if abs(qty) > MAX_QUANTITY:
+        raise InvalidInput(fld, qty, f"is larger than {MAX_QUANTITY:g} in magnitude")
+    return qty
+
+
 def _position(row: Any, fld: str) -> Position:
     require_mapping(row, fld)
     check_keys(row, POSITION_KEYS, fld)
     inst = _instrument(row, fld)
-    qty = finite_number(_required(row, "quantity", fld), f"{fld}.quantity")
+    qty = _bounded(finite_number(_required(row, "quantity", fld), f"{fld}.quantity"),
+                   f"{fld}.quantity")
     if inst.kind is InstrumentKind.SPOT and qty < 0:
         raise InvalidInput(f"{fld}.quantity", row["quantity"],
                            "short spot needs borrowing, which no model supports")
@@ -223,7 +234,8 @@ def _order(row: Any, fld: str) -> Order:
     side_raw = _required(row, "side", fld)
     if side_raw not in ("buy", "sell"):
         raise InvalidInput(f"{fld}.side", side_raw, "must be 'buy' or 'sell'")
-    qty = positive_number(_required(row, "quantity", fld), f"{fld}.quantity")
+    qty = _bounded(positive_number(_required(row, "quantity", fld), f"{fld}.quantity"),
+                   f"{fld}.quantity")
     price = positive_number(_required(row, "price", fld), f"{fld}.price")
     return Order(inst, Side(side_raw), qty, price)
 

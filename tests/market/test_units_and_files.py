@@ -177,3 +177,17 @@ def test_missing_column_is_named(tmp_path):
     p.write_text("timestamp,instrument_name,underlying\n2026-01-01T00:00:00Z,BTC-1JAN27-1-C,1\n")
     with pytest.raises(MarketDataError, match=r"market\.columns.*strike"):
         load_deribit_csv(p)
+
+
+@pytest.mark.data
+def test_a_whole_conformance_vector_is_a_usd_market_but_a_bare_market_must_say():
+    from tests.conftest import shared_path
+
+    path = shared_path("conformance", "vectors", "linear_sm_short_put.json")
+    market = load_market(path)  # the vector format defines its marks in USD
+    data = json.loads(path.read_text())
+    assert market.mark_price("ETH_USDC-17NOV23-1850-P") == pytest.approx(
+        data["market"]["instruments"]["ETH_USDC-17NOV23-1850-P"]["mark_price"])
+    bare = {"valuation_time": data["valuation_time"], "market": data["market"]}
+    with pytest.raises(MarketDataError, match="mark_unit"):
+        load_market_json(bare)

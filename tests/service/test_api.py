@@ -181,6 +181,15 @@ def test_margin_explain_and_simulate(server: Server) -> None:
         # the explanation is the library's margin() of the same account: same numbers
         assert m["explain"]["initial_margin"] == pytest.approx(plain["initial_margin"], rel=1e-12)
         assert m["explain"]["worst_scenario"] is not None
+        # the explanation is the CLI's `margin --json`: the same published schema
+        import json
+        from pathlib import Path
+
+        import jsonschema
+
+        schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "schemas"
+                             / "margin.schema.json").read_text())
+        jsonschema.validate(m["explain"], schema)
         body = {"portfolio": {"margin_currency": "BTC", "collateral": {"BTC": 1.0},
                               "positions": [{"instrument": OPTION, "quantity": -1}]},
                 "models": ["deribit-pm", "deribit-sm"]}
@@ -275,3 +284,19 @@ def test_a_rejected_market_changes_nothing(server: Server) -> None:
     assert state(server) == before
     good = market_json(index=79000.0, minutes=31)
     assert server.post("operator", "/v1/market", good).status_code == 200
+
+
+def test_misspelt_field_is_named_with_a_hint(server: Server) -> None:
+    a = open_account(server, "typo")
+    r = server.post("operator", "/v1/fills", {
+        "account": a, "instrument": OPTION, "qty": "-1", "price": "0.06",
+        "price_currency": "BTC"})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["field"] == "qty"
+    assert "quantity" in body["reason"]
+    with server.client("operator") as c:
+        r = c.post("/v1/transfers", content=b'{"account": 1,', headers={
+            "Idempotency-Key": uuid.uuid4().hex, "Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["field"] == "body"

@@ -97,12 +97,28 @@ def run_case_file(path: Path) -> CaseOutcome:
     Returns
     -------
     CaseOutcome
-        Outcome; an input error becomes a failed outcome whose detail is the message.
+        Outcome; an error inside a case becomes a failed outcome whose detail is the message.
+
+    Raises
+    ------
+    InvalidInput
+        When the file is not a JSON object at all (bad input, not a failed case).
     """
     from pmargin.conformance.derive import is_derive_case, run_derive_case
 
     try:
-        case = json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(str(path), f"byte {exc.start}", "is not UTF-8 text (not a conformance "
+                           "case file)") from None
+    try:
+        case = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(str(path), f"line {exc.lineno}", f"is not JSON ({exc.msg}): not a "
+                           "conformance case file") from None
+    if not isinstance(case, dict):
+        raise InvalidInput(str(path), type(case).__name__, "must hold a JSON object (a case)")
+    try:
         if is_derive_case(case):
             return run_derive_case(path)
         return run_vector(case, path.stem)

@@ -67,6 +67,15 @@ def _read_json(path: Path) -> Any:
         raise MarketDataError("market", str(path), "is nested too deeply") from exc
 
 
+def _is_conformance_vector(data: Mapping[str, Any]) -> bool:
+    """A whole conformance vector (``model``, ``portfolio``, ``expect`` beside ``market``).
+
+    Its format (``../shared/conformance/README.md``) states that every ``mark_price`` is USD, so
+    the unit is known without a ``mark_unit`` key.
+    """
+    return {"market", "portfolio", "expect", "model"} <= set(map(str, data))
+
+
 def _mark_unit(stated: Any, given: str | None) -> str:
     """The unit of option prices: the file's ``mark_unit``, else the caller's, never a guess."""
     for field, value in (("market.mark_unit", stated), ("mark_unit", given)):
@@ -179,6 +188,8 @@ def load_market_json(
     else:
         block, top_time = data, None
     check_field_names(block, _MARKET_KEYS, "market")
+    if mark_unit is None and _is_conformance_vector(data):
+        mark_unit = "USD"  # the vector format defines its marks in USD (conformance/README.md)
     unit = _mark_unit(block.get("mark_unit"), mark_unit)
     inner_time = block.get("valuation_time")
     if (top_time is not None and inner_time is not None

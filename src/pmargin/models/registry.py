@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pmargin.errors import ParamsError
 from pmargin.models.base import MarginModel
 from pmargin.models.derive import DerivePM2Model, load_derive_pm2_params
 from pmargin.models.derive.params import MODEL_NAME as DERIVE
@@ -19,6 +20,7 @@ from pmargin.models.isolated import IsolatedMarginModel
 from pmargin.models.params import PMParams, SMParams, list_presets, load_params, read_preset
 from pmargin.models.portfolio_margin import PortfolioMarginModel
 from pmargin.models.standard import StandardMarginModel
+from pmargin.validation import nearest
 
 __all__ = ["ISOLATED_SUFFIX", "list_models", "load_model"]
 
@@ -60,6 +62,12 @@ def load_model(
     InvalidInput
         On an unknown name or an invalid parameter.
     """
+    if isinstance(name, str) and not name.endswith(".toml") and "/" not in name:
+        known = list_models()
+        if name not in known:
+            hint = nearest(name, known)
+            raise ParamsError("model", name, "unknown model" + (
+                f"; did you mean '{hint}'?" if hint else "") + f" (models: {', '.join(known)})")
     if isinstance(name, str) and name.endswith(ISOLATED_SUFFIX) \
             and name[: -len(ISOLATED_SUFFIX)] in _standard_presets():
         return IsolatedMarginModel(load_model(name[: -len(ISOLATED_SUFFIX)], overrides), name)

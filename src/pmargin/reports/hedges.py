@@ -150,8 +150,45 @@ def hedge_table(market: MarketSnapshot, pm_models: tuple[str, ...] = ("deribit-p
 
 
 def hedge_markdown(table: pd.DataFrame, market_label: str) -> str:
-    """Render the hedge table as the Markdown page ``docs/hedges.md``."""
+    """Render the whole Markdown page ``docs/hedges.md``: introduction, table, reading.
+
+    Every figure in the text is computed from ``table``, so regenerating the page never leaves
+    stale prose beside new numbers.
+    """
     pms = [c[:-6] for c in table.columns if c.endswith("_ratio")]
+    hedged = table[table["hedged"]]
+    intro = [
+        "# Hedges are recognised: portfolio margin versus cross standard margin",
+        "",
+        f"Produced by `pmargin hedges --markdown docs/hedges.md` on {market_label}. One contract "
+        "per leg on the ~30-day expiry (the calendar's long leg on the ~90-day expiry), "
+        "USDC-margined accounts holding the chain's inverse contracts (cross-collateral, like "
+        "Deribit X:PM), initial margin in USD. \"legs alone\" is the sum of each leg margined in "
+        "its own account (collateral is a leg too): the structure without any offset. Checked by "
+        "`tests/reports/test_hedges.py`.",
+        "",
+    ]
+    reading = ["", "Reading the table:", ""]
+    for m in pms:
+        below = hedged[hedged[f"{m}_ratio"] < 1.0]
+        above = hedged[hedged[f"{m}_ratio"] >= 1.0]
+        if len(below):
+            reading.append(
+                f"* Under `{m}`, {len(below)} of {len(hedged)} hedged structures need "
+                f"{below[f'{m}_ratio'].min():.1%} to {below[f'{m}_ratio'].max():.1%} of cross "
+                "standard margin (standard margin charges every short leg as if naked).")
+        if len(above):
+            reading.append(
+                f"* Under `{m}`, {', '.join(map(str, above.index))} need more than under "
+                "standard margin: their residual risk is the underlying's move (a covered call "
+                "is a synthetic short put), which portfolio margin charges at its full price "
+                "scenario while standard margin charges a future at 2 % and coin collateral at "
+                "nothing.")
+        less = int((hedged[m] < hedged[f"{m}_legs"]).sum())
+        reading.append(f"* Under `{m}`, {less} of {len(hedged)} hedged structures need less "
+                       "than their legs margined alone.")
+    reading.append("* Defined-risk structures (spreads, butterflies, condors) never need more "
+                   "than they can lose (docs/models/loss-bound.md).")
     head = ["structure", "legs", "cross SM"]
     for m in pms:
         head += [m, f"{m} / SM", f"{m} legs alone"]
@@ -162,4 +199,4 @@ def hedge_markdown(table: pd.DataFrame, market_label: str) -> str:
         for m in pms:
             cells += [f"{r[m]:,.0f}", f"{r[f'{m}_ratio']:.3f}", f"{r[f'{m}_legs']:,.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(intro + lines + reading) + "\n"

@@ -425,13 +425,16 @@ class Service:
                            "entry_notional_usd": str(e)}
                           for i, (u, e) in sorted(bs.positions.get(account, {}).items())],
             "equity": eq, "initial_margin": im, "maintenance_margin": mm,
-            "margin_ratio": _finite(mm / eq) if eq > 0 else None,
+            "margin_ratio": 0.0 if mm == 0 and eq >= 0 else (_finite(mm / eq) if eq > 0 else None),
+            "margin_ratio_reason": None if (mm == 0 and eq >= 0) or eq > 0 else
+            "equity is not positive: the ratio is unbounded",
             "health": health_label(eq, im, mm),
             "seq": s.seq, "market_digest": s.market_digest,
         }
         if explain:
-            out["explain"] = json.loads(json.dumps(
-                bs.model.margin(self.portfolio(account), self._market()).to_dict(), default=str))
+            from pmargin.reports.results import margin_json  # the CLI's --json, same schema
+
+            out["explain"] = margin_json(bs.model.margin(self.portfolio(account), self._market()))
         return out
 
     def portfolio(self, account: str) -> Any:
@@ -536,11 +539,27 @@ def create_app(service: Service) -> FastAPI:
                              "reason": exc.reason}, status)
 
     @app.exception_handler(RequestValidationError)
-    async def _bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
-        err = exc.errors()[0]
+    async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        # an unknown key explains the missing one beside it (qty for quantity): report it first
+        err = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
         field = ".".join(str(p) for p in err["loc"] if p != "body")
+        reason = str(err["msg"])
+        if err.get("type") == "extra_forbidden":
+            from pmargin.validation import nearest
+
+            known = [".".join(str(p) for p in e["loc"] if p != "body").rsplit(".", 1)[-1]
+                     for e in errors if e.get("type") == "missing"]
+            hint = nearest(str(err["loc"][-1]), known) if known else None
+            reason = "unknown field" + (f"; did you mean '{hint}'?" if hint else "")
+            value: Any = err["loc"][-1]
+        elif err.get("type") == "json_invalid":
+            field, value = "body", f"byte {err['loc'][-1]}"
+            reason = f"is not valid JSON ({err.get('ctx', {}).get('error', 'malformed')})"
+        else:
+            value = err.get("input")
         return JSONResponse({"error": "invalid_input", "field": field,
-                             "value": _jsonable(err.get("input")), "reason": err["msg"]}, 422)
+                             "value": _jsonable(value), "reason": reason}, 422)
 
     def auth(authorization: Annotated[str | None, Header()] = None
              ) -> tuple[str, str | None, str]:
