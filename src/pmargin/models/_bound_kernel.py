@@ -128,9 +128,26 @@ def loss_bound_rows(indptr: IntArray, indices: IntArray, data: FloatArray, colma
         return np.full(rows.size, np.inf)
     rows = np.asarray(rows, np.int64)
     blocks = max(1, min(rows.size // 512, 8 * int(numba.get_num_threads())))
-    return np.asarray(_kernel(
+    # a small call (a what-if, one account) runs in order on the calling thread: starting the
+    # thread pool costs more than the rows
+    kernel = _kernel if rows.size >= _PARALLEL_ROWS else _serial_kernel()
+    return np.asarray(kernel(
         indptr, indices, data, colmap, rows, terms.expiry, terms.strike, terms.is_call,
         terms.value, terms.settled, terms.coin_margin, float(terms.usd_per_mc), blocks))
+
+
+_PARALLEL_ROWS = 2048
+"""Fewest rows run on the thread pool (as the fused book pass, models/_pm_kernels.py)."""
+
+_serial: list[Any] = []
+
+
+def _serial_kernel() -> Any:
+    # Numba's disk cache is keyed by the Python function, not the compile flags: only the
+    # parallel build is cached; the serial one (prange runs as range) compiles once per process
+    if not _serial:
+        _serial.append(numba.njit(cache=False, nogil=True)(_kernel_py))
+    return _serial[0]
 
 
 if NUMBA_ENABLED:  # pragma: no branch - compiled lazily, on first call
