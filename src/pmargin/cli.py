@@ -608,8 +608,17 @@ def stress(
         console.print(f"plot written to {written}", highlight=False)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """Warnings on the command line are one line, like errors (no source line)."""
+    return f"warning: {_one_line(str(message))}\n"
+
+
 def main() -> None:
     """Entry point of the ``pmargin`` console script."""
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     app()
 
 

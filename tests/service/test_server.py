@@ -22,8 +22,9 @@ def serve(server: Server, port: int) -> subprocess.CompletedProcess[str]:
 def test_a_second_service_on_the_same_database_is_refused(server: Server) -> None:
     out = serve(server, _free_port())
     assert out.returncode == 2, out.stderr
-    assert "another pmargin service" in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    errors = [ln for ln in out.stderr.splitlines() if not ln.startswith("warning: ")]
+    assert len(errors) == 1  # one line (a core install adds a one-line Numba warning)
+    assert "another pmargin service" in errors[0]
 
 
 def test_a_port_in_use_is_refused_before_anything_else(server: Server) -> None:
