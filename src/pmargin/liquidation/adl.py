@@ -72,6 +72,18 @@ def _float_array(value: ArrayLike, field: str) -> FloatArray:
     return arr
 
 
+
+def _aligned(quantity: ArrayLike, **named: ArrayLike) -> tuple[FloatArray, dict[str, FloatArray]]:
+    """``quantity`` and the named arrays as float arrays, all one-dimensional of one length."""
+    q = _float_array(quantity, "quantity")
+    arrays = {name: _float_array(value, name) for name, value in named.items()}
+    if q.ndim != 1:
+        raise InvalidInput("quantity", q.shape, "must be one-dimensional")
+    for name, arr in arrays.items():
+        if arr.shape != q.shape:
+            raise InvalidInput(name, arr.shape, f"must have the shape of quantity {q.shape}")
+    return q, arrays
+
 def pnl_fraction(mark_value: ArrayLike, entry_value: ArrayLike) -> FloatArray:
     """Return BitMEX's PnL%: ``(mark_value - entry_value) / |entry_value|``.
 
@@ -262,17 +274,8 @@ def rank_adl(
     InvalidInput
         If the arrays are not one-dimensional of the same length.
     """
-    q = _float_array(quantity, "quantity")
-    arrays = {
-        "mark_value": _float_array(mark_value, "mark_value"),
-        "entry_value": _float_array(entry_value, "entry_value"),
-        "equity": _float_array(equity, "equity"),
-    }
-    if q.ndim != 1:
-        raise InvalidInput("quantity", q.shape, "must be one-dimensional")
-    for name, arr in arrays.items():
-        if arr.shape != q.shape:
-            raise InvalidInput(name, arr.shape, f"must have the shape of quantity {q.shape}")
+    q, arrays = _aligned(quantity, mark_value=mark_value, entry_value=entry_value,
+                         equity=equity)
     side = np.sign(np.nan_to_num(q)).astype(np.int64)
     return ADLRanking(
         scores=adl_scores(arrays["mark_value"], arrays["entry_value"], arrays["equity"]),
@@ -310,17 +313,8 @@ def rank_accounts(
     InvalidInput
         If the arrays are not one-dimensional of the same length.
     """
-    q = _float_array(quantity, "quantity")
-    arrays = {
-        "equity": _float_array(equity, "equity"),
-        "start_equity": _float_array(start_equity, "start_equity"),
-        "gross_value": _float_array(gross_value, "gross_value"),
-    }
-    if q.ndim != 1:
-        raise InvalidInput("quantity", q.shape, "must be one-dimensional")
-    for name, arr in arrays.items():
-        if arr.shape != q.shape:
-            raise InvalidInput(name, arr.shape, f"must have the shape of quantity {q.shape}")
+    q, arrays = _aligned(quantity, equity=equity, start_equity=start_equity,
+                         gross_value=gross_value)
     pnl = pnl_fraction(arrays["equity"], arrays["start_equity"])
     lev = effective_leverage(arrays["gross_value"], arrays["equity"])
     return ADLRanking(
