@@ -72,7 +72,6 @@ def _float_array(value: ArrayLike, field: str) -> FloatArray:
     return arr
 
 
-
 def _aligned(quantity: ArrayLike, **named: ArrayLike) -> tuple[FloatArray, dict[str, FloatArray]]:
     """``quantity`` and the named arrays as float arrays, all one-dimensional of one length."""
     q = _float_array(quantity, "quantity")
