@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CORE_VENV  ?= .venv-core
 CORE_STAMP := $(CORE_VENV)/.installed
 
-.PHONY: run test test-core bench lint env clean conformance lock
+.PHONY: run test test-core bench lint env clean conformance lock browser
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,16 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --all-extras -p 3.11 -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra test -p 3.11 -c requirements.lock \
 		-o requirements/core.lock
+
+# Debian's Chromium and ChromeDriver for the browser tests (they skip, saying why, without them).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else \
+		echo "run as root (or with sudo): apt-get install -y chromium chromium-driver"; \
+	fi
 
 clean:
 	rm -rf $(VENV) $(CORE_VENV) .pytest_cache .mypy_cache .ruff_cache
