@@ -28,7 +28,6 @@ import scipy.sparse as sp
 from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
-from pmargin.models._bound_kernel import loss_bound_rows
 from pmargin.models._pm_kernels import (
     AGGREGATES,
     NUMBA_ENABLED,
@@ -312,14 +311,17 @@ def _tiered(raw: FloatArray, tiers: list[tuple[float, float]]) -> FloatArray:
 
 
 def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
-            gross_linear: FloatArray, im: FloatArray, mm: FloatArray, numpy_path: bool
-            ) -> tuple[FloatArray, FloatArray, FloatArray]:
+            gross_linear: FloatArray, im: FloatArray, mm: FloatArray,
+            cap: FloatArray | None = None) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Cap IM and MM of one unit at the largest possible loss (see :mod:`.loss_bound`).
 
-    Only accounts with a requirement and no future or perpetual of the unit are evaluated. The
-    cap is the options' bound plus the worst scenario loss of the account's collateral in the
-    unit's grid (collateral revalued in the margin currency). The bound runs in Numba
-    (:mod:`._bound_kernel`) unless ``numpy_path`` (the reference, used with the P&L matrix).
+    Only accounts with a requirement and no future or perpetual of the unit are capped. The cap
+    is the options' bound plus the worst scenario loss of the account's collateral in the unit's
+    grid (collateral revalued in the margin currency). Without ``cap`` it is computed here with
+    :func:`~.loss_bound.loss_bound` (the NumPy specification); the fused Numba pass
+    (:func:`._pm_kernels.book_pass`) computes it in its traversal of the rows and passes it as
+    ``cap`` (``inf`` where no cap applies, including rows with futures or perpetuals), and
+    ``im`` and ``mm`` are then capped in place.
 
     Returns
     -------
@@ -329,13 +331,18 @@ def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
     relief = np.zeros(im.shape)
     if unit.bound is None or not unit.bound.bounded or im.size == 0:
         return im, mm, relief
+    if cap is not None:  # from the fused pass, for every row
+        charged = im > 0.0
+        np.subtract(im, cap, out=relief, where=charged)
+        np.maximum(relief, 0.0, out=relief)
+        np.minimum(im, cap, out=im, where=charged)
+        np.minimum(mm, cap, out=mm, where=charged)
+        return im, mm, relief
     rows = np.flatnonzero((im > 0.0) & (gross_linear == 0.0))
     if rows.size == 0:
         return im, mm, relief
-    args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data), unit.colmap,
-            unit.bound, rows)
-    fast = None if numpy_path else loss_bound_rows(*args)
-    cap = loss_bound(*args) if fast is None else fast
+    cap = loss_bound(np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data),
+                     unit.colmap, unit.bound, rows)
     if coll.shape[1] and unit.collateral_risk.any():
         c_pnl = coll[rows] @ unit.collateral_risk
         cap = cap + np.maximum(0.0, -c_pnl.min(axis=1)) if c_pnl.shape[1] else cap
@@ -440,8 +447,9 @@ class PortfolioMarginModel(MarginModel):
             im, mm = risk, comp.factor * risk
         else:
             im, mm = comp.factor * risk, risk
+        # im and mm are new arrays here (the fused path caps them in place)
         im, mm, comps["loss_bound_relief"] = _capped(unit, pos, coll, agg["gross"], im, mm,
-                                                     numpy_path=pnl is not None)
+                                                     agg.get("bound"))
         return im, mm, comps, pnl
 
     def _packed(self, prep: PMPrepared) -> PackedUnits:
