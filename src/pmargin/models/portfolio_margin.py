@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from pmargin._typing import FloatArray, IntArray
@@ -49,7 +48,7 @@ from pmargin.models.base import MarginModel
 from pmargin.models.grid import ScenarioGrid, build_grid, shocked_vol
 from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.models.params import PMParams, UnderlyingPMParams
-from pmargin.models.result import AccountMargin, BookMarginResult
+from pmargin.models.result import AccountMargin, BookMarginResult, Columns
 from pmargin.models.valuation import (
     KIND_FUTURE,
     KIND_OPTION,
@@ -710,19 +709,18 @@ class PortfolioMarginModel(MarginModel):
         for n_, j in enumerate(pos.indices):
             unit, k, s_star = col_unit[int(j)]
             contrib[n_] = pos.data[n_] * unit.risk[k, s_star]
-        scen = pd.DataFrame(rows)
         vals = position_values(pos, book.entry_notional, t).data
-        frame = pd.DataFrame({
+        frame = Columns({
             "instrument": [book.instruments[j].name for j in pos.indices],
             "quantity": pos.data,
             "mark_usd": t.mark[pos.indices],
             "priced_by": t.priced_by[pos.indices],
             "value": vals,
             "pnl_at_worst": contrib,
-        }).set_index("instrument")
-        std = scen[~scen["extended"]] if len(scen) else scen
-        matrix = (std.pivot_table(index=["underlying", "price_shock"], columns="vol_shock",
-                                  values="pnl", aggfunc="first") if len(std) else None)
+        }, index="instrument")
+        std = [r for r in rows if not r["extended"]]
+        matrix = (Columns.from_records(std, pivot=(["underlying", "price_shock"], "vol_shock",
+                                                   "pnl")) if std else None)
         return AccountMargin(
             model=self.name,
             margin_currency=book.margin_currency,
@@ -734,7 +732,7 @@ class PortfolioMarginModel(MarginModel):
             params_digest=self.digest,
             components={k: float(v[0]) for k, v in res.components.items()},
             by_position=frame,
-            scenarios=scen,
+            scenarios=Columns.from_records(rows),
             risk_matrix=matrix,
             worst_scenario=worst or None,
             greeks={k: float(v[0]) for k, v in res.greeks.items()},
