@@ -103,6 +103,7 @@ except SystemExit as e:
         market, valuation_time="2026-08-22T15:33:51Z"))
     assert isinstance(res.by_position, pd.DataFrame)
     assert list(res.by_position.index) == ["BTC-25SEP26-100000-C"]
-    assert isinstance(res.scenarios, pd.DataFrame) and len(res.scenarios) > 0
+    assert isinstance(res.scenarios, pd.DataFrame)
+    assert len(res.scenarios) > 0
     assert isinstance(res.risk_matrix, pd.DataFrame)
     assert res.to_dict()["positions"] == res.by_position.reset_index().to_dict(orient="records")

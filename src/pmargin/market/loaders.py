@@ -355,8 +355,10 @@ def _check_column(cols: Mapping[str, list[str]], names: np.ndarray, column: str,
 
 
 def _medians(keys: list[str], values: np.ndarray) -> dict[str, float]:
-    """Median of the values of each key (missing values skipped), keys in sorted order;
-    missing keys are left out."""
+    """Median of the values of each key, keys in sorted order.
+
+    Missing values are skipped; missing keys are left out.
+    """
     groups: dict[str, list[float]] = {}
     for k, x in zip(keys, values.tolist(), strict=True):
         if k not in _NA_CELLS:

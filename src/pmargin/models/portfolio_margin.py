@@ -288,8 +288,10 @@ def _damped(pnl: FloatArray, damp: FloatArray) -> FloatArray:
 
 
 def _total(first: FloatArray, *terms: FloatArray | None) -> FloatArray:
-    """``first`` plus the given terms, added left to right into one new array (None: skipped);
-    ``first`` itself when there is nothing to add (callers pass an array they own)."""
+    """``first`` plus the given terms, added left to right into one new array (None: skipped).
+
+    ``first`` itself is returned when there is nothing to add (callers pass an array they own).
+    """
     out: FloatArray | None = None
     for x in terms:
         if x is not None:

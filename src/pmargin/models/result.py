@@ -66,8 +66,10 @@ class Columns:
                 for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
 
     def records(self) -> list[dict[str, Any]]:
-        """One dict per row, index column first (``DataFrame.reset_index().to_dict("records")``
-        of the table)."""
+        """One dict per row, index column first.
+
+        The same as ``DataFrame.reset_index().to_dict("records")`` of the table.
+        """
         names = list(self.columns)
         if self.index is not None:
             names.remove(self.index)
