@@ -223,11 +223,6 @@ def load_market_json(
                           policy=ValuationPolicy(price_unlisted, settle_expired))
 
 
-def _first_bad(mask: np.ndarray) -> int | None:
-    bad = np.flatnonzero(mask)
-    return int(bad[0]) if bad.size else None
-
-
 _NA_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
                        "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
                        "nan", "null"})
@@ -274,59 +269,6 @@ def _numbers(cells: list[str]) -> tuple[np.ndarray, int | None]:
         except ValueError:
             out[i] = nan
             bad = i if bad is None else bad
-    return out, bad
-
-
-def _first_bad(mask: np.ndarray) -> int | None:
-    bad = np.flatnonzero(mask)
-    return int(bad[0]) if bad.size else None
-
-
-_NA_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
-                       "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
-                       "nan", "null"})
-"""Cells read as missing (the spellings of a missing value that CSV writers use)."""
-
-
-def _read_csv(p: Path) -> dict[str, list[str]]:
-    """Columns of a CSV file (``.gz``: gzip-compressed) as lists of cell strings.
-
-    Blank lines are skipped; a row shorter than the header is padded with empty (missing)
-    cells; a longer row is an error.
-    """
-    opener: Any = gzip.open if p.name.lower().endswith(".gz") else open
-    with opener(p, "rt", encoding="utf-8-sig", newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r]
-    if not rows:
-        raise MarketDataError("market", str(p), "is empty (no CSV header)")
-    header = rows[0]
-    n = len(header)
-    for i, r in enumerate(rows[1:]):
-        if len(r) > n:
-            raise MarketDataError("market", str(p), f"cannot be read as a CSV: expected {n} "
-                                  f"fields in data row {i + 1}, saw {len(r)}")
-        if len(r) < n:
-            r.extend([""] * (n - len(r)))
-    body = zip(*rows[1:], strict=True) if len(rows) > 1 else ([] for _ in header)
-    return {name: list(col) for name, col in zip(header, body, strict=True)}
-
-
-def _numbers(cells: list[str]) -> tuple[np.ndarray, int | None]:
-    """Cells as float64 (missing cells: NaN) and the index of the first non-numeric cell."""
-    out = np.empty(len(cells))
-    bad: int | None = None
-    for i, c in enumerate(cells):
-        if c in _NA_CELLS:
-            out[i] = np.nan
-            continue
-        try:
-            if "_" in c:  # float() accepts digit separators; a number column does not
-                raise ValueError(c)
-            out[i] = float(c)
-        except ValueError:
-            out[i] = np.nan
-            if bad is None:
-                bad = i
     return out, bad
 
 

@@ -89,10 +89,14 @@ class Columns:
 
 
 class _Table:
-    """Dataclass field holding a DataFrame, or :class:`Columns` turned into one when read."""
+    """Dataclass field holding a DataFrame, or :class:`Columns` turned into one when read.
 
-    def __init__(self, empty: bool) -> None:
-        self.empty = empty  # a missing table reads as an empty DataFrame (else None)
+    None when there is no table.
+    """
+
+    empty = False  # a missing table reads as None (as an empty DataFrame in _FullTable)
+
+    def __init__(self) -> None:
         self.attr = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -125,6 +129,21 @@ class _Table:
         """The stored value, not converted."""
         v: pd.DataFrame | Columns | None = obj.__dict__.get(self.attr)
         return v
+
+
+class _FullTable(_Table):
+    """A :class:`_Table` that is never None: no table reads as an empty DataFrame."""
+
+    empty = True
+
+    @overload  # type: ignore[override]
+    def __get__(self, obj: None, owner: type | None = None) -> None: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> pd.DataFrame: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> pd.DataFrame | None:
+        return super().__get__(obj, owner)
 
 ISOLATED_COMPONENTS = ("isolated_deficit", "isolated_shortfall_im", "isolated_shortfall_mm")
 """Components of isolated margin, summed over an account's positions: ``max(0, -E_p)``,
@@ -271,9 +290,9 @@ class AccountMargin:
     mc_usd: float
     params_digest: str = ""
     components: dict[str, float] = field(default_factory=dict)
-    by_position: pd.DataFrame = _Table(empty=True)  # type: ignore[assignment]
-    scenarios: pd.DataFrame | None = _Table(empty=False)  # type: ignore[assignment]
-    risk_matrix: pd.DataFrame | None = _Table(empty=False)  # type: ignore[assignment]
+    by_position: _FullTable = _FullTable()
+    scenarios: _Table = _Table()
+    risk_matrix: _Table = _Table()
     worst_scenario: dict[str, Any] | None = None
     greeks: dict[str, float] = field(default_factory=dict)
 
@@ -382,4 +401,4 @@ def _records(table: pd.DataFrame | Columns | None, reset_index: bool) -> list[di
     if isinstance(table, Columns):
         return table.records()
     frame = table.reset_index() if reset_index else table
-    return [dict(r) for r in frame.to_dict(orient="records")]
+    return [{str(k): v for k, v in r.items()} for r in frame.to_dict(orient="records")]
