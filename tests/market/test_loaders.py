@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -374,17 +373,6 @@ def test_model_price_matches_csv_marks_per_instrument(deribit_snapshots):
     got = np.array([snap.model_price(n) / snap.forward(
         parse_instrument(n).underlying, parse_instrument(n).expiry) for n in names])
     assert np.median(np.abs(got - df.mark_price[names].to_numpy())) < MEDIAN_COIN_ERROR_BOUND
-
-
-def test_deribit_load_is_fast(deribit_snapshots):
-    path = max(deribit_snapshots, key=lambda p: p.stat().st_size)
-    load_deribit_csv(path)  # warm caches (instrument-name parsing, imports)
-    best = math.inf
-    for _ in range(3):
-        t = time.perf_counter()
-        load_deribit_csv(path)
-        best = min(best, time.perf_counter() - t)
-    assert best < 0.5
 
 
 def test_bumped_real_snapshot(deribit_snapshots):
