@@ -147,6 +147,7 @@ def main() -> None:
         )
     lines += ["", "Raw JSON of each run:", "", "```"] + [json.dumps(r) for r in rows] + ["```", ""]
     lines += liquidation_section()
+    lines += audit_section()
     lines += cli_latency_section(cli_latency())
     lines += service_section()
     notes = ROOT / "docs" / "benchmarks-notes.md"
@@ -188,6 +189,40 @@ def liquidation_section(accounts: int = 10_000) -> list[str]:
         "```",
         "",
     ]
+
+
+AUDIT_TARGET_S = 30.0
+
+
+def audit_section(accounts: int = 100_000) -> list[str]:
+    """Proximity curve of a 100k-account book (``benchmarks/audit.py``, own process)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "audit.py"), str(accounts)],
+        check=True, capture_output=True, text=True, cwd=ROOT,
+    )
+    r = json.loads(out.stdout)
+    print(json.dumps(r), flush=True)
+    lines = [
+        "## Audit: liquidation-proximity curve of a 100,000-account book",
+        "",
+        f"{r['accounts']:,} accounts ({r['positions']:,} positions, {r['market']}), "
+        f"{r['moves']} index moves from -60 % to +60 % (`pmargin.analytics.audit`). *markets* = "
+        "the moved markets, built once for every methodology; *curve* = per methodology one "
+        "book-engine preparation and evaluation of every account per move. CPU = process "
+        f"time (the machine may be shared: load {r['load_average']:.1f}). Target <= "
+        f"{AUDIT_TARGET_S:.0f} s per methodology (markets + curve).",
+        "",
+        "| model | markets s (CPU s) | curve s (CPU s) | total s | under MM at -60 % / 0 / +60 % |",
+        "|---|---|---|---|---|",
+    ]
+    models: dict[str, dict[str, float]] = r["models"]
+    for name, m in models.items():
+        lines.append(
+            f"| {name} | {r['markets_s']:.1f} ({r['markets_cpu_s']:.1f}) | {m['curve_s']:.1f} "
+            f"({m['curve_cpu_s']:.1f}) | {r['markets_s'] + m['curve_s']:.1f} | "
+            f"{m['share_accounts_at_-60%']:.1%} / {m['share_accounts_at_0']:.1%} / "
+            f"{m['share_accounts_at_+60%']:.1%} |")
+    return [*lines, "", "```", json.dumps(r), "```", ""]
 
 
 SERVICE_HEADER = "## Service under load"

@@ -7,6 +7,7 @@ import pytest
 from pmargin.analytics.audit import (
     AuditParams,
     book_exposure,
+    curve_markets,
     load_audit_params,
     proximity_curve,
     run_audit,
@@ -111,7 +112,7 @@ def test_curve_equals_per_account_checks(name):
     engine = BookEngine(model, book, MARKET)
     exposure = book_exposure(book, MARKET, engine.result)
     moves = np.array([-0.45, -0.2, 0.0, 0.15, 0.4])
-    curve, flags = proximity_curve(engine, MARKET, moves, exposure)
+    curve, flags = proximity_curve(engine, curve_markets(MARKET, moves), moves, exposure)
     rows = np.random.default_rng(0).choice(book.n_accounts, 25, replace=False)
     for k, m in enumerate(moves):
         mkt = MARKET.bumped({"BTC": float(m)})
@@ -135,7 +136,7 @@ def test_curve_monotone_for_one_sided_books(name):
 
     def curve(book):
         engine = BookEngine(model, book, MARKET)
-        return proximity_curve(engine, MARKET, moves,
+        return proximity_curve(engine, curve_markets(MARKET, moves), moves,
                                book_exposure(book, MARKET, engine.result))[0]
 
     # short puts + cash: a lower index can only put more accounts under MM

@@ -59,6 +59,7 @@ __all__ = [
     "ProximityCurve",
     "ScenarioOutcome",
     "book_exposure",
+    "curve_markets",
     "load_audit_params",
     "proximity_curve",
     "run_audit",
@@ -276,21 +277,47 @@ class ProximityCurve:
     share_open_interest: FloatArray
 
 
-def proximity_curve(engine: BookEngine, market: MarketSnapshot, moves: FloatArray,
+def curve_markets(market: MarketSnapshot, moves: FloatArray) -> list[MarketSnapshot]:
+    """The market after each index move (every underlying alike, vols sticky to strike).
+
+    Built once and shared by every methodology of an audit.
+
+    Parameters
+    ----------
+    market : MarketSnapshot
+        Base market.
+    moves : ndarray, shape (n_points,)
+        Relative moves, each finite and above -1.
+
+    Returns
+    -------
+    list of MarketSnapshot
+        One market per move (the base market itself for a move of 0).
+    """
+    out = []
+    for m in np.asarray(moves, np.float64):
+        if not np.isfinite(m) or m <= -1.0:
+            raise InvalidInput("moves", float(m), "each move must be finite and above -1")
+        out.append(market.bumped({u: float(m) for u in market.underlyings}) if m != 0.0
+                   else market)
+    return out
+
+
+def proximity_curve(engine: BookEngine, markets: Sequence[MarketSnapshot], moves: FloatArray,
                     exposure: BookExposure) -> tuple[ProximityCurve, list[BoolArray]]:
     """Share of accounts and of open interest under MM for each index move.
 
     One preparation per move (:meth:`BookEngine.update_market`), every account at once. The
-    engine is left at the market of the last move.
+    engine is left at the last market.
 
     Parameters
     ----------
     engine : BookEngine
         Engine holding the book and the model.
-    market : MarketSnapshot
-        Base market; each move multiplies every index by ``1 + move``.
+    markets : sequence of MarketSnapshot
+        The market at each move (:func:`curve_markets`).
     moves : ndarray, shape (n_points,)
-        Relative moves, each above -1.
+        The moves (labels of ``markets``).
     exposure : BookExposure
         Pre-move exposure of the book's accounts.
 
@@ -301,6 +328,8 @@ def proximity_curve(engine: BookEngine, market: MarketSnapshot, moves: FloatArra
     list of ndarray of bool
         Accounts under MM at each move, ``(n_accounts,)`` each (for checks).
     """
+    if len(markets) != len(moves):
+        raise InvalidInput("markets", len(markets), f"must be one per move ({len(moves)})")
     act = exposure.active
     n_act = float(act.sum())
     oi = exposure.gross_notional_usd
@@ -309,10 +338,7 @@ def proximity_curve(engine: BookEngine, market: MarketSnapshot, moves: FloatArra
     sh_a: list[float] = []
     sh_oi: list[float] = []
     flags: list[BoolArray] = []
-    for m in np.asarray(moves, np.float64):
-        if not np.isfinite(m) or m <= -1.0:
-            raise InvalidInput("moves", float(m), "each move must be finite and above -1")
-        mkt = market.bumped({u: float(m) for u in market.underlyings}) if m != 0.0 else market
+    for mkt in markets:
         res = engine.update_market(mkt)
         under = _under_mm(res) & act
         flags.append(under)
@@ -409,6 +435,8 @@ def run_audit(book: Book, market: MarketSnapshot, models: Sequence[str] | None =
         raise InvalidInput("insurance_fund_usd", fund, "must be finite and non-negative")
     mdls = _models(models, p)
     shocked = {s.name: shocked_market(market, s.shock(market)) for s in p.scenarios}
+    moves = p.curve.moves()
+    along = curve_markets(market, moves) if curve else []
     report: AuditReport | None = None
     for model in mdls:
         t0 = time.perf_counter()
@@ -431,7 +459,7 @@ def run_audit(book: Book, market: MarketSnapshot, models: Sequence[str] | None =
         t1 = time.perf_counter()
         report.seconds[f"{model.name}:scenarios"] = t1 - t0
         if curve:
-            c, _ = proximity_curve(engine, market, p.curve.moves(), exposure)
+            c, _ = proximity_curve(engine, along, moves, exposure)
             report.curves.append(c)
             report.seconds[f"{model.name}:curve"] = time.perf_counter() - t1
     assert report is not None
