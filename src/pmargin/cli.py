@@ -305,6 +305,9 @@ def margin(
     max_age: Annotated[float | None, typer.Option(
         help="Largest age of the market data at --as-of, seconds (default in "
         "market_data.toml)")] = None,
+    efficiency: Annotated[bool, typer.Option(
+        "--efficiency", help="Add capital-efficiency figures: IM / gross notional, IM / equity, "
+        "free collateral, capital freed versus isolated margin")] = False,
 ) -> None:
     """Compute the initial and maintenance margin of a portfolio."""
     from pmargin.market.loaders import load_market
@@ -319,6 +322,7 @@ def margin(
                         valuation_time=as_of, max_age=max_age), market, "--market")
     pf = _load(load_portfolio, portfolio, "portfolio")
     res = mdl.margin(pf, mkt)
+    eff = _efficiency_row(mdl, pf, mkt) if efficiency else None
     written = None
     if plot is not None:
         from pmargin.reports.plots import plot_margin
@@ -328,13 +332,27 @@ def margin(
     if as_json:
         from pmargin.reports.results import margin_json
 
-        _emit_json(margin_json(res))
+        out = margin_json(res)
+        if eff is not None:
+            out["efficiency"] = eff
+        _emit_json(out)
         return
     from pmargin.reports.tables import print_margin
 
     print_margin(console, res, explain=explain)
+    if eff is not None:
+        from pmargin.reports.systemic import print_efficiency
+
+        print_efficiency(console, [eff])
     if written is not None:
         console.print(f"plot written to {written}", highlight=False)
+
+
+def _efficiency_row(model: Any, portfolio: Any, market: Any) -> dict[str, Any]:
+    from pmargin.analytics.efficiency import efficiency
+    from pmargin.book import Book
+
+    return efficiency(model, Book.from_portfolios([portfolio]), market).row(0)
 
 
 @app.command()
@@ -606,6 +624,109 @@ def stress(
     print_stress(console, data)
     if written is not None:
         console.print(f"plot written to {written}", highlight=False)
+
+
+@app.command()
+def audit(
+    book: Annotated[Path | None, typer.Argument(
+        help="Book JSON ({\"accounts\": [portfolio, ...]}) or one portfolio", exists=True,
+        dir_okay=False, readable=True)] = None,
+    generate: Annotated[int | None, typer.Option(
+        "--generate", help="Audit a generated book of this many accounts instead", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="Generator seed", min=0)] = 1,
+    market: OptionalMarketOpt = None,
+    models: Annotated[str | None, typer.Option(
+        "--models", help=f"Comma-separated models (default: those of audit.toml); {MODELS_HELP}"
+    )] = None,
+    scenarios: Annotated[Path | None, typer.Option(
+        help="Scenario file replacing the shipped audit.toml", exists=True, dir_okay=False,
+        readable=True)] = None,
+    fund: Annotated[float | None, typer.Option(
+        "--fund", help="Insurance fund in USD for Cover-1/Cover-2 (default: cascade.toml)")]
+    = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="Audit a book of the margin service: its database (read, never written)")] = None,
+    service_book: Annotated[str | None, typer.Option(
+        help="With --database-url: the service's book id (e.g. BTC)")] = None,
+    venue: Annotated[Path | None, typer.Option(
+        help="With --database-url: the service's venue TOML (default: shipped)")] = None,
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """Stress-audit a book under every methodology: standard scenarios and the
+    liquidation-proximity curve (see docs/systemic.md)."""
+    from pmargin.analytics.audit import load_audit_params, run_audit
+
+    check_output_path(plot, "--plot", _image_types if plot is not None else None)
+    sources = [x for x in (book, generate, database_url) if x is not None]
+    if len(sources) != 1:
+        raise InvalidInput("BOOK", str(book) if book else None,
+                           "give exactly one of a BOOK file, --generate N or --database-url")
+    params = load_audit_params(scenarios) if scenarios is not None else None
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    if models is not None and not names:
+        raise InvalidInput("--models", models, "must name at least one model")
+    if database_url is not None:
+        bk, mkt = _service_book(database_url, service_book, venue)
+    else:
+        mkt = _market_or_demo(market)
+        if generate is not None:
+            from pmargin.analytics.books import generated_book
+
+            bk = generated_book(mkt, generate, seed)
+        else:
+            from pmargin.analytics.books import load_book
+
+            assert book is not None
+            bk = _load(load_book, book, "BOOK")
+    report = run_audit(bk, mkt, names, params, fund)
+    data = report.to_dict()
+    written = None
+    if plot is not None:
+        from pmargin.reports.systemic import audit_figure, save_figure
+
+        written = save_figure(audit_figure(data), plot)
+    if as_json:
+        _emit_json(data)
+        return
+    from pmargin.reports.systemic import print_audit
+
+    print_audit(console, data)
+    if written is not None:
+        console.print(f"plot written to {written}", highlight=False)
+
+
+def _market_or_demo(market: Path | None) -> Any:
+    if market is not None:
+        from pmargin.market.loaders import load_market
+
+        return _load(load_market, market, "--market")
+    from pmargin.demo import demo_market
+
+    return demo_market()[0]
+
+
+def _service_book(url: str, book_id: str | None, venue: Path | None) -> tuple[Any, Any]:
+    """The held book and market of a service database, rebuilt by replaying its event log."""
+    import sqlalchemy as sa
+
+    from pmargin.service.app import Service
+    from pmargin.service.config import load_venue
+    from pmargin.service.database import connect
+    from pmargin.service.store import Store
+
+    if book_id is None:
+        raise InvalidInput("--service-book", None, "is required with --database-url")
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise InvalidInput("--database-url", url, "no database there")
+    svc = Service(load_venue(venue), Store(connect(url)))
+    if book_id not in svc.state.books:
+        raise InvalidInput("--service-book", book_id,
+                           f"not a book of this service ({', '.join(sorted(svc.state.books))})")
+    if svc.state.market is None:
+        raise InvalidInput("--database-url", url, "the service has no market yet")
+    return svc.state.held_book(book_id), svc.state.market
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
