@@ -43,6 +43,7 @@ from pmargin._typing import FloatArray
 from pmargin.analytics.settings import FrozenSettings, load_settings
 from pmargin.book import Book
 from pmargin.errors import InvalidInput
+from pmargin.instruments import parse_instrument
 from pmargin.market import MarketSnapshot
 from pmargin.models.base import MarginModel
 from pmargin.models.valuation import KIND_OPTION, build_table
@@ -54,12 +55,15 @@ __all__ = [
     "ExpiryFit",
     "HestonParams",
     "OptionQuote",
+    "Paths",
     "StochVolSettings",
     "TailComparison",
     "book_tail",
     "calibrate",
     "chain_quotes",
+    "expected_shortfall",
     "load_stochvol_settings",
+    "model_vols",
     "path_pnl",
     "simulate",
 ]
@@ -159,11 +163,8 @@ def chain_quotes(market: MarketSnapshot, underlying: str,
         log-moneyness), one quote per strike (the OTM side; inverse before linear).
     """
     s = settings or load_stochvol_settings()
-    marks = market.option_marks()
     rows: dict[tuple[int, float], OptionQuote] = {}
     for name in market.instrument_names:
-        from pmargin.instruments import parse_instrument
-
         inst = parse_instrument(name)
         if (not inst.is_option or inst.underlying != underlying.upper()
                 or inst.expiry is None or inst.strike is None):
@@ -182,7 +183,6 @@ def chain_quotes(market: MarketSnapshot, underlying: str,
         if key in rows and not inst.is_inverse:
             continue
         rows[key] = OptionQuote(days, k, fwd, market.instrument_vol(inst))
-    del marks
     out: list[OptionQuote] = []
     for d in sorted({k[0] for k in rows}):
         qs = sorted((q for (dd, _), q in rows.items() if dd == d),
