@@ -26,8 +26,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
+from pmargin._typing import BoolArray, FloatArray
 from pmargin.analytics.history_params import HistoryParams, load_history_params
 from pmargin.analytics.series import HistoryPoint, HistorySeries, ProxyFit, load_series
 from pmargin.analytics.smile_template import SmileTemplate, load_template
@@ -115,16 +116,21 @@ def _forward_curve(asset: str, when: datetime, spot: float, basis: float,
     return ForwardCurve(asset, spot, when, futures=futs if basis != 0.0 else None)
 
 
-def _delta_strike(fwd: float, tau: float, delta: float, is_call: bool, surf: VolSurface,
-                  iterations: int) -> float:
-    """Strike whose undiscounted Black forward delta is ``delta`` (call) / ``-delta`` (put)."""
-    d1 = float(norm.ppf(delta if is_call else 1.0 - delta))
-    sig = float(surf.vol(tau, fwd, fwd))
+def _delta_strikes(fwd: FloatArray, tau: FloatArray, delta: FloatArray, is_call: BoolArray,
+                   surf: VolSurface, iterations: int) -> FloatArray:
+    """Strikes whose undiscounted Black forward delta is ``delta`` (calls) / ``-delta`` (puts).
+
+    Fixed-point iteration on the smile, vectorised: ``K = F exp(-d1 s sqrt(T) + s^2 T / 2)``
+    with ``d1 = N^-1(delta)`` (calls) or ``N^-1(1 - delta)`` (puts) and ``s`` the surface vol at
+    the previous strike, starting from the ATM vol.
+    """
+    d1 = ndtri(np.where(is_call, delta, 1.0 - delta))
+    sig = surf.vol(tau, fwd, fwd)
     strike = fwd
     for _ in range(iterations):
-        strike = fwd * math.exp(-d1 * sig * math.sqrt(tau) + 0.5 * sig * sig * tau)
-        sig = float(surf.vol(tau, strike, fwd))
-    return strike
+        strike = fwd * np.exp(-d1 * sig * np.sqrt(tau) + 0.5 * sig * sig * tau)
+        sig = surf.vol(tau, strike, fwd)
+    return np.asarray(strike, dtype=np.float64)
 
 
 def _standard(asset: str, w: datetime, spot: float, atm: float, template: SmileTemplate,
@@ -140,27 +146,38 @@ def _standard(asset: str, w: datetime, spot: float, atm: float, template: SmileT
     out: dict[str, Instrument] = {
         "PERP": Instrument(InstrumentKind.PERPETUAL, asset, settlement, quote)}
     step = p.instruments.strike_step
+    right = {True: OptionRight.CALL, False: OptionRight.PUT}
+    # delta strikes of every tenor solved at once
+    d_lab: list[tuple[str, int, bool]] = []
+    for t in tenors:
+        for d in deltas:
+            for is_call in (True, False):
+                d_lab.append((f"{t}d-{'C' if is_call else 'P'}-d{round(d * 100):02d}", t, is_call))
+    d_val = np.array([d for _t in tenors for d in deltas for _c in (0, 1)], dtype=np.float64)
+    d_tau = np.array([year_fraction(w, expiries[t]) for _, t, _c in d_lab], dtype=np.float64)
+    d_fwd = np.array([curve.forward(expiries[t]) for _, t, _c in d_lab], dtype=np.float64)
+    d_call = np.array([c for _, _t, c in d_lab], dtype=bool)
+    d_k = (_delta_strikes(d_fwd, d_tau, d_val, d_call, surf, p.instruments.delta_iterations)
+           if d_lab else np.zeros(0))
+    solved = {lab: (float(k), float(f)) for (lab, _t, _c), k, f in
+              zip(d_lab, d_k, d_fwd, strict=True)}
     for t in tenors:
         e = expiries[t]
-        tau = year_fraction(w, e)
         fwd = curve.forward(e)
 
-        def opt(strike: float, is_call: bool, e: datetime = e, fwd: float = fwd) -> Instrument:
+        def opt(strike: float, is_call: bool, fwd: float, e: datetime = e) -> Instrument:
             return Instrument(InstrumentKind.OPTION, asset, settlement, quote, e,
-                              round_strike(strike, fwd, step),
-                              OptionRight.CALL if is_call else OptionRight.PUT)
+                              round_strike(strike, fwd, step), right[is_call])
 
         out[f"{t}d-FUT"] = Instrument(InstrumentKind.FUTURE, asset, settlement, quote, e)
-        out[f"{t}d-C-atm"] = opt(fwd, True)
-        out[f"{t}d-P-atm"] = opt(fwd, False)
-        for d in deltas:
-            tag = f"d{round(d * 100):02d}"
-            out[f"{t}d-C-{tag}"] = opt(_delta_strike(fwd, tau, d, True, surf,
-                                                     p.instruments.delta_iterations), True)
-            out[f"{t}d-P-{tag}"] = opt(_delta_strike(fwd, tau, d, False, surf,
-                                                     p.instruments.delta_iterations), False)
+        out[f"{t}d-C-atm"] = opt(fwd, True, fwd)
+        out[f"{t}d-P-atm"] = opt(fwd, False, fwd)
+        for lab, tt, is_call in d_lab:
+            if tt == t:
+                k, f = solved[lab]
+                out[lab] = opt(k, is_call, f)
         for m in moneyness:
-            out[f"{t}d-{'C' if m > 1 else 'P'}-m{round(m * 100):03d}"] = opt(fwd * m, m > 1)
+            out[f"{t}d-{'C' if m > 1 else 'P'}-m{round(m * 100):03d}"] = opt(fwd * m, m > 1, fwd)
     return out, surf, curve
 
 
