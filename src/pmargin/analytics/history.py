@@ -33,7 +33,7 @@ from pmargin.analytics.history_params import HistoryParams, load_history_params
 from pmargin.analytics.series import HistoryPoint, HistorySeries, ProxyFit, load_series
 from pmargin.analytics.smile_template import SmileTemplate, load_template
 from pmargin.conventions import DERIBIT_EXPIRY_TIME, ensure_utc, year_fraction
-from pmargin.errors import InvalidInput
+from pmargin.errors import InvalidInput, StaleMarketData
 from pmargin.instruments import (
     Instrument,
     InstrumentKind,
@@ -43,7 +43,7 @@ from pmargin.instruments import (
 )
 from pmargin.market.curves import ForwardCurve
 from pmargin.market.snapshot import MarketSnapshot
-from pmargin.market.surface import VolSurface
+from pmargin.market.surface import Smile, VolSurface
 
 __all__ = ["HistoryPoint", "HistorySeries", "ProxyFit", "SmileTemplate", "constant_tenor_expiry",
            "history_source", "load_series", "load_template", "market_at", "round_strike",
@@ -179,6 +179,33 @@ def _standard(asset: str, w: datetime, spot: float, atm: float, template: SmileT
         for m in moneyness:
             out[f"{t}d-{'C' if m > 1 else 'P'}-m{round(m * 100):03d}"] = opt(fwd * m, m > 1, fwd)
     return out, surf, curve
+
+
+def _with_listed_smiles(surf: VolSurface, curve: ForwardCurve, template: SmileTemplate,
+                        w: datetime, options: list[Instrument]) -> VolSurface:
+    """The template surface plus one smile per listed option expiry, sampled from it.
+
+    Each added smile holds the surface's vols at the template's ``x`` nodes and at the listed
+    strikes of that expiry, so a listed option's vol is its sampled value exactly (and the
+    models' per-instrument look-ups hit a smile instead of interpolating). Node smiles are kept
+    as they are.
+    """
+    node_exp = {s.expiry for s in surf.smiles}
+    by_exp: dict[datetime, set[float]] = {}
+    for i in options:
+        assert i.expiry is not None and i.strike is not None
+        if i.expiry not in node_exp:
+            by_exp.setdefault(i.expiry, set()).add(i.strike)
+    extra = []
+    for e, ks in by_exp.items():
+        tau = year_fraction(w, e)
+        fwd = curve.forward(e)
+        grid = np.unique(np.concatenate([fwd * np.exp(template.x_nodes * math.sqrt(tau)),
+                                         np.array(sorted(ks))]))
+        extra.append(Smile(e, tau, fwd, grid, surf.vol(tau, grid, fwd)))
+    if not extra:
+        return surf
+    return VolSurface(surf.underlying, w, [*surf.smiles, *extra], curve)
 
 
 def _check_settlement(settlement: str | Settlement) -> Settlement:
@@ -334,8 +361,13 @@ def market_at(
         listed.setdefault(inst.name, inst)
     quotes: dict[str, Mapping[str, float]] = {}
     opts = [i for i in listed.values() if i.kind is InstrumentKind.OPTION]
+    for i in listed.values():
+        if i.expiry is not None and i.expiry <= w:
+            raise StaleMarketData("instruments", i.name,
+                                  f"expired at {i.expiry.isoformat()}, at or before {w.isoformat()}")
     if opts:
-        taus = np.array([max(year_fraction(w, i.expiry), 0.0) for i in opts if i.expiry])
+        surf = _with_listed_smiles(surf, curve, tpl, w, opts)
+        taus = np.array([year_fraction(w, i.expiry) for i in opts if i.expiry])
         fwds = np.array([curve.forward(i.expiry) for i in opts])
         strikes = np.array([i.strike for i in opts], dtype=np.float64)
         vols = surf.vol(taus, strikes, fwds)
