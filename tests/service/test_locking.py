@@ -51,6 +51,9 @@ def venue(tmp_path: Path) -> Iterator[tuple[Service, TestClient, dict[str, str]]
         post("/v1/accounts", {"id": a, "book": b})
         post("/v1/transfers", {"account": a, "currency": "BTC", "amount": "1",
                                "direction": "deposit"})
+        # warm: the first read builds the book's engine
+        assert client.get(f"/v1/accounts/{a}", headers={
+            "Authorization": f"Bearer {keys['risk']}"}).status_code == 200
     yield svc, client, keys
     client.close()
 

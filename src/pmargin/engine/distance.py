@@ -277,10 +277,13 @@ def liquidation_distance(model: MarginModel, market: MarketSnapshot,
         raise InvalidInput("tol", tol, "must lie in (0, 0.1)")
     one = (_one_row(Book.from_portfolios([account]), 0, market) if isinstance(account, Portfolio)
            else _one_row(account, row, market))
+    unds = _underlyings(one, market)
+    if not unds:
+        return {}
     moves = AccountMoves(model, market, one, cache)
     out: dict[str, Distance] = {}
     at_zero = moves.at_zero
-    for u in _underlyings(one, market):
+    for u in unds:
         before = moves.evaluations
         if at_zero <= 0.0:
             why = "equity is already at or below maintenance margin"

@@ -811,14 +811,21 @@ def create_app(service: Service) -> FastAPI:
         return resp
 
     @app.get("/v1/accounts/{account_id}", responses=ERRORS)
-    def get_account(account_id: str, who: Who) -> dict[str, Any]:
+    def get_account(account_id: str, who: Who, distance: bool = True) -> dict[str, Any]:
+        """The account, with its distance to liquidation unless ``distance=false``.
+
+        ``distance_to_liquidation``: by underlying, the index move in % (down and up) that
+        takes equity to maintenance margin (sticky-strike vols, the book's model); the search
+        costs about 0.1-0.5 s the first time after the account or the market changed, then it
+        is cached.
+        """
         need(who, "risk", "trader", account=account_id)
-        return service.account_view(account_id)
+        return service.account_view(account_id, distance=distance)
 
     @app.get("/v1/accounts/{account_id}/margin", responses=ERRORS)
     def account_margin(account_id: str, who: Who, explain: bool = False) -> dict[str, Any]:
         need(who, "risk", "trader", account=account_id)
-        return service.account_view(account_id, explain=explain)
+        return service.account_view(account_id, explain=explain, distance=False)
 
     @app.post("/v1/simulate", responses=ERRORS)
     def simulate(body: SimulateIn, who: Who) -> dict[str, Any]:
