@@ -294,8 +294,9 @@ def service_section(rows: list[dict[str, Any]] | None = None,
         lines += [
             "",
             f"Every endpoint under a mixed load, {r['backend']}: {m['clients']} closed-loop "
-            f"clients for {m['wall_s']:.0f} s (25 % fills, 20 % what-if, 20 % account reads, "
-            "5 % margin, 1 % margin with explain, 7 % transfers, 5 % events, 3 % book, "
+            f"clients for {m['wall_s']:.0f} s (25 % fills, 20 % what-if, 20 % account reads "
+            "(3 % with the distance search), 5 % margin, 1 % margin with explain, "
+            "7 % transfers, 5 % events, 3 % book, "
             "3.8 % simulate, 2.5 % new accounts, 0.2 % state hash, 7.5 % health checks), "
             "with market updates "
             f"posted meanwhile; load average {m['load_average']:.1f}.",

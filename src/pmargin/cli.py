@@ -757,11 +757,16 @@ def serve(
     venue: Annotated[Path | None, typer.Option(help="Venue TOML (default: shipped)")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Seed the demo venue on first start")]
     = False,
+    books: Annotated[str | None, typer.Option(
+        envvar="PMARGIN_BOOKS",
+        help="Comma-separated books this instance serves (default all; sharding)")] = None,
+    peer: Annotated[list[str] | None, typer.Option(
+        help="BOOK=URL of the instance serving another book (hint in 421 answers)")] = None,
 ) -> None:
     """Run the margin service (HTTP API; docs at /docs)."""
     from pmargin.service.server import run
 
-    run(host, port, database_url, venue, demo)
+    run(host, port, database_url, venue, demo, books, peer)
 
 
 @keys_app.command("create")
