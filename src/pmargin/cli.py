@@ -349,10 +349,9 @@ def margin(
 
 
 def _efficiency_row(model: Any, portfolio: Any, market: Any) -> dict[str, Any]:
-    from pmargin.analytics.efficiency import efficiency
-    from pmargin.book import Book
+    from pmargin.analytics.efficiency import account_efficiency
 
-    return efficiency(model, Book.from_portfolios([portfolio]), market).row(0)
+    return account_efficiency(model, portfolio, market)
 
 
 @app.command()

@@ -67,3 +67,20 @@ def test_portfolio_margin_frees_capital_on_a_hedged_book():
 def test_isolated_reference_by_currency():
     assert isolated_reference("BTC") == "deribit-sm-isolated"
     assert isolated_reference("usdc") == "linear-sm-isolated"
+
+
+def test_account_distance_is_the_brute_force_crossing():
+    from pmargin.analytics.efficiency import account_efficiency
+
+    pf = Portfolio("BTC", (Position(PERP, 2.0, avg_price=S0),), {"BTC": 0.5})
+    model = load_model("deribit-sm")
+    row = account_efficiency(model, pf, MARKET)
+    down = row["liquidation_distance"]["BTC"]["down_pct"] / 100
+    # brute force: the first move on a 0.05 % grid at which equity <= MM
+    grid = -np.arange(1, 2000) * 0.0005
+    for m in grid:
+        r = model.margin_figures(pf, MARKET.bumped({"BTC": float(m)}))
+        if r.equity[0] <= r.maintenance_margin[0]:
+            break
+    assert abs(down - m) <= 0.0005 + 1e-4
+    assert row["liquidation_distance"]["BTC"]["up_pct"] is None  # a long is never hurt going up

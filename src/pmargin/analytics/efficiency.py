@@ -11,8 +11,9 @@ Per account (USD unless said otherwise):
   model releases compared with margining every position on its own
   (``deribit-sm-isolated`` for coin-margined books, ``linear-sm-isolated`` for stablecoin ones).
 
-The liquidation distance (index move to MM) is not computed here: see
-:mod:`pmargin.engine.distance` when it is available.
+* ``liquidation_distance`` (one account, :func:`account_efficiency`): the index moves, down
+  and up, that take the account to MM, found by search on the model itself
+  (:func:`pmargin.engine.distance.liquidation_distance`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ import numpy as np
 
 from pmargin._typing import FloatArray
 from pmargin.book import Book
+from pmargin.engine.distance import liquidation_distance
 from pmargin.market import STABLECOINS, MarketSnapshot
 from pmargin.models import load_model
 from pmargin.models.base import MarginModel
 from pmargin.models.result import BookMarginResult
+from pmargin.portfolio import Portfolio
 
-__all__ = ["Efficiency", "efficiency", "isolated_reference"]
+__all__ = ["Efficiency", "account_efficiency", "efficiency", "isolated_reference"]
 
 
 def isolated_reference(margin_currency: str) -> str:
@@ -153,3 +156,28 @@ def efficiency(model: MarginModel, book: Book, market: MarketSnapshot,
     return Efficiency(model.name, iso_name, list(res.account_ids), notional, im,
                       res.maintenance_margin * usd, eq, ratio, util, eq - im, iso_im,
                       iso_im - im)
+
+
+def account_efficiency(model: MarginModel, portfolio: Portfolio, market: MarketSnapshot
+                       ) -> dict[str, Any]:
+    """Efficiency figures and liquidation distance of one account (JSON-ready).
+
+    Parameters
+    ----------
+    model : MarginModel
+        The model.
+    portfolio : Portfolio
+        The account.
+    market : MarketSnapshot
+        Market.
+
+    Returns
+    -------
+    dict
+        :meth:`Efficiency.row` plus ``liquidation_distance``: by underlying, ``down_pct`` /
+        ``up_pct`` (index move in percent to MM; None when no move reaches it) and reasons.
+    """
+    out = efficiency(model, Book.from_portfolios([portfolio]), market).row(0)
+    dist = liquidation_distance(model, market, portfolio)
+    out["liquidation_distance"] = {u: d.to_json() for u, d in dist.items()}
+    return out

@@ -109,3 +109,9 @@ def print_efficiency(console: Console, rows: Sequence[Mapping[str, Any]],
                   f(r["free_collateral_usd"], ",.2f"), f(r["isolated_initial_margin_usd"], ",.2f"),
                   f(r["capital_freed_usd"], ",.2f"))
     console.print(t)
+    for r in rows:
+        for u, d in (r.get("liquidation_distance") or {}).items():
+            down = "none" if d["down_pct"] is None else f"{d['down_pct']:+.2f} %"
+            up = "none" if d["up_pct"] is None else f"{d['up_pct']:+.2f} %"
+            console.print(f"liquidation distance ({r['model']}, {u} index): down {down}, "
+                          f"up {up}", highlight=False)
