@@ -24,7 +24,7 @@ no one covered, and the capital demanded before the crash.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -189,20 +189,22 @@ def _active(book: Book) -> np.ndarray:
     return np.asarray(np.diff(book.positions.tocsr().indptr) > 0)
 
 
-def replay_markets(book: Book, markets: Sequence[MarketSnapshot] | Callable[[int], MarketSnapshot],
-                   n_hours: int, model: MarginModel, underlying: str, outcome: RegimeOutcome,
-                   cascade: CascadeParams | None = None, planner: PlannerParams | None = None
-                   ) -> Book:
+def replay_markets(book: Book, markets: Sequence[MarketSnapshot], model: MarginModel,
+                   underlying: str, outcome: RegimeOutcome, cascade: CascadeParams | None = None,
+                   planner: PlannerParams | None = None) -> Book:
     """Carry a (funded) book through a sequence of hourly markets under one model.
+
+    The cascade of hour ``h`` starts from hour ``h - 1``'s market moved to hour ``h``'s index
+    (vols of ``h - 1``, sticky to strike): the ledger then opens at the previous hour's equity,
+    so auto-deleveraging draws on the profits made over the hour, as a venue's ADL ranking of
+    unrealised profit would.
 
     Parameters
     ----------
     book : Book
         Funded accounts (sub-accounts for isolated margin).
-    markets : sequence of MarketSnapshot, or callable hour -> MarketSnapshot
-        The market of each hour after the start (``n_hours`` of them).
-    n_hours : int
-        Number of hours.
+    markets : sequence of MarketSnapshot
+        The market at the start, then at each hour (``len(markets) - 1`` hours).
     model : MarginModel
         Regime.
     underlying : str
@@ -220,20 +222,19 @@ def replay_markets(book: Book, markets: Sequence[MarketSnapshot] | Callable[[int
         The accounts after the last hour.
     """
     cp = cascade or load_cascade_params()
-    get = markets if callable(markets) else (lambda h: markets[h])  # type: ignore[index]
-    fund_coin: float | None = None
+    if len(markets) < 2:
+        raise InvalidInput("markets", len(markets), "need the start and at least one hour")
+    fund_coin = cp.insurance_fund_usd / markets[0].collateral_price(book.margin_currency)
     called: set[str] = set()
     liquidated: set[str] = set()
     cons = Decimal(0)
     outcome.insurance_fund_start_usd = cp.insurance_fund_usd
     fund_min = cp.insurance_fund_usd
     last_px = 0.0
-    for h in range(n_hours):
-        mkt = get(h)
+    for h in range(1, len(markets)):
+        prev, mkt = markets[h - 1], markets[h]
         px = mkt.collateral_price(book.margin_currency)
         last_px = px
-        if fund_coin is None:
-            fund_coin = cp.insurance_fund_usd / px
         res = model.compute(book, mkt)
         health = res.health
         act = _active(book)
@@ -246,8 +247,11 @@ def replay_markets(book: Book, markets: Sequence[MarketSnapshot] | Callable[[int
             continue
         for i in under:
             liquidated.add(ids[i])
-        params = cp.model_copy(update={"insurance_fund_usd": fund_coin * px})
-        r = run_cascade(book, mkt, model, 0.0, underlying, params, planner,
+        # the cascade converts its opening fund at the price of the market it starts from
+        prev_px = prev.collateral_price(book.margin_currency)
+        params = cp.model_copy(update={"insurance_fund_usd": fund_coin * prev_px})
+        move = mkt.index_price(underlying) / prev.index_price(underlying) - 1.0
+        r = run_cascade(book, prev, model, move, underlying, params, planner,
                         label=f"{outcome.regime} hour {h}")
         outcome.cascades += 1
         cons += abs(r.conservation_error)
@@ -269,7 +273,7 @@ def replay_markets(book: Book, markets: Sequence[MarketSnapshot] | Callable[[int
     outcome.margin_calls = len(called)
     outcome.accounts_liquidated = len(liquidated)
     outcome.conservation_error = str(cons)
-    outcome.insurance_fund_end_usd = (fund_coin or 0.0) * last_px
+    outcome.insurance_fund_end_usd = fund_coin * last_px
     outcome.insurance_fund_min_usd = fund_min
     return book
 
@@ -329,11 +333,9 @@ def replay_episode(episode: Episode, asset: str, params: ReplayParams | None = N
         raise InvalidInput("book.margin_currency", book.margin_currency,
                            f"must be {a} for a {a} replay")
     insts = list(book.instruments)
-    hours = episode.hours()[1:]
     markets = [market_at(a, t, series=series, template=template, instruments=insts,
-                         tenors_days=p.book_tenors_days) for t in hours]
-    start = market_at(a, episode.start, series=series, template=template, instruments=insts,
-                      tenors_days=p.book_tenors_days)
+                         tenors_days=p.book_tenors_days) for t in episode.hours()]
+    start = markets[0]
     out = []
     for name in regimes or p.regimes:
         t0 = time.perf_counter()
@@ -341,7 +343,7 @@ def replay_episode(episode: Episode, asset: str, params: ReplayParams | None = N
         funded, capital = fund_book(book, model, start, p.funding_multiple)
         accts = regime_book(funded, model, start)
         o = RegimeOutcome(episode.name, a, name, accts.n_accounts, capital)
-        replay_markets(accts, markets, len(markets), model, a, o, cascade)
+        replay_markets(accts, markets, model, a, o, cascade)
         o.seconds = time.perf_counter() - t0
         out.append(o)
     return out
