@@ -695,6 +695,66 @@ def audit(
         console.print(f"plot written to {written}", highlight=False)
 
 
+@app.command("replay-crash")
+def replay_crash(
+    episode: Annotated[str, typer.Argument(
+        help="Episode of crash_replay.toml (covid-2020, may-2021, june-2022, ftx-2022) or 'all'")],
+    book: Annotated[Path | None, typer.Option(
+        "--book", help="Book JSON to replay (coin-margined in the asset; default: generated)",
+        exists=True, dir_okay=False, readable=True)] = None,
+    asset: Annotated[str | None, typer.Option(
+        help="BTC or ETH (default: both; a --book sets it to its margin currency)")] = None,
+    accounts: Annotated[int | None, typer.Option(
+        help="Accounts of the generated book (default: crash_replay.toml)", min=1)] = None,
+    regimes: Annotated[str | None, typer.Option(
+        help=f"Comma-separated models (default: crash_replay.toml); {MODELS_HELP}")] = None,
+    loss_mode: Annotated[Literal["adl", "socialise"], typer.Option(
+        help="Who covers a deficit once the insurance fund is empty")] = "adl",
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """Replay a crash hour by hour under each margin regime (docs/systemic.md)."""
+    from pmargin.analytics.crash_replay import load_replay_params, replay_episode
+    from pmargin.liquidation.cascade import load_cascade_params
+
+    check_output_path(plot, "--plot", _image_types if plot is not None else None)
+    p = load_replay_params()
+    eps = list(p.episodes) if episode == "all" else [p.episode(episode)]
+    bk = None
+    if book is not None:
+        from pmargin.analytics.books import load_book
+
+        bk = _load(load_book, book, "--book")
+        if asset is not None and asset.upper() != bk.margin_currency.upper():
+            raise InvalidInput("--asset", asset, f"the book is margined in {bk.margin_currency}")
+        assets = [bk.margin_currency.upper()]
+    elif asset is not None:
+        if asset.upper() not in ("BTC", "ETH"):
+            raise InvalidInput("--asset", asset, "must be BTC or ETH")
+        assets = [asset.upper()]
+    else:
+        assets = ["BTC", "ETH"]
+    names = [m.strip() for m in regimes.split(",") if m.strip()] if regimes else None
+    if regimes is not None and not names:
+        raise InvalidInput("--regimes", regimes, "must name at least one model")
+    cascade = load_cascade_params().model_copy(update={"loss_mode": loss_mode})
+    rows = [o.to_dict() for e in eps for a in assets
+            for o in replay_episode(e, a, p, names, accounts, bk, cascade)]
+    written = None
+    if plot is not None:
+        from pmargin.reports.systemic import save_figure, tradeoff_figure
+
+        written = save_figure(tradeoff_figure(rows), plot)
+    if as_json:
+        _emit_json({"replays": rows})
+        return
+    from pmargin.reports.systemic import print_replays
+
+    print_replays(console, rows)
+    if written is not None:
+        console.print(f"plot written to {written}", highlight=False)
+
+
 def _market_or_demo(market: Path | None) -> Any:
     if market is not None:
         from pmargin.market.loaders import load_market

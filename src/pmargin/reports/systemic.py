@@ -12,7 +12,8 @@ from pmargin.reports.plots import _pyplot
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["audit_figure", "print_audit", "print_efficiency", "save_figure"]
+__all__ = ["audit_figure", "print_audit", "print_efficiency", "print_replays", "save_figure",
+           "tradeoff_figure"]
 
 
 def print_audit(console: Console, data: Mapping[str, Any]) -> None:
@@ -115,3 +116,53 @@ def print_efficiency(console: Console, rows: Sequence[Mapping[str, Any]],
             up = "none" if d["up_pct"] is None else f"{d['up_pct']:+.2f} %"
             console.print(f"liquidation distance ({r['model']}, {u} index): down {down}, "
                           f"up {up}", highlight=False)
+
+
+def print_replays(console: Console, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Print crash-replay outcomes (:meth:`RegimeOutcome.to_dict`), one row per regime."""
+    from rich.table import Table
+
+    t = Table(title="crash replays (USD)")
+    for col in ("episode", "asset", "regime", "capital demanded", "margin calls", "liquidated",
+                "liquidated notional", "bad debt", "fund used", "ADL", "socialised",
+                "uncovered", "conservation"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(r["episode"], r["asset"], r["regime"], f"{r['capital_demanded_usd']:,.0f}",
+                  str(r["margin_calls"]), f"{r['accounts_liquidated']}/{r['accounts']}",
+                  f"{r['liquidated_notional_usd']:,.0f}", f"{r['bad_debt_usd']:,.0f}",
+                  f"{r['insurance_fund_used_usd']:,.0f}", f"{r['adl_usd']:,.0f}",
+                  f"{r['socialised_usd']:,.0f}", f"{r['uncovered_usd']:,.0f}",
+                  r["conservation_error"])
+    console.print(t)
+
+
+def tradeoff_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Capital required (x) against losses not covered (y), one point per regime and episode.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Markers by regime, labels by episode and asset.
+    """
+    plt = _pyplot("tradeoff")
+    fig, ax = plt.subplots(figsize=(9, 6))
+    regimes = sorted({r["regime"] for r in rows})
+    markers = "osD^v<>px*"
+    cmap = plt.get_cmap("tab10")
+    for k, reg in enumerate(regimes):
+        pts = [r for r in rows if r["regime"] == reg]
+        ax.scatter([r["capital_demanded_usd"] / 1e6 for r in pts],
+                   [r["losses_not_covered_usd"] / 1e3 for r in pts], label=reg,
+                   marker=markers[k % len(markers)], color=cmap(k % 10), s=45)
+        for r in pts:
+            ax.annotate(f"{r['episode']} {r['asset']}", (r["capital_demanded_usd"] / 1e6,
+                        r["losses_not_covered_usd"] / 1e3), fontsize=6, alpha=0.7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("capital demanded before the crash (sum of IM), USD million")
+    ax.set_ylabel("losses beyond the defaulters' collateral (bad debt), USD thousand")
+    ax.set_title("Crash replays: capital required against losses not covered")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
