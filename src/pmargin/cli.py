@@ -755,6 +755,43 @@ def replay_crash(
         console.print(f"plot written to {written}", highlight=False)
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write")],
+    accounts: Annotated[int, typer.Option(help="Accounts of the generated book", min=1)] = 2000,
+    replay_accounts: Annotated[int, typer.Option(help="Accounts of each replayed book", min=1)]
+    = 1000,
+    episodes: Annotated[str, typer.Option(
+        help="Comma-separated crash episodes ('none' for no replay)")]
+    = "covid-2020,may-2021,june-2022,ftx-2022",
+    assets: Annotated[str, typer.Option(help="Assets replayed")] = "BTC,ETH",
+    models: Annotated[str, typer.Option(help=f"Methodologies compared; {MODELS_HELP}")]
+    = "deribit-sm-isolated,deribit-sm,deribit-pm,okx-pm,span,pmargin",
+    regimes: Annotated[str | None, typer.Option(
+        help="Regimes of the replays (default: crash_replay.toml)")] = None,
+    bates: Annotated[bool, typer.Option(help="Also calibrate Bates (slower)")] = True,
+    paths: Annotated[int | None, typer.Option(help="Simulated paths (default stochvol.toml)",
+                                              min=100)] = None,
+) -> None:
+    """Write one self-contained HTML page: efficiency, audit, stochastic-vol stress, replays."""
+    from pmargin.reports.html import ReportOptions, collect_report, render_html
+
+    check_output_path(out, "--out", lambda: ["html", "htm"])
+
+    def names(text: str, option: str) -> tuple[str, ...]:
+        got = tuple(x.strip() for x in text.split(",") if x.strip())
+        if not got:
+            raise InvalidInput(option, text, "must name at least one item")
+        return got
+
+    eps = () if episodes.strip().lower() == "none" else names(episodes, "--episodes")
+    opts = ReportOptions(accounts, names(models, "--models"), replay_accounts, eps,
+                         tuple(a.upper() for a in names(assets, "--assets")),
+                         names(regimes, "--regimes") if regimes else (), bates, paths)
+    out.write_text(render_html(collect_report(opts)), encoding="utf-8")
+    console.print(f"report written to {out}", highlight=False)
+
+
 def _market_or_demo(market: Path | None) -> Any:
     if market is not None:
         from pmargin.market.loaders import load_market
