@@ -652,8 +652,10 @@ def audit(
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
 ) -> None:
-    """Stress-audit a book under every methodology: standard scenarios and the
-    liquidation-proximity curve (see docs/systemic.md)."""
+    """Stress-audit a book under every methodology (see docs/systemic.md).
+
+    Standard scenarios (audit.toml) and the liquidation-proximity curve.
+    """
     from pmargin.analytics.audit import load_audit_params, run_audit
 
     check_output_path(plot, "--plot", _image_types if plot is not None else None)

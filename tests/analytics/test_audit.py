@@ -58,7 +58,9 @@ def test_shipped_scenarios_cover_the_issue_list():
     names = {s.name for s in p.scenarios}
     assert {"crash_vol_up", "rally_vol_up", "skew_twist", "btc_eth_decorrelation",
             "stablecoin_depeg", "liquidity_haircut"} <= names
-    assert p.curve.points >= 61 and p.curve.min_move == -0.6 and p.curve.max_move == 0.6
+    assert p.curve.points >= 61
+    assert p.curve.min_move == -0.6
+    assert p.curve.max_move == 0.6
 
 
 def test_losses_beyond_collateral_and_cover_match_hand_calculation():
@@ -161,7 +163,8 @@ def test_audit_runs_every_shipped_scenario_on_a_generated_book():
                     params=params_with(load_audit_params().model_dump()["scenarios"],
                                        ("deribit-sm",), 7))
     assert len(rep.outcomes) == 2 * len(load_audit_params().scenarios)
-    assert len(rep.curves) == 2 and rep.curves[0].moves.size == 7
+    assert len(rep.curves) == 2
+    assert rep.curves[0].moves.size == 7
     d = rep.to_dict()
     assert {b["model"] for b in d["base"]} == {"deribit-sm", "deribit-pm"}
     for o in rep.outcomes:
@@ -169,7 +172,7 @@ def test_audit_runs_every_shipped_scenario_on_a_generated_book():
         assert o.cover2_usd >= o.cover1_usd >= 0.0
     # the crash hurts more accounts than no shock at all
     crash = [o for o in rep.outcomes if o.scenario == "crash_vol_up" and o.model == "deribit-pm"]
-    base = [b for b in rep.base if b.model == "deribit-pm"][0]
+    base = next(b for b in rep.base if b.model == "deribit-pm")
     assert crash[0].accounts_under_mm >= base.accounts_under_mm
 
 

@@ -53,8 +53,11 @@ def test_replay_matches_hand_calculation():
     fund_at_p1 = fund / S0 * p1
     assert o.insurance_fund_used_usd == pytest.approx(fund_at_p1, abs=0.01)
     assert o.adl_usd == pytest.approx(bad - fund_at_p1, rel=5e-3)
-    assert o.uncovered_usd == 0.0 and o.socialised_usd == 0.0
-    assert o.accounts_liquidated == 1 and o.margin_calls == 0 and o.cascades == 1
+    assert o.uncovered_usd == 0.0
+    assert o.socialised_usd == 0.0
+    assert o.accounts_liquidated == 1
+    assert o.margin_calls == 0
+    assert o.cascades == 1
     assert o.liquidated_notional_usd == pytest.approx(p1, rel=1e-9)
     assert o.conservation_error == "0"
     assert o.insurance_fund_end_usd == pytest.approx(0.0, abs=0.01)

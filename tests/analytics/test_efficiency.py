@@ -50,7 +50,8 @@ def test_figures_match_hand_calculation(name):
     assert eff.free_collateral_usd == pytest.approx(eq - im)
     assert eff.capital_freed_usd == pytest.approx(iso.initial_margin * iso.mc_usd - im)
     # the cash-only account needs nothing anywhere
-    assert eff.initial_margin_usd[2] == 0.0 and eff.capital_freed_usd[2] == 0.0
+    assert eff.initial_margin_usd[2] == 0.0
+    assert eff.capital_freed_usd[2] == 0.0
     tot = eff.totals()
     assert tot["capital_freed_usd"] == pytest.approx(eff.capital_freed_usd.sum())
     json.dumps(eff.row(2))  # NaN comes out as null

@@ -2,7 +2,6 @@
 moments match closed forms, path revaluation matches QuantLib's Black formula."""
 
 import math
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -53,7 +52,7 @@ def generated(params):
 
 # Tolerance: the model prices are reproduced exactly, so the optimum is the generating point;
 # we ask for 1e-4 relative on every parameter (Levenberg-Marquardt stops at 1e-10 changes).
-@pytest.mark.parametrize("params,jumps", [(HESTON, False), (BATES, True)])
+@pytest.mark.parametrize(("params", "jumps"), [(HESTON, False), (BATES, True)])
 def test_calibration_recovers_generating_parameters(params, jumps):
     start = (BatesParams(0.25, 1.0, 0.3, 0.8, -0.1, 1.0, -0.05, 0.2) if jumps
              else HestonParams(0.25, 1.0, 0.3, 0.8, -0.1))
@@ -101,7 +100,8 @@ def test_simulated_moments_match_closed_forms(params):
 def test_simulation_is_seeded():
     a = simulate(BATES, 2 / 365, 48, 1000, seed=3)
     b = simulate(BATES, 2 / 365, 48, 1000, seed=3)
-    assert np.array_equal(a.ratio, b.ratio) and np.array_equal(a.variance, b.variance)
+    assert np.array_equal(a.ratio, b.ratio)
+    assert np.array_equal(a.variance, b.variance)
     c = simulate(BATES, 2 / 365, 48, 1000, seed=4)
     assert not np.array_equal(a.ratio, c.ratio)
 
@@ -149,7 +149,8 @@ def test_book_tail_compares_models():
     out = book_tail(book, MARKET, "BTC", paths, BATES.v0,
                     [load_model("deribit-pm"), load_model("deribit-sm")], 0.99, "bates")
     assert [t.model for t in out] == ["deribit-pm", "deribit-sm"]
-    assert out[0].es[1] == 0.0 and out[0].worst_loss[1] == 0.0
+    assert out[0].es[1] == 0.0
+    assert out[0].worst_loss[1] == 0.0
     assert out[0].worst_loss[0] >= out[0].es[0] > 0
     assert out[0].summary()["accounts"] == 1.0
 

@@ -87,7 +87,9 @@ def test_report_renders_in_chromium(report_html, browser, tmp_path):
     ids = {i[0] for i in imgs}
     assert {"plot-audit", "plot-stochvol"} <= ids
     for img_id, complete, w, h in imgs:
-        assert complete and w > 100 and h > 100, img_id  # decoded, not a broken image
+        assert complete, img_id
+        assert w > 100, img_id  # decoded, not a broken image
+        assert h > 100, img_id
     severe = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     assert severe == []
     tables = browser.execute_script("return document.querySelectorAll('table').length;")

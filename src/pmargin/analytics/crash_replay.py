@@ -1,5 +1,6 @@
-"""Crash replays: a generated book carried hour by hour through a real crash under each margin
-regime, with the liquidation cascade's liquidity and price impact.
+"""Crash replays: a generated book carried hour by hour through a real crash.
+
+Each margin regime is run with the liquidation cascade's liquidity and price impact.
 
 For each regime (isolated standard, cross standard, each portfolio-margin preset):
 

@@ -193,7 +193,8 @@ def _with_listed_smiles(surf: VolSurface, curve: ForwardCurve, template: SmileTe
     node_exp = {s.expiry for s in surf.smiles}
     by_exp: dict[datetime, set[float]] = {}
     for i in options:
-        assert i.expiry is not None and i.strike is not None
+        assert i.expiry is not None
+        assert i.strike is not None
         if i.expiry not in node_exp:
             by_exp.setdefault(i.expiry, set()).add(i.strike)
     extra = []

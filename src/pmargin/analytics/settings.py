@@ -1,4 +1,7 @@
-"""Parameter files of the analytics (``pmargin/analytics/*.toml``), read by :mod:`pmargin.paramfiles`."""
+"""Parameter files of the analytics (``pmargin/analytics/*.toml``).
+
+Read by :mod:`pmargin.paramfiles` (one loader for every parameter file).
+"""
 
 from __future__ import annotations
 

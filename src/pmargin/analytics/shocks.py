@@ -1,4 +1,4 @@
-"""Shocked markets: index moves with a vol shift and a skew twist, and collateral de-pegs.
+r"""Shocked markets: index moves with a vol shift and a skew twist, and collateral de-pegs.
 
 :meth:`MarketSnapshot.bumped` moves spot with vols sticky to strike. Stress scenarios also move
 the smile: every listed option's implied vol :math:`\\sigma` becomes
@@ -90,7 +90,8 @@ def shocked_market(market: MarketSnapshot, shock: MarketShock) -> MarketSnapshot
         if not inst.is_option or (shock.vol_shift == 0.0 and shock.skew_twist == 0.0):
             instruments[name] = quote
             continue
-        assert inst.expiry is not None and inst.strike is not None
+        assert inst.expiry is not None
+        assert inst.strike is not None
         fwd = moved.forward(inst.underlying, inst.expiry)
         vol = moved.instrument_vol(inst)
         new = max(MIN_SHOCKED_VOL,

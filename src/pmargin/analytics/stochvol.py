@@ -1,5 +1,7 @@
-r"""Stochastic-volatility stress: Heston and Bates calibrated to an option chain, joint index/vol
-paths over the margin period of risk, and the tail they imply for portfolios and books.
+r"""Stochastic-volatility stress: Heston and Bates calibrated to an option chain.
+
+Joint index/vol paths over the margin period of risk, and the tail they imply for portfolios
+and books.
 
 Models (risk-neutral, zero rates, forward :math:`F_t` of the index):
 
@@ -96,8 +98,11 @@ def load_stochvol_settings(path: str | Path | None = None) -> StochVolSettings:
 
 @dataclass(frozen=True)
 class HestonParams:
-    """Heston parameters: initial variance, mean reversion, long-run variance, vol of variance,
-    correlation (all per year)."""
+    """Heston parameters (per year).
+
+    Initial variance ``v0``, mean reversion ``kappa``, long-run variance ``theta``, vol of
+    variance ``sigma``, correlation ``rho``.
+    """
 
     v0: float
     kappa: float
@@ -116,8 +121,10 @@ class HestonParams:
 
 @dataclass(frozen=True)
 class BatesParams(HestonParams):
-    """Heston plus lognormal jumps: intensity ``lam`` (per year), mean ``nu`` and stdev
-    ``delta`` of the log jump."""
+    """Heston plus lognormal jumps.
+
+    Intensity ``lam`` (per year), mean ``nu`` and standard deviation ``delta`` of the log jump.
+    """
 
     lam: float = 0.0
     nu: float = 0.0
@@ -170,7 +177,7 @@ def chain_quotes(market: MarketSnapshot, underlying: str,
                 or inst.expiry is None or inst.strike is None):
             continue
         tau = market.tau(inst.expiry)
-        days = int(round(tau * 365.0))
+        days = round(tau * 365.0)
         if not s.min_days <= tau * 365.0 <= s.max_days:
             continue
         fwd = market.forward(inst.underlying, inst.expiry)
@@ -220,7 +227,7 @@ class Calibration:
 
 
 def _ql_setup(valuation: datetime, spot: float, quotes: Sequence[OptionQuote]) -> Any:
-    import QuantLib as ql
+    import QuantLib as ql  # type: ignore[import-untyped]
 
     today = ql.Date(valuation.day, valuation.month, valuation.year)
     ql.Settings.instance().evaluationDate = today
@@ -286,7 +293,7 @@ def model_vols(valuation: datetime, spot: float, quotes: Sequence[OptionQuote],
         Black implied vols (decimal) of the model prices.
     """
     ql, _, r_ts, q_ts = _ql_setup(valuation, spot, quotes)
-    model, engine = _build(ql, r_ts, q_ts, spot, params)
+    _model, engine = _build(ql, r_ts, q_ts, spot, params)
     out = []
     for h in _helpers(ql, r_ts, q_ts, spot, quotes):
         h.setPricingEngine(engine)
@@ -534,7 +541,7 @@ def expected_shortfall(losses: FloatArray, level: float) -> FloatArray:
         Mean of the ``ceil(n (1 - level))`` largest losses.
     """
     n = losses.shape[-1]
-    k = max(1, int(math.ceil(n * (1.0 - level) - 1e-9)))
+    k = max(1, math.ceil(n * (1.0 - level) - 1e-9))
     part = np.partition(losses, n - k, axis=-1)[..., n - k:]
     return np.asarray(part.mean(axis=-1))
 
@@ -571,12 +578,11 @@ def book_tail(book: Book, market: MarketSnapshot, underlying: str, paths: Paths,
     list of TailComparison
         One per model (the ES and worst losses are the same for every model).
     """
-    if [c.upper() for c in book.collateral_currencies] not in ([book.margin_currency.upper()],
-                                                               []):
-        if np.any(book.collateral[:, [i for i, c in enumerate(book.collateral_currencies)
-                                      if c.upper() != book.margin_currency.upper()]] != 0):
-            raise InvalidInput("book.collateral_currencies", book.collateral_currencies,
-                               "only margin-currency collateral is supported by the tail")
+    other = [i for i, c in enumerate(book.collateral_currencies)
+             if c.upper() != book.margin_currency.upper()]
+    if other and np.any(book.collateral[:, other] != 0):
+        raise InvalidInput("book.collateral_currencies", book.collateral_currencies,
+                           "only margin-currency collateral is supported by the tail")
     risk = path_pnl(book, market, underlying, paths, v0)
     pos = book.positions.tocsr()
     n = book.n_accounts

@@ -153,7 +153,7 @@ def _stochvol(book: Any, market: Any, opts: ReportOptions, figures: dict[str, st
     if opts.bates:
         cals.append(calibrate(market.valuation_time, spot, quotes, jumps=True))
     horizon = s.mpor_days / 365.0
-    steps = max(1, int(round(s.mpor_days * s.steps_per_day)))
+    steps = max(1, round(s.mpor_days * s.steps_per_day))
     n = opts.paths or s.paths
     models = [load_model(m) for m in opts.models]
     rows = []

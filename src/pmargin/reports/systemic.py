@@ -1,5 +1,7 @@
-"""Tables and figures of the systemic analytics: audit, capital efficiency, stochastic-vol
-tail, crash replays (rich tables; matplotlib figures on the Agg backend)."""
+"""Tables and figures of the systemic analytics.
+
+Audit, capital efficiency, crash replays: rich tables and matplotlib figures (Agg backend).
+"""
 
 from __future__ import annotations
 
@@ -105,7 +107,8 @@ def print_efficiency(console: Console, rows: Sequence[Mapping[str, Any]],
                 "free collateral", "isolated IM", "freed vs isolated"):
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(r["model"], f(r["gross_notional_usd"], ",.0f"), f(r["initial_margin_usd"], ",.2f"),
+        t.add_row(r["model"], f(r["gross_notional_usd"], ",.0f"),
+                  f(r["initial_margin_usd"], ",.2f"),
                   f(r["im_over_gross_notional"], ".2%"), f(r["utilisation"], ".1%"),
                   f(r["free_collateral_usd"], ",.2f"), f(r["isolated_initial_margin_usd"], ",.2f"),
                   f(r["capital_freed_usd"], ",.2f"))
