@@ -195,16 +195,23 @@ def liquidation_section(accounts: int = 10_000) -> list[str]:
 AUDIT_TARGET_S = 30.0
 
 
-def audit_section(accounts: int = 100_000) -> list[str]:
-    """Proximity curve of a 100k-account book (``benchmarks/audit.py``, own process)."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "audit.py"), str(accounts)],
-        check=True, capture_output=True, text=True, cwd=ROOT,
-    )
-    r = json.loads(out.stdout)
-    print(json.dumps(r), flush=True)
+AUDIT_HEADER = "## Audit: liquidation-proximity curve of a 100,000-account book"
+
+
+def audit_section(accounts: int = 100_000, r: dict[str, Any] | None = None) -> list[str]:
+    """Proximity curve of a 100k-account book (``benchmarks/audit.py``, own process).
+
+    ``r``: the JSON of an earlier run of ``benchmarks/audit.py`` instead of a new run.
+    """
+    if r is None:
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "audit.py"), str(accounts)],
+            check=True, capture_output=True, text=True, cwd=ROOT,
+        )
+        r = json.loads(out.stdout)
+        print(json.dumps(r), flush=True)
     lines = [
-        "## Audit: liquidation-proximity curve of a 100,000-account book",
+        AUDIT_HEADER,
         "",
         f"{r['accounts']:,} accounts ({r['positions']:,} positions, {r['market']}), "
         f"{r['moves']} index moves from -60 % to +60 % (`pmargin.analytics.audit`). *markets* = "
@@ -361,6 +368,14 @@ def write_section(lines: list[str], header: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["cli"]:  # only the CLI latency section, printed
         print("\n".join(cli_latency_section(cli_latency())))
+    elif sys.argv[1:2] == ["audit"]:
+        # only the audit section: `python benchmarks/run.py audit [--from FILE]` (FILE: the
+        # JSON line of benchmarks/audit.py) writes it into docs/benchmarks.md
+        rest = sys.argv[2:]
+        prior = json.loads(Path(rest[1]).read_text()) if rest[:1] == ["--from"] else None
+        sec = audit_section(r=prior)
+        write_section(sec, AUDIT_HEADER)
+        print("\n".join(sec))
     elif sys.argv[1:2] == ["service"]:
         # only the service section: `python benchmarks/run.py service [--from FILE] [driver
         # args]` writes it into docs/benchmarks.md (FILE: JSON lines of service_load.py)

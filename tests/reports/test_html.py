@@ -1,6 +1,7 @@
 """The systemic HTML report: self-contained, and rendered by a real headless Chromium with no
 console error and every plot decoded (Debian ``chromium`` + ``chromium-driver``; the browser
-test skips, saying why, without them)."""
+test skips, saying why, without them). Marked ``data``: the report reads the latest Deribit
+snapshot and the crash history when ../shared is there (a generated market otherwise)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def browser() -> Any:
         drv.quit()
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_report_is_self_contained(report_html):
     # no external resource: every src/href is a data: URI, no script at all
@@ -75,6 +77,7 @@ def test_report_is_self_contained(report_html):
         assert f"<h2>{section}</h2>" in report_html
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_report_renders_in_chromium(report_html, browser, tmp_path):
     path = tmp_path / "report.html"
