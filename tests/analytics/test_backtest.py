@@ -13,7 +13,6 @@ from pmargin.analytics.history import market_at, market_with_instruments
 from pmargin.analytics.history_params import load_history_params
 from pmargin.analytics.portfolios import PORTFOLIOS, build_portfolios
 from pmargin.analytics.smile_template import SmileTemplate
-from pmargin.book import Book
 from pmargin.errors import InvalidInput, ParamsError
 from pmargin.instruments import InstrumentKind
 from pmargin.models import load_model
@@ -125,14 +124,16 @@ def test_portfolios_are_what_they_say(gen_series, tpl):
     assert pfs["covered_call"].collateral["BTC"] == 1.0
     assert pfs["calendar"].positions[0].instrument == std["7d-C-atm"]
     mm = pfs["market_maker"]
-    assert len(mm.positions) > 5 and any(p.instrument.kind is InstrumentKind.PERPETUAL
+    assert len(mm.positions) > 5
+    assert any(p.instrument.kind is InstrumentKind.PERPETUAL
                                          for p in mm.positions)
 
 
 def test_inverse_books_skip_usdc_only_models(gen_series, tpl):
     r = run_backtest(replace(_spec("inverse"), models=("derive-pm2", "span"),
                              end=START + timedelta(days=2)), series=gen_series, template=tpl)
-    assert r.models == ["span"] and "derive-pm2" in r.skipped
+    assert r.models == ["span"]
+    assert "derive-pm2" in r.skipped
     assert "USDC" in r.skipped["derive-pm2"]
     assert r.im.shape[1] == 1
 
@@ -171,4 +172,5 @@ def test_daily_frame(linear):
     n = len(linear.dates) * len(linear.models) * len(linear.portfolios)
     assert len(f) == n
     row = f[(f.model == linear.models[1]) & (f.portfolio == "short_put")].iloc[2]
-    assert row.im == linear.im[2, 1, 0] and row.loss_2d == linear.loss[2][2, 0]
+    assert row.im == linear.im[2, 1, 0]
+    assert row.loss_2d == linear.loss[2][2, 0]

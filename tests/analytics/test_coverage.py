@@ -67,7 +67,8 @@ def test_kupiec_non_rejection_regions_of_the_textbook_table(n, accepted, first):
 def test_traffic_light_boundaries_at_250_days(x, zone):
     """Basel (1996) table 2: 250 observations at 99 %: green 0-4, yellow 5-9, red 10 and more."""
     tl = P.traffic_light
-    assert tl.window == 250 and P.level == 0.99
+    assert tl.window == 250
+    assert P.level == 0.99
     assert traffic_light_zone(x, 250, 0.01, tl.yellow_from, tl.red_from) == zone
 
 
@@ -83,7 +84,8 @@ def test_traffic_light_windows_with_known_counts():
     e2[[10, 20, 30, 40, 50, 60, 70, 80, 90]] = True
     r = coverage(np.ones(800), np.where(e2, 2.0, 0.0))
     assert (r.windows_green, r.windows_yellow, r.windows_red) == (2, 1, 0)
-    assert r.worst_window == 9 and r.worst_zone == "yellow"
+    assert r.worst_window == 9
+    assert r.worst_zone == "yellow"
 
 
 def test_christoffersen_by_hand_and_against_a_g_test():
@@ -98,7 +100,9 @@ def test_christoffersen_by_hand_and_against_a_g_test():
     # independent: the likelihood-ratio (G) test of independence of the 2x2 transition table
     g, pg, dof, _ = chi2_contingency(np.array([[n00, n01], [n10, n11]]),
                                      correction=False, lambda_="log-likelihood")
-    assert dof == 1 and lr_ind == pytest.approx(g, rel=1e-10) and p_ind == pytest.approx(pg)
+    assert dof == 1
+    assert lr_ind == pytest.approx(g, rel=1e-10)
+    assert p_ind == pytest.approx(pg)
     assert lr_cc == pytest.approx(lr_ind + kupiec_pof(20, 6, 0.01)[0], rel=1e-12)
     assert p_cc == pytest.approx(chi2.sf(lr_cc, 2), rel=1e-12)
 
@@ -139,7 +143,9 @@ def test_coverage_counts_shortfall_and_missing_margins():
     loss = np.array([12.0, 5.0, 10.0, 1.0, np.nan, 15.0])
     r = coverage(margin, loss)
     # day 4 loss NaN dropped; day 3 margin missing -> 0 -> exceeded by a loss of 1
-    assert r.n == 5 and r.exceedances == 3 and r.missing_margin == 1
+    assert r.n == 5
+    assert r.exceedances == 3
+    assert r.missing_margin == 1
     assert r.coverage == pytest.approx(0.4)
     assert r.mean_shortfall == pytest.approx((2.0 + 1.0 + 5.0) / 3)
     assert r.max_shortfall == pytest.approx(5.0)

@@ -282,10 +282,10 @@ def _run_chunk(spec: BacktestSpec, days: list[datetime], series: HistorySeries,
             settlement=spec.settlement)
         t0 = tick("market", t0)
         spot = market.index_price(spec.asset)
-        for i, b in live.items():
-            h = round((d - days[i]).total_seconds() / 86400)
+        for bi, b in live.items():
+            h = round((d - days[bi]).total_seconds() / 86400)
             if h in loss:
-                loss[h][i] = -_pnl(b, _marks(market, b.instruments), spot, inverse)
+                loss[h][bi] = -_pnl(b, _marks(market, b.instruments), spot, inverse)
         t0 = tick("valuation", t0)
         i = day_index.get(d)
         if i is None:

@@ -194,7 +194,8 @@ def _with_listed_smiles(surf: VolSurface, curve: ForwardCurve, template: SmileTe
     node_exp = {s.expiry for s in surf.smiles}
     by_exp: dict[datetime, set[float]] = {}
     for i in options:
-        assert i.expiry is not None and i.strike is not None
+        assert i.expiry is not None
+        assert i.strike is not None
         if i.expiry not in node_exp:
             by_exp.setdefault(i.expiry, set()).add(i.strike)
     extra = []
@@ -391,8 +392,9 @@ def market_with_instruments(
     opts = [i for i in listed.values() if i.kind is InstrumentKind.OPTION]
     for i in listed.values():
         if i.expiry is not None and i.expiry <= w:
-            raise StaleMarketData("instruments", i.name,
-                                  f"expired at {i.expiry.isoformat()}, at or before {w.isoformat()}")
+            raise StaleMarketData(
+                "instruments", i.name,
+                f"expired at {i.expiry.isoformat()}, at or before {w.isoformat()}")
     if opts:
         surf = _with_listed_smiles(surf, curve, tpl, w, opts)
         taus = np.array([year_fraction(w, i.expiry) for i in opts if i.expiry])
