@@ -37,8 +37,9 @@ def bench(asset: str, jobs: int, report: Path | None) -> dict[str, object]:
         "asset": asset, "days": len(res.dates), "first_day": res.dates[0].isoformat(),
         "last_day": res.dates[-1].isoformat(), "models": len(res.models),
         "portfolios": len(res.portfolios), "horizons": list(res.loss),
-        "jobs": res.jobs, "wall_s": res.wall_seconds, "cpu_s": cpu, "load_s": load_s,
-        "stages_s": dict(sorted(res.timings.items(), key=lambda kv: -kv[1])),
+        "jobs": res.jobs, "wall_s": res.wall_seconds, "rusage_cpu_s": cpu, "load_s": load_s,
+        "stages_s": dict(sorted(res.cpu_seconds.items(), key=lambda kv: -kv[1])),
+        "stages_wall_s": dict(sorted(res.timings.items(), key=lambda kv: -kv[1])),
         "load_average_start": la0, "load_average_end": os.getloadavg()[0],
         "skipped": res.skipped, "errors": res.errors,
     }

@@ -218,9 +218,9 @@ def backtest_section(rows: list[dict[str, Any]] | None = None,
         "plus the positions still held), the standard portfolios as one book, every model "
         "margining the book at once, then full revaluation of the books of the previous two "
         "days (1- and 2-day margin periods of risk). Target (issue 12): <= 10 minutes on the "
-        "2-core machine. *stages* are seconds summed over the worker processes (wall time "
-        "inside each worker, so on a loaded machine they include waiting for a core); *CPU* "
-        "= user + system of the driver and its workers.",
+        "2-core machine. *where the time goes* = CPU seconds (user + system) of each stage "
+        "summed over the worker processes, as shares; *CPU s* = their sum; on an idle "
+        "2-core machine the wall time is about CPU s / 2.",
         "",
         "| asset | days x models x portfolios x horizons | jobs | wall s | CPU s "
         "| load average | where the time goes (share of the stage sum) |",
@@ -232,7 +232,7 @@ def backtest_section(rows: list[dict[str, Any]] | None = None,
         top = ", ".join(f"{k} {v / total:.0%}" for k, v in list(st.items())[:8])
         lines.append(
             f"| {r['asset']} | {r['days']:,} x {r['models']} x {r['portfolios']} x "
-            f"{len(r['horizons'])} | {r['jobs']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | "
+            f"{len(r['horizons'])} | {r['jobs']} | {r['wall_s']:.0f} | {total:.0f} | "
             f"{r['load_average_start']:.1f}-{r['load_average_end']:.1f} | {top} |")
     lines += ["", "```"] + [json.dumps(r) for r in rows] + ["```", ""]
     return lines

@@ -610,7 +610,8 @@ def backtest(
             "models": over.to_dict(orient="records"),
             "portfolios": summary.to_dict(orient="records"),
             "skipped": result.skipped, "errors": result.errors,
-            "seconds": {"wall": result.wall_seconds, **result.timings},
+            "seconds": {"wall": result.wall_seconds, "stages_wall": result.timings,
+                        "stages_cpu": result.cpu_seconds},
             "report": [str(p) for p in written]}))
         return
     from pmargin.reports.tables import print_frame

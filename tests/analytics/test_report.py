@@ -31,8 +31,10 @@ def test_overview_adds_up_the_summary(result):
     for _, r in over.iterrows():
         g = s[(s.model == r.model) & (s.horizon_days == r.horizon_days) & (s.margin == "IM")]
         assert r.exceedances == g.exceedances.sum()
-        assert r.kupiec_fail == int((g.kupiec_p < 0.05).sum())
-        assert r.average_margin_usd == pytest.approx(g.average_margin_usd.mean())
+        rej = g.kupiec_p < 0.05
+        assert r.too_many == int((rej & (g.exceedances > 0.01 * g.n)).sum())
+        assert r.too_few == int((rej & (g.exceedances < 0.01 * g.n)).sum())
+        assert r.median_margin_usd == pytest.approx(g.average_margin_usd.median())
 
 
 def test_report_files(result, tmp_path):

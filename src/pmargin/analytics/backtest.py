@@ -161,8 +161,10 @@ class BacktestResult:
     skipped : dict of str to str
         Models that refused the book on the first day, with the reason.
     timings : dict of str to float
-        Seconds spent per stage, summed over workers (``market``, ``portfolios``,
-        ``model:NAME``, ``valuation``).
+        Wall seconds spent per stage, summed over workers (``market``, ``portfolios``,
+        ``model:NAME``, ``valuation``); on a shared machine they include waiting for a core.
+    cpu_seconds : dict of str to float
+        CPU seconds (this process's user + system time) per stage, summed over workers.
     wall_seconds : float
         Elapsed time of the run.
     jobs : int
@@ -184,6 +186,7 @@ class BacktestResult:
     first_error: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
     jobs: int = 1
 
@@ -217,6 +220,7 @@ class _Chunk:
     first_error: dict[str, str]
     skipped: dict[str, str]
     timings: dict[str, float]
+    cpu: dict[str, float]
 
 
 @dataclass
@@ -246,10 +250,15 @@ def _pnl(book: _OpenBook, marks1: FloatArray, spot1: float, inverse: bool) -> Fl
 def _run_chunk(spec: BacktestSpec, days: list[datetime], series: HistorySeries,
                template: SmileTemplate) -> _Chunk:
     t_all: dict[str, float] = {}
+    c_all: dict[str, float] = {}
+    c_last = [time.process_time()]
 
     def tick(key: str, t0: float) -> float:
         t1 = time.perf_counter()
+        c1 = time.process_time()
         t_all[key] = t_all.get(key, 0.0) + t1 - t0
+        c_all[key] = c_all.get(key, 0.0) + c1 - c_last[0]
+        c_last[0] = c1
         return t1
 
     assert spec.models is not None
@@ -320,7 +329,7 @@ def _run_chunk(spec: BacktestSpec, days: list[datetime], series: HistorySeries,
                                   _marks(market, book.instruments), spot)
         tick("valuation", t0)
     return _Chunk(days, px, vols, proxy, mc_usd, im, mm, loss, errors, first_error, skipped,
-                  t_all)
+                  t_all, c_all)
 
 
 def _worker(args: tuple[BacktestSpec, list[datetime], HistorySeries, SmileTemplate]) -> _Chunk:
@@ -388,9 +397,12 @@ def _merge(sp: BacktestSpec, chunks: list[_Chunk], wall: float, jobs: int) -> Ba
     errors: dict[str, int] = {}
     first: dict[str, str] = {}
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for c in chunks:
         for k, v in c.timings.items():
             timings[k] = timings.get(k, 0.0) + v
+        for k, v in c.cpu.items():
+            cpu[k] = cpu.get(k, 0.0) + v
         for k, n in c.errors.items():
             errors[k] = errors.get(k, 0) + n
         for k, msg in c.first_error.items():
@@ -417,7 +429,7 @@ def _merge(sp: BacktestSpec, chunks: list[_Chunk], wall: float, jobs: int) -> Ba
         vol_is_proxy=np.array([x for c in chunks for x in c.proxy], dtype=bool),
         mc_usd=np.array([x for c in chunks for x in c.mc_usd]),
         im=im, mm=mm, loss=loss, errors=errors, first_error=first, skipped=skipped,
-        timings=timings, wall_seconds=wall, jobs=jobs)
+        timings=timings, cpu_seconds=cpu, wall_seconds=wall, jobs=jobs)
 
 
 def summarise(result: BacktestResult, params: CoverageParams | None = None) -> pd.DataFrame:
@@ -435,8 +447,9 @@ def summarise(result: BacktestResult, params: CoverageParams | None = None) -> p
     DataFrame
         One row per ``model``, ``portfolio``, ``horizon_days``, ``margin`` (``IM``/``MM``) with
         the fields of :class:`~pmargin.analytics.coverage.CoverageResult`, ``kupiec_reject``,
-        ``independence_reject``, ``cc_reject`` (at ``params.significance``) and
-        ``average_margin_usd``.
+        ``independence_reject``, ``cc_reject`` (at ``params.significance``), ``too_many`` /
+        ``too_few`` (Kupiec rejects with more / fewer exceedances than ``1 - level``: too few
+        means the margin is above the level, safe but costly) and ``average_margin_usd``.
     """
     p = params or load_coverage_params()
     rows = []
@@ -454,6 +467,9 @@ def summarise(result: BacktestResult, params: CoverageParams | None = None) -> p
     if not df.empty:
         a = p.significance
         df["kupiec_reject"] = df["kupiec_p"] < a
+        # the dangerous failure is too many exceedances; too few means margin above the level
+        df["too_many"] = df["kupiec_reject"] & (df["exceedances"] > (1 - p.level) * df["n"])
+        df["too_few"] = df["kupiec_reject"] & ~df["too_many"]
         df["independence_reject"] = df["independence_p"] < a
         df["cc_reject"] = df["cc_p"] < a
     return df

@@ -42,9 +42,11 @@ def _pyplot() -> Any:
 def model_overview(summary: pd.DataFrame, margin: str = "IM") -> pd.DataFrame:
     """Per model and horizon: how many portfolios fail each test (one row per model, horizon).
 
-    Columns: ``portfolios``, ``exceedances`` (total), ``kupiec_fail``, ``independence_fail``,
-    ``cc_fail``, ``red_windows``, ``yellow_windows``, ``worst_zone``, ``max_shortfall_usd``
-    (not converted: in the margin currency), ``average_margin_usd`` (mean over portfolios).
+    Columns: ``portfolios``, ``exceedances`` (total), ``too_many`` (portfolios where Kupiec
+    rejects with too many exceedances: under-margined), ``too_few`` (rejects with too few:
+    margin above the level), ``independence_fail``, ``cc_fail``, ``red_windows``,
+    ``yellow_windows``, ``worst_zone``, ``median_margin_usd`` (median over the portfolios of
+    their average margin; the market maker's is far larger than the others').
     """
     s = summary[summary["margin"] == margin]
     order = {"green": 0, "yellow": 1, "red": 2}
@@ -53,13 +55,14 @@ def model_overview(summary: pd.DataFrame, margin: str = "IM") -> pd.DataFrame:
         rows.append({
             "model": model, "horizon_days": h, "portfolios": len(g),
             "exceedances": int(g["exceedances"].sum()),
-            "kupiec_fail": int(g["kupiec_reject"].sum()),
+            "too_many": int(g["too_many"].sum()),
+            "too_few": int(g["too_few"].sum()),
             "independence_fail": int(g["independence_reject"].sum()),
             "cc_fail": int(g["cc_reject"].sum()),
             "red_windows": int(g["windows_red"].sum()),
             "yellow_windows": int(g["windows_yellow"].sum()),
             "worst_zone": max(g["worst_zone"], key=lambda z: order[z]),
-            "average_margin_usd": float(g["average_margin_usd"].mean()),
+            "median_margin_usd": float(g["average_margin_usd"].median()),
         })
     return pd.DataFrame(rows)
 
@@ -80,18 +83,22 @@ def _md(df: pd.DataFrame, floatfmt: str = ".3g") -> str:
     return "\n".join(out)
 
 
-def _plain_words(over: pd.DataFrame, n_days: int) -> list[str]:
+def _plain_words(over: pd.DataFrame, n_days: int, p_exc: float) -> list[str]:
     lines = []
     for _, r in over.iterrows():
         fails = []
-        if r["kupiec_fail"]:
-            fails.append(f"too many (or too few) exceedances for {r['kupiec_fail']} of "
+        if r["too_many"]:
+            fails.append(f"under-margined: too many exceedances for {r['too_many']} of "
                          f"{r['portfolios']} portfolios (Kupiec)")
         if r["independence_fail"]:
             fails.append(f"clustered exceedances for {r['independence_fail']} (Christoffersen)")
         if r["red_windows"]:
             fails.append(f"{r['red_windows']} red 250-day windows")
-        verdict = "; ".join(fails) if fails else "passes every test on every portfolio"
+        verdict = "; ".join(fails) if fails else "never under-margined (Kupiec, Christoffersen, "\
+            "traffic light)"
+        if r["too_few"]:
+            verdict += (f"; margin above the {100 - 100 * p_exc:g} % level (too few exceedances, "
+                        f"Kupiec) for {r['too_few']}")
         lines.append(f"* **{r['model']}**, {r['horizon_days']}-day period: {verdict} "
                      f"({r['exceedances']} IM exceedances in {r['portfolios']} x {n_days} "
                      f"portfolio-days; worst window {r['worst_zone']}).")
@@ -123,9 +130,10 @@ def summary_markdown(result: BacktestResult, summary: pd.DataFrame,
         head += [f"* {m}: {n} day(s), first: {result.first_error.get(m, '')}"
                  for m, n in result.errors.items()] + [""]
     head += ["## Verdicts (initial margin)", ""]
-    head += _plain_words(over, len(result.dates))
+    head += _plain_words(over, len(result.dates), 1.0 - p.level)
     head += ["", "## Models (initial margin, over the portfolios)", "", _md(over), ""]
     cols = ["model", "portfolio", "horizon_days", "exceedances", "coverage", "kupiec_p",
+            "too_many",
             "independence_p", "cc_p", "worst_zone", "mean_shortfall", "max_shortfall",
             "average_margin_usd"]
     for label in ("IM", "MM"):
