@@ -17,9 +17,10 @@ Positions are held unchanged over the period (no rebalancing during a close-out)
 the delta-hedged straddle is set each day. Losses are in the margin currency: USD for linear
 books (``settlement="linear"``, the default, so that every model, including USDC-only ones, sees
 the same book), coin for inverse books (options ``q (C1/S1 − C0/S0)``, futures and perpetuals
-``q (1 − F0/F1)``). A model that cannot margin the book at all (it refuses on the first day) is
-reported as skipped with its reason; a model failing on a later day gets a NaN margin that
-:func:`pmargin.analytics.coverage.coverage` counts as zero.
+``q (1 − F0/F1)``). A model that margins the book on no day is reported as skipped with its reason;
+one that starts later (it needs history before the day) is tested from its first day; a model
+failing on a day after that gets a NaN margin that :func:`pmargin.analytics.coverage.coverage`
+counts as zero.
 
 Any name of :func:`pmargin.models.list_models` (or a preset file) can be backtested: a new model
 plugs in by name.
@@ -155,11 +156,14 @@ class BacktestResult:
     loss : dict of int to ndarray, shape (n_d, n_p)
         Realised loss (positive = loss) over each horizon, margin currency.
     errors : dict of str to int
-        Days on which each model failed (after the first day).
+        Days on which each model failed after its first day with a margin.
     first_error : dict of str to str
-        The first failure message of each model.
+        The first failure message of each model with errors.
     skipped : dict of str to str
-        Models that refused the book on the first day, with the reason.
+        Models that margined the book on no day, with the first reason.
+    available_from : dict of str to str
+        Models whose first margin came after the first day (e.g. a model needing history
+        before the day), with that day; their statistics start there.
     timings : dict of str to float
         Wall seconds spent per stage, summed over workers (``market``, ``portfolios``,
         ``model:NAME``, ``valuation``); on a shared machine they include waiting for a core.
@@ -185,6 +189,7 @@ class BacktestResult:
     errors: dict[str, int] = field(default_factory=dict)
     first_error: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    available_from: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
@@ -218,7 +223,6 @@ class _Chunk:
     loss: dict[int, FloatArray]
     errors: dict[str, int]
     first_error: dict[str, str]
-    skipped: dict[str, str]
     timings: dict[str, float]
     cpu: dict[str, float]
 
@@ -273,7 +277,6 @@ def _run_chunk(spec: BacktestSpec, days: list[datetime], series: HistorySeries,
     open_books: dict[int, _OpenBook] = {}
     errors: dict[str, int] = {}
     first_error: dict[str, str] = {}
-    skipped: dict[str, str] = {}
     px: list[float] = []
     vols: list[float] = []
     proxy: list[bool] = []
@@ -308,18 +311,13 @@ def _run_chunk(spec: BacktestSpec, days: list[datetime], series: HistorySeries,
         book = Book.from_portfolios(pfs)
         t0 = tick("portfolios", t0)
         for j, (name, model) in enumerate(models.items()):
-            if name in skipped:
-                continue
             try:
                 res = model.compute(book, market)
                 im[i, j] = res.initial_margin
                 mm[i, j] = res.maintenance_margin
             except PmarginError as exc:
-                if i == 0:
-                    skipped[name] = str(exc)
-                else:
-                    errors[name] = errors.get(name, 0) + 1
-                    first_error.setdefault(name, f"{d.isoformat()}: {exc}")
+                errors[name] = errors.get(name, 0) + 1
+                first_error.setdefault(name, f"{d.isoformat()}: {exc}")
             t0 = tick(f"model:{name}", t0)
         coin_col = book.collateral_currencies.index(spec.asset) \
             if (not inverse and spec.asset in book.collateral_currencies) else None
@@ -328,8 +326,7 @@ def _run_chunk(spec: BacktestSpec, days: list[datetime], series: HistorySeries,
                                   np.asarray(coin, dtype=np.float64),
                                   _marks(market, book.instruments), spot)
         tick("valuation", t0)
-    return _Chunk(days, px, vols, proxy, mc_usd, im, mm, loss, errors, first_error, skipped,
-                  t_all, c_all)
+    return _Chunk(days, px, vols, proxy, mc_usd, im, mm, loss, errors, first_error, t_all, c_all)
 
 
 def _worker(args: tuple[BacktestSpec, list[datetime], HistorySeries, SmileTemplate]) -> _Chunk:
@@ -407,20 +404,33 @@ def _merge(sp: BacktestSpec, chunks: list[_Chunk], wall: float, jobs: int) -> Ba
             errors[k] = errors.get(k, 0) + n
         for k, msg in c.first_error.items():
             first.setdefault(k, msg)
-    # a model that refused the first day of the run is skipped; one that refused the first day
-    # of a later chunk only failed that day
-    for k, msg in chunks[0].skipped.items():
-        skipped[k] = msg
-    for c in chunks[1:]:
-        for k, msg in c.skipped.items():
-            if k not in skipped:
-                errors[k] = errors.get(k, 0) + 1
-                first.setdefault(k, msg)
-    keep = [j for j, m in enumerate(sp.models) if m not in skipped]
-    im = np.concatenate([c.im for c in chunks])[:, keep]
-    mm = np.concatenate([c.mm for c in chunks])[:, keep]
-    loss = {h: np.concatenate([c.loss[h] for c in chunks]) for h in sp.horizons_days}
     dates = pd.DatetimeIndex([d for c in chunks for d in c.dates], name="date")
+    im_all = np.concatenate([c.im for c in chunks])
+    mm_all = np.concatenate([c.mm for c in chunks])
+    # a model that never margined the book is skipped; one that starts later (it needs history
+    # before the day) is available from its first day; a failure after that is an error day
+    keep: list[int] = []
+    avail: dict[str, str] = {}
+    for j, name in enumerate(sp.models):
+        ok = ~np.isnan(im_all[:, j, :]).all(axis=1)
+        if not ok.any():
+            skipped[name] = first.get(name, "no margin on any day")
+            errors.pop(name, None)
+            first.pop(name, None)
+            continue
+        keep.append(j)
+        f0 = int(np.argmax(ok))
+        if f0 > 0:
+            avail[name] = dates[f0].isoformat()
+        n_err = int((~ok[f0:]).sum())
+        if n_err:
+            errors[name] = n_err
+        else:
+            errors.pop(name, None)
+            first.pop(name, None)
+    im = im_all[:, keep]
+    mm = mm_all[:, keep]
+    loss = {h: np.concatenate([c.loss[h] for c in chunks]) for h in sp.horizons_days}
     return BacktestResult(
         spec=sp, dates=dates, models=[sp.models[j] for j in keep],
         portfolios=list(sp.portfolios),
@@ -429,6 +439,7 @@ def _merge(sp: BacktestSpec, chunks: list[_Chunk], wall: float, jobs: int) -> Ba
         vol_is_proxy=np.array([x for c in chunks for x in c.proxy], dtype=bool),
         mc_usd=np.array([x for c in chunks for x in c.mc_usd]),
         im=im, mm=mm, loss=loss, errors=errors, first_error=first, skipped=skipped,
+        available_from=avail,
         timings=timings, cpu_seconds=cpu, wall_seconds=wall, jobs=jobs)
 
 
@@ -454,12 +465,15 @@ def summarise(result: BacktestResult, params: CoverageParams | None = None) -> p
     p = params or load_coverage_params()
     rows = []
     for j, model in enumerate(result.models):
+        ok = ~np.isnan(result.im[:, j, :]).all(axis=1)
+        f0 = int(np.argmax(ok))
         for k, pf in enumerate(result.portfolios):
             for h, lo in result.loss.items():
                 for label, arr in (("IM", result.im), ("MM", result.mm)):
-                    m = arr[:, j, k]
-                    r = coverage(m, lo[:, k], p).as_dict()
-                    usd = m * result.mc_usd
+                    m = arr[f0:, j, k]
+                    r = coverage(m, lo[f0:, k], p).as_dict()
+                    r["first_day"] = result.dates[f0].date().isoformat()
+                    usd = m * result.mc_usd[f0:]
                     r["average_margin_usd"] = float(np.nanmean(np.where(np.isnan(usd), 0.0, usd)))
                     rows.append({"model": model, "portfolio": pf, "horizon_days": h,
                                  "margin": label, **r})

@@ -125,6 +125,9 @@ def summary_markdown(result: BacktestResult, summary: pd.DataFrame,
     if result.skipped:
         head += ["Skipped models (refused the book):", ""]
         head += [f"* {m}: {why}" for m, why in result.skipped.items()] + [""]
+    if result.available_from:
+        head += ["Models tested from a later day (no margin before it):", ""]
+        head += [f"* {m}: from {d[:10]}" for m, d in result.available_from.items()] + [""]
     if result.errors:
         head += ["Models that failed on some days (counted as zero margin):", ""]
         head += [f"* {m}: {n} day(s), first: {result.first_error.get(m, '')}"
