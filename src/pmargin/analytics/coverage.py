@@ -4,12 +4,14 @@ An **exceedance** is a day whose realised loss over the margin period of risk is
 margin held at its start. With ``n`` days, ``x`` exceedances and target exceedance probability
 ``p = 1 - level``:
 
-* **Kupiec POF** (proportion of failures): ``LR = -2 ln[(1-p)^(n-x) p^x] + 2 ln[(1-x/n)^(n-x) (x/n)^x]``,
-  chi-squared with 1 degree of freedom under the null ``P(exceedance) = p``.
+* **Kupiec POF** (proportion of failures):
+  ``LR = -2 ln[(1-p)^(n-x) p^x] + 2 ln[(1-x/n)^(n-x) (x/n)^x]``, chi-squared with 1 degree of
+  freedom under the null ``P(exceedance) = p``.
 * **Christoffersen independence**: with ``n_ij`` the number of days in state ``j`` after a day in
   state ``i`` (1 = exceedance), ``pi_0 = n_01/(n_00+n_01)``, ``pi_1 = n_11/(n_10+n_11)``,
   ``pi = (n_01+n_11)/(n_00+n_01+n_10+n_11)``:
-  ``LR_ind = -2 ln[(1-pi)^(n_00+n_10) pi^(n_01+n_11)] + 2 ln[(1-pi_0)^n_00 pi_0^n_01 (1-pi_1)^n_10 pi_1^n_11]``,
+  ``LR_ind = -2 ln[(1-pi)^(n_00+n_10) pi^(n_01+n_11)]
+  + 2 ln[(1-pi_0)^n_00 pi_0^n_01 (1-pi_1)^n_10 pi_1^n_11]``,
   chi-squared(1) under independence (``0 ln 0 = 0``).
 * **Conditional coverage**: ``LR_cc = LR_pof + LR_ind``, chi-squared(2).
 * **Basel traffic light** per window of 250 days: the zone of the exceedance count from the
