@@ -40,9 +40,9 @@ def test_floor_and_depeg():
 
 
 def test_bad_shocks_are_named():
-    with pytest.raises(InvalidInput, match="spot_move.BTC"):
+    with pytest.raises(InvalidInput, match=r"spot_move\.BTC"):
         MarketShock({"BTC": -1.0})
     with pytest.raises(InvalidInput, match="vol_shift"):
         MarketShock(vol_shift=float("nan"))
-    with pytest.raises(InvalidInput, match="collateral_prices.USDC"):
+    with pytest.raises(InvalidInput, match=r"collateral_prices\.USDC"):
         MarketShock(collateral_prices={"USDC": 0.0})
