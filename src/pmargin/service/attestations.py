@@ -278,17 +278,24 @@ def register_routes(app: FastAPI, svc: Service, who_dep: Any,
             raise UnknownEpoch("epoch", None, "attestations are off in this service")
         return svc.attestor
 
+    def keyed(fn: Callable[..., Any]) -> Callable[..., Any]:
+        # annotations are strings here (postponed evaluation): give FastAPI the dependency
+        fn.__annotations__["who"] = who_dep
+        return fn
+
     def epoch_param(epoch: int) -> int:
         if epoch < 1:
             raise InvalidInput("epoch", epoch, "must be a positive integer")
         return epoch
 
     @app.get("/v1/attestations/latest", responses=responses)
+    @keyed
     def attestation_latest(who: who_dep) -> dict[str, Any]:
         """The latest signed attestation (any key)."""
         return attestor().document(None)
 
     @app.get("/v1/attestations/public-key", responses=responses)
+    @keyed
     def attestation_key(who: who_dep) -> dict[str, Any]:
         """The venue's Ed25519 public key (raw, hex) and its id (any key)."""
         from pmargin.attest.signing import key_id
@@ -298,17 +305,20 @@ def register_routes(app: FastAPI, svc: Service, who_dep: Any,
                 "algorithm": "ed25519"}
 
     @app.get("/v1/attestations/{epoch}", responses=responses)
+    @keyed
     def attestation_epoch(epoch: int, who: who_dep) -> dict[str, Any]:
         """The signed attestation of one epoch (any key)."""
         return attestor().document(epoch_param(epoch))
 
     @app.get("/v1/attestations/{epoch}/inputs", responses=responses)
+    @keyed
     def attestation_inputs(epoch: int, who: who_dep) -> dict[str, Any]:
         """Market, parameters and every account's positions and balances at the epoch (risk)."""
         need(who, "risk")
         return attestor().inputs(svc, epoch_param(epoch))
 
     @app.get("/v1/accounts/{account_id}/proof", responses=responses)
+    @keyed
     def account_proof(account_id: str, who: who_dep, epoch: int | None = None
                       ) -> dict[str, Any]:
         """Inclusion proof of the account's leaf (risk, or the account's trader)."""

@@ -155,11 +155,12 @@ def install(app: FastAPI, svc: Service) -> None:
     metrics.bind(svc)
     app.add_middleware(_Timing, metrics=metrics)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, response_model=None)
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=None, responses={
+        503: {"description": "not ready: the body names the failed checks"}})
     def readyz() -> JSONResponse:
         """Ready to serve: database reachable, log replayed, market present (else 503)."""
         checks: dict[str, Any] = {}
