@@ -28,7 +28,7 @@ def test_recomputed_figures_match_single_account_margins() -> None:
 
     doc = inputs_doc()
     books, leaves = recompute_leaves(doc)
-    assert sorted(leaves.index) == ["alice", "bob", "carol"]
+    assert leaves.accounts() == ["alice", "bob", "carol"]
     mkt = market_from_stored(doc["market"])
     model = load_model("deribit-pm")
     portfolios = {

@@ -63,7 +63,10 @@ def test_layout_matches_struct_and_sorts_by_id() -> None:
             + _struct_leaf("alice", "BTC", 200_000_000, 300_000_000, 100_000_000, 1)
             + _struct_leaf("bob", "BTC", 100_000_000, 50_000_000, 40_000_000, 0))
     assert t.records.tobytes() == want
-    assert t.index == {"a": 0, "alice": 1, "bob": 2}
+    assert t.accounts() == ["a", "alice", "bob"]
+    assert [t.position(a) for a in ("a", "alice", "bob")] == [0, 1, 2]
+    with pytest.raises(KeyError):
+        t.position("al")
     assert t.leaf("alice") == Leaf("alice", "BTC", 200_000_000, 300_000_000, 100_000_000, 1)
     assert Leaf("bob", "BTC", 100_000_000, 50_000_000, 40_000_000, 0).to_bytes() == \
         want[200:]
@@ -71,6 +74,15 @@ def test_layout_matches_struct_and_sorts_by_id() -> None:
     assert hashes == b"".join(hashlib.sha256(b"\x00" + want[i:i + 100]).digest()
                               for i in range(0, 300, 100))
     assert t.leaf("a").hash() == hashes[:32]
+
+
+def test_sort_is_python_string_order() -> None:
+    rng = np.random.default_rng(5)
+    alphabet = list("ab_.-Z09")
+    ids = list({"".join(rng.choice(alphabet, rng.integers(1, 20))) for _ in range(500)})
+    n = len(ids)
+    t = encode_leaves(ids, ["BTC"] * n, np.ones(n), np.zeros(n), np.zeros(n))
+    assert t.accounts() == sorted(ids)
 
 
 def test_liquidation_health_code() -> None:

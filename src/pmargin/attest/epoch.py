@@ -51,10 +51,12 @@ class BookMargins:
 def leaves_of(books: Sequence[BookMargins]) -> LeafTable:
     """Every account's leaf across ``books``, sorted by account id."""
     ids: list[str] = []
-    ccys: list[str] = []
+    ccy_parts = []
     for b in books:
         ids += list(b.accounts)
-        ccys += [b.margin_currency] * len(b.accounts)
+        ccy_parts.append(np.repeat(np.array([b.margin_currency], dtype="S10"),
+                                   len(b.accounts)))
+    ccys = np.concatenate(ccy_parts) if ccy_parts else np.zeros(0, dtype="S10")
 
     def cat(name: str) -> FloatArray:
         parts = [np.asarray(getattr(b, name), dtype=np.float64) for b in books]
@@ -100,7 +102,7 @@ def proof_document(doc: Mapping[str, Any], leaves: LeafTable, tree: MerkleTree,
                    account: str) -> dict[str, Any]:
     """Inclusion proof of ``account`` in the attestation ``doc`` (its tree and leaves)."""
     try:
-        i = leaves.index[account]
+        i = leaves.position(account)
     except KeyError:
         raise InvalidInput("account", account, "has no leaf in this epoch") from None
     body = doc["attestation"]

@@ -170,16 +170,29 @@ class LeafTable:
     ----------
     records : ndarray of :data:`LEAF_DTYPE` of shape (n,)
         Leaves in Merkle order.
-    index : dict of str to int
-        Position of each account in ``records``.
     """
 
     records: np.ndarray
-    index: dict[str, int]
+
+    def position(self, account: str) -> int:
+        """Index of ``account``'s leaf (binary search; :class:`KeyError` if it has none)."""
+        ids = self.records["account"]
+        try:
+            key = account.encode("ascii")
+        except UnicodeEncodeError:
+            raise KeyError(account) from None
+        i = int(np.searchsorted(ids, key))
+        if i >= ids.shape[0] or bytes(ids[i]) != key:
+            raise KeyError(account)
+        return i
+
+    def accounts(self) -> list[str]:
+        """Account ids in leaf order."""
+        return [bytes(a).decode("ascii") for a in self.records["account"]]
 
     def leaf(self, account: str) -> Leaf:
         """The decoded leaf of ``account`` (:class:`KeyError` if it has none)."""
-        r = self.records[self.index[account]]
+        r = self.records[self.position(account)]
         return Leaf(account, bytes(r["currency"]).decode(), int(r["equity"]),
                     int(r["initial_margin"]), int(r["maintenance_margin"]), int(r["health"]))
 
@@ -187,7 +200,34 @@ class LeafTable:
         return int(self.records.shape[0])
 
 
-def encode_leaves(accounts: Sequence[str], currencies: Sequence[str], equity: FloatArray,
+def _id_bytes(accounts: Sequence[str] | np.ndarray) -> tuple[np.ndarray, int]:
+    """Account ids as NUL-padded ``S64`` (checked: 1-64 ASCII characters); the longest length."""
+    u = np.asarray(accounts, dtype=str)
+    if u.shape[0] == 0:
+        return np.zeros(0, dtype=f"S{ID_BYTES}"), 0
+    lens = np.char.str_len(u)
+    bad = (lens < 1) | (lens > ID_BYTES)
+    if bad.any():
+        raise InvalidInput("account", str(u[int(np.flatnonzero(bad)[0])]),
+                           f"must be 1 to {ID_BYTES} characters")
+    try:
+        s = u.astype(f"S{ID_BYTES}")
+    except UnicodeEncodeError:
+        i = next(i for i, a in enumerate(u.tolist()) if not a.isascii())
+        raise InvalidInput("account", str(u[i]), "must be ASCII") from None
+    return s, int(lens.max())
+
+
+def _sort_order(ids: np.ndarray, longest: int) -> np.ndarray:
+    """Stable order of ``S64`` ids by their bytes: a lexsort of the 8-byte words they use."""
+    if ids.shape[0] < 2:
+        return np.arange(ids.shape[0])
+    words = ids.view(">u8").reshape(ids.shape[0], ID_BYTES // 8)[:, :max(1, -(-longest // 8))]
+    return np.lexsort(words.T[::-1])
+
+
+def encode_leaves(accounts: Sequence[str] | np.ndarray,
+                  currencies: Sequence[str] | np.ndarray, equity: FloatArray,
                   initial_margin: FloatArray, maintenance_margin: FloatArray) -> LeafTable:
     """Encode every account's leaf (vectorised) and sort them by account id.
 
@@ -195,7 +235,7 @@ def encode_leaves(accounts: Sequence[str], currencies: Sequence[str], equity: Fl
     ----------
     accounts : sequence of str of length n
         Account ids (unique).
-    currencies : sequence of str of length n
+    currencies : sequence of str, or ndarray of ``S10``, of length n
         Margin currency of each account's book.
     equity, initial_margin, maintenance_margin : ndarray of float64 of shape (n,)
         The engine's figures in margin-currency units.
@@ -210,41 +250,35 @@ def encode_leaves(accounts: Sequence[str], currencies: Sequence[str], equity: Fl
     InvalidInput
         Non-finite or oversized figures, ids that are not 1-64 ASCII characters, duplicates.
     """
-    n = len(accounts)
-    ids = np.asarray(accounts, dtype=object)
-    try:
-        id_bytes = np.array([a.encode("ascii") for a in accounts], dtype=f"S{ID_BYTES}")
-    except UnicodeEncodeError:
-        bad = next(a for a in accounts if not a.isascii())
-        raise InvalidInput("account", bad, "must be ASCII") from None
-    lengths = np.fromiter((len(a) for a in accounts), dtype=np.int64, count=n)
-    if n and (lengths.min() < 1 or lengths.max() > ID_BYTES):
-        i = int(np.flatnonzero((lengths < 1) | (lengths > ID_BYTES))[0])
-        raise InvalidInput("account", accounts[i], f"must be 1 to {ID_BYTES} characters")
+    id_bytes, longest = _id_bytes(accounts)
+    n = id_bytes.shape[0]
     eq = np.asarray(equity, dtype=np.float64)
     im = np.asarray(initial_margin, dtype=np.float64)
     mm = np.asarray(maintenance_margin, dtype=np.float64)
     for name, arr in (("equity", eq), ("initial_margin", im), ("maintenance_margin", mm)):
         if arr.shape != (n,):
             raise InvalidInput(name, arr.shape, f"must have shape ({n},)")
+    ccy = np.asarray(currencies)
+    if ccy.dtype.kind == "U":
+        ccy = ccy.astype(f"S{CCY_BYTES}")
+    if ccy.shape != (n,):
+        raise InvalidInput("currency", ccy.shape, f"must have shape ({n},)")
     codes = classify(eq, im, mm) if n else np.zeros(0, dtype=np.int64)
     rec = np.empty(n, dtype=LEAF_DTYPE)
     rec["version"] = LEAF_VERSION
     rec["account"] = id_bytes
-    rec["currency"] = np.array([c.encode("ascii") for c in currencies], dtype=f"S{CCY_BYTES}")
+    rec["currency"] = ccy
     rec["equity"] = to_fixed(eq, "equity")
     rec["initial_margin"] = to_fixed(im, "initial_margin")
     rec["maintenance_margin"] = to_fixed(mm, "maintenance_margin")
     rec["health"] = codes
-    order = np.argsort(id_bytes, kind="stable")
-    rec = rec[order]
-    sorted_ids = ids[order]
+    rec = rec[_sort_order(id_bytes, longest)]
     if n > 1:
         dup = rec["account"][1:] == rec["account"][:-1]
         if dup.any():
-            raise InvalidInput("account", str(sorted_ids[int(np.flatnonzero(dup)[0])]),
-                               "appears twice")
-    return LeafTable(rec, {str(a): i for i, a in enumerate(sorted_ids)})
+            raise InvalidInput("account", bytes(rec["account"][int(np.flatnonzero(dup)[0])]
+                                                ).decode(), "appears twice")
+    return LeafTable(rec)
 
 
 def leaf_hashes(records: np.ndarray) -> bytes:
