@@ -210,12 +210,15 @@ def _id_bytes(accounts: Sequence[str] | np.ndarray) -> tuple[np.ndarray, int]:
     if bad.any():
         raise InvalidInput("account", str(u[int(np.flatnonzero(bad)[0])]),
                            f"must be 1 to {ID_BYTES} characters")
-    try:
-        s = u.astype(f"S{ID_BYTES}")
-    except UnicodeEncodeError:
-        i = next(i for i, a in enumerate(u.tolist()) if not a.isascii())
-        raise InvalidInput("account", str(u[i]), "must be ASCII") from None
-    return s, int(lens.max())
+    width = u.dtype.itemsize // 4
+    codes = u.view(np.uint32).reshape(u.shape[0], width)  # UCS-4 code points, NUL-padded
+    non_ascii = (codes > 127).any(axis=1)
+    if non_ascii.any():
+        raise InvalidInput("account", str(u[int(np.flatnonzero(non_ascii)[0])]),
+                           "must be ASCII")
+    out = np.zeros((u.shape[0], ID_BYTES), dtype=np.uint8)
+    out[:, :width] = codes
+    return out.view(f"S{ID_BYTES}").reshape(u.shape[0]), int(lens.max())
 
 
 def _sort_order(ids: np.ndarray, longest: int) -> np.ndarray:

@@ -286,6 +286,8 @@ def register_routes(app: FastAPI, svc: Service, who_dep: Any,
     def epoch_param(epoch: int) -> int:
         if epoch < 1:
             raise InvalidInput("epoch", epoch, "must be a positive integer")
+        if epoch >= 2**63:  # beyond a BIGINT: certainly none (and not sent to the database)
+            raise UnknownEpoch("epoch", epoch, "no such epoch")
         return epoch
 
     @app.get("/v1/attestations/latest", responses=responses)
