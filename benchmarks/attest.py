@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 CPU: dict[str, float] = {}
 
 

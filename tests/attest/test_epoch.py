@@ -45,7 +45,8 @@ def test_recomputed_figures_match_single_account_margins() -> None:
         assert abs(leaf.equity - r.equity * SCALE) <= 1, acct
         assert abs(leaf.initial_margin - r.initial_margin * SCALE) <= 1, acct
         assert abs(leaf.maintenance_margin - r.maintenance_margin * SCALE) <= 1, acct
-    assert leaves.leaf("bob").equity == 300_000_000 and leaves.leaf("bob").initial_margin == 0
+    assert leaves.leaf("bob").equity == 300_000_000
+    assert leaves.leaf("bob").initial_margin == 0
     assert books[0].accounts == ["carol", "alice", "bob"]  # engine row order kept
 
 
@@ -63,7 +64,7 @@ def test_wrong_params_digest_refused() -> None:
     assert e.value.field == "inputs.books[0].params_digest"
 
 
-@pytest.mark.parametrize("path, value, field", [
+@pytest.mark.parametrize(("path", "value", "field"), [
     (("books", 0, "accounts", 0, "positions", 0, 1), "x", "quantity"),
     (("books", 0, "accounts", 0, "positions", 0, 0), "BTC-NOPE", "positions[0]"),
     (("books", 0, "accounts", 1, "balances"), {"ETH": "1"}, "balances"),
@@ -91,6 +92,8 @@ def test_document_and_proof(tmp_path) -> None:
     assert doc["attestation"]["leaves"]["count"] == 3
     assert doc["attestation"]["books"][0]["accounts"] == 3
     p = proof_document(doc, leaves, tree, "alice")
-    assert p["index"] == 0 and p["count"] == 3 and len(p["path"]) == 2
+    assert p["index"] == 0
+    assert p["count"] == 3
+    assert len(p["path"]) == 2
     with pytest.raises(InvalidInput):
         proof_document(doc, leaves, tree, "nobody")

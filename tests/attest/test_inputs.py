@@ -20,7 +20,8 @@ def test_book_rows_columns_and_floats() -> None:
     want = np.array([[0, -2, 0, 0.5], [0, 0, -1, 0], [0, 0, 0, 0]])
     assert np.array_equal(dense, want)
     ent = b.entry_notional
-    assert math.isnan(ent[0, 1]) and ent[0, 3] == 40000.0  # options at the mark
+    assert math.isnan(ent[0, 1])
+    assert ent[0, 3] == 40000.0
     assert b.collateral.tolist() == [[1.5], [0.02], [3.0]]
     assert b.positions.has_sorted_indices
 

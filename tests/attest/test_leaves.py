@@ -29,7 +29,8 @@ def _struct_leaf(acct: str, ccy: str, eq: int, im: int, mm: int, h: int) -> byte
 
 def test_fixed_point_hand_cases() -> None:
     # products exact in binary64: ties go to even
-    assert 2.5e-8 * 1e8 == 2.5 and 0.5e-8 * 1e8 == 0.5
+    assert 2.5e-8 * 1e8 == 2.5
+    assert 0.5e-8 * 1e8 == 0.5
     x = np.array([1.0, -0.5, 2.5e-8, 0.5e-8, -2.5e-8, 1.5e-8, 1.23456789, 0.0])
     # 1.5e-8 * 1e8 is 1.4999999999999998 in binary64, so it rounds to 1 (not 2)
     assert to_fixed(x, "equity").tolist() == [100_000_000, -50_000_000, 2, 0, -2, 1,
@@ -90,7 +91,7 @@ def test_liquidation_health_code() -> None:
     assert int(t.records["health"][0]) == 2  # 0 <= equity < MM
 
 
-@pytest.mark.parametrize("ids, field", [(["a", "a"], "account"), (["", "b"], "account"),
+@pytest.mark.parametrize(("ids", "field"), [(["a", "a"], "account"), (["", "b"], "account"),
                                         (["x" * 65, "b"], "account"), (["é", "b"], "account")])
 def test_bad_ids_refused(ids: list[str], field: str) -> None:
     with pytest.raises(InvalidInput) as e:

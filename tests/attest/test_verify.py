@@ -65,7 +65,7 @@ def test_tampered_leaf_caught(signed) -> None:
 
 
 def test_tampered_root_caught(signed) -> None:
-    key, doc, proof, inputs = signed
+    key, doc, proof, _inputs = signed
     d = copy.deepcopy(doc)
     d["attestation"]["merkle_root"] = "11" * 32
     assert "signature" in _failed(_run(d, pub=key.public_key()))

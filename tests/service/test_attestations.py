@@ -79,7 +79,8 @@ def test_every_market_update_is_attested_and_verifies(server: Server, tmp_path: 
     seq = r.json()["seq"]
     doc = _get(server, "risk", "/v1/attestations/latest")
     body = doc["attestation"]
-    assert body["epoch"] == before + 1 and body["seq"] == seq
+    assert body["epoch"] == before + 1
+    assert body["seq"] == seq
     assert _get(server, "risk", f"/v1/attestations/{body['epoch']}") == doc
     assert body["log_hash"] == _log_hash(server, seq)
     state = _get(server, "risk", "/v1/state")
@@ -107,27 +108,32 @@ def test_every_market_update_is_attested_and_verifies(server: Server, tmp_path: 
     p2 = copy.deepcopy(proof)
     p2["leaf"]["maintenance_margin"] -= 1
     r1 = _verify(tmp_path, doc, proof=p2, key=key)
-    assert r1.returncode == 1 and "FAIL inclusion" in r1.stdout
+    assert r1.returncode == 1
+    assert "FAIL inclusion" in r1.stdout
     for field, value, check in (("merkle_root", "00" * 32, "signature"),
                                 ("market_digest", "11" * 32, "signature")):
         d2 = copy.deepcopy(doc)
         d2["attestation"][field] = value
         r2 = _verify(tmp_path, d2, key=key)
-        assert r2.returncode == 1 and f"FAIL {check}" in r2.stdout, r2.stdout
+        assert r2.returncode == 1, r2.stdout
+        assert f"FAIL {check}" in r2.stdout, r2.stdout
     d3 = copy.deepcopy(doc)
     d3["signature"] = ("0" if d3["signature"][0] != "0" else "1") + d3["signature"][1:]
     r3 = _verify(tmp_path, d3, key=key)
-    assert r3.returncode == 1 and "INVALID: signature failed" in r3.stdout
+    assert r3.returncode == 1
+    assert "INVALID: signature failed" in r3.stdout
     # inputs that are not the attested ones
     i2 = copy.deepcopy(inputs)
     i2["books"][0]["accounts"][0]["balances"]["BTC"] = "123"
     r4 = _verify(tmp_path, doc, inputs=i2, key=key)
-    assert r4.returncode == 1 and "FAIL recompute" in r4.stdout
+    assert r4.returncode == 1
+    assert "FAIL recompute" in r4.stdout
     # bad input: exit 2, one line naming the file
     (tmp_path / "bad.json").write_text("{not json")
     r5 = subprocess.run([sys.executable, "-m", "pmargin.cli", "verify",
                          str(tmp_path / "bad.json")], capture_output=True, text=True)
-    assert r5.returncode == 2 and "ATTESTATION" in r5.stderr
+    assert r5.returncode == 2
+    assert "ATTESTATION" in r5.stderr
 
 
 def test_proofs_of_older_epochs_are_recomputed(server: Server, tmp_path: Path) -> None:
@@ -144,7 +150,8 @@ def test_proofs_of_older_epochs_are_recomputed(server: Server, tmp_path: Path) -
         assert server.post("operator", "/v1/market",
                            market_json(minutes=401 + k)).status_code == 200
     proof = _get(server, "risk", f"/v1/accounts/{own}/proof?epoch={e0}")
-    assert proof["epoch"] == e0 and proof["merkle_root"] == first["attestation"]["merkle_root"]
+    assert proof["epoch"] == e0
+    assert proof["merkle_root"] == first["attestation"]["merkle_root"]
     inputs = _get(server, "risk", f"/v1/attestations/{e0}/inputs")  # replayed to its seq
     mine = next(a for a in inputs["books"][0]["accounts"] if a["id"] == own)
     assert mine["positions"] == []  # the fill came after that epoch

@@ -19,7 +19,7 @@ from pmargin.service.server import open_service
 from tests.service.conftest import OPTION, market_json
 
 
-@pytest.fixture()
+@pytest.fixture
 def svc_client(tmp_path) -> Iterator[tuple[Any, TestClient, dict[str, str]]]:
     svc = open_service(f"sqlite:///{tmp_path / 'obs.db'}", attest_key=tmp_path / "k.pem")
     keys = {r: svc.store.create_key(r, None) for r in ("operator", "risk")}
@@ -67,12 +67,14 @@ def test_healthz_and_readyz(svc_client) -> None:
     svc, client, keys = svc_client
     assert client.get("/healthz").json()["ok"] is True
     r = client.get("/readyz")
-    assert r.status_code == 503 and r.json()["checks"]["market"] is False
+    assert r.status_code == 503
+    assert r.json()["checks"]["market"] is False
     _seed(client, keys)
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["ready"] and body["seq"] == body["log_seq"]
+    assert body["ready"]
+    assert body["seq"] == body["log_seq"]
     # the database unreachable: not ready, and it says so
     good = svc.store.engine
     svc.store.engine = sa.create_engine("sqlite:////nonexistent-dir/x.db")
@@ -86,7 +88,8 @@ def test_healthz_and_readyz(svc_client) -> None:
     svc.state.seq -= 1
     try:
         r = client.get("/readyz")
-        assert r.status_code == 503 and r.json()["checks"]["replayed"] is False
+        assert r.status_code == 503
+        assert r.json()["checks"]["replayed"] is False
     finally:
         svc.state.seq += 1
 
@@ -141,8 +144,12 @@ def test_json_logs_carry_the_sequence(svc_client) -> None:
     lines = [json.loads(x) for x in buf.getvalue().splitlines()]  # every line is JSON
     writes = [x for x in lines if x.get("event") == "write"]
     assert {"ts", "level", "logger", "msg", "seq", "kind"} <= set(writes[-1])
-    assert writes[-1]["seq"] == dep["seq"] and writes[-1]["kind"] == "deposit"
+    assert writes[-1]["seq"] == dep["seq"]
+    assert writes[-1]["kind"] == "deposit"
     seqs = [w["seq"] for w in writes]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
     att = [x for x in lines if x.get("event") == "attestation"]
-    assert att and att[0]["epoch"] == 1 and len(att[0]["merkle_root"]) == 64
+    assert att
+    assert att[0]["epoch"] == 1
+    assert len(att[0]["merkle_root"]) == 64

@@ -75,9 +75,9 @@ def market_digest(payload: Mapping[str, Any]) -> str:
 
 def log_step(prev_hex: str, seq: int, book: str, kind: str, payload: Any,
              created_at: str) -> str:
-    """Next link of the event-log hash chain.
+    r"""Next link of the event-log hash chain.
 
-    ``h_seq = SHA-256(b"pmargin-log/1\\x00" || h_prev || canonical JSON of
+    ``h_seq = SHA-256(b"pmargin-log/1\x00" || h_prev || canonical JSON of
     [seq, book, kind, payload, created_at])`` with ``h_0`` = 32 zero bytes; the JSON as in
     :func:`pmargin.attest.signing.canonical` (sorted keys, no whitespace, ASCII), ``payload``
     the event's JSON object as ``GET /v1/events`` returns it.
@@ -152,15 +152,15 @@ def book_from_inputs(book: Mapping[str, Any], where: str = "books[0]") -> Book:
             if name not in col:
                 raise InvalidInput(f"{w}.positions[{i}]", name, "is not among the instruments")
             q = float(_dec(p[1], f"{w}.positions[{i}].quantity"))
-            e = _dec(p[2], f"{w}.positions[{i}].entry_notional")
-            row.append((col[name], q, float("nan") if insts[col[name]].is_option else float(e)))
+            ed = _dec(p[2], f"{w}.positions[{i}].entry_notional")
+            row.append((col[name], q, float("nan") if insts[col[name]].is_option else float(ed)))
         row.sort(key=lambda t: t[0])
         if len({t[0] for t in row}) != len(row):
             raise InvalidInput(f"{w}.positions", a["id"], "lists an instrument twice")
-        for j, q, e in row:
+        for j, qf, ef in row:
             cols.append(j)
-            qs.append(q)
-            es.append(e)
+            qs.append(qf)
+            es.append(ef)
         indptr.append(len(cols))
         bal = a.get("balances", {})
         if not isinstance(bal, Mapping):

@@ -1,6 +1,6 @@
-"""Ed25519 signatures over the canonical encoding of an attestation (``cryptography``).
+r"""Ed25519 signatures over the canonical encoding of an attestation (``cryptography``).
 
-Signed message: ``b"pmargin-attestation/1\\x00"`` followed by the canonical JSON of the
+Signed message: ``b"pmargin-attestation/1\x00"`` followed by the canonical JSON of the
 attestation body: keys sorted, no whitespace (``separators=(",", ":")``), ASCII only
 (``ensure_ascii=True``); the body holds only strings, integers, lists and objects (no floats),
 so every JSON library encodes it to the same bytes.

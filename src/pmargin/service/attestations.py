@@ -276,7 +276,8 @@ def register_routes(app: FastAPI, svc: Service, who_dep: Any,
     def attestor() -> Attestor:
         if svc.attestor is None:
             raise UnknownEpoch("epoch", None, "attestations are off in this service")
-        return svc.attestor
+        a: Attestor = svc.attestor
+        return a
 
     def keyed(fn: Callable[..., Any]) -> Callable[..., Any]:
         # annotations are strings here (postponed evaluation): give FastAPI the dependency
