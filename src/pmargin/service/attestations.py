@@ -123,6 +123,8 @@ class Attestor:
             eng._flush()  # merged rows (already merged right after a market update)
             if list(eng.book.account_ids) != bs.accounts:
                 raise RuntimeError(f"book {bid}: engine rows differ from the accounts")
+            if not eng.book.positions.has_sorted_indices:  # the inputs' rows are in column
+                raise RuntimeError(f"book {bid}: engine rows are not in column order")
             res = eng.result
             books.append(BookMargins(bid, bs.cfg.margin_currency, bs.cfg.model, bs.model.digest,
                                      list(eng.book.account_ids), res.equity.copy(),
