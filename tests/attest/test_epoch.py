@@ -56,6 +56,14 @@ def test_recompute_is_deterministic_and_order_sensitive_only_in_layout() -> None
     assert a.records.tobytes() == b.records.tobytes()
 
 
+def test_missing_book_field_is_bad_input() -> None:
+    doc = inputs_doc()
+    del doc["books"][0]["model"]
+    with pytest.raises(InvalidInput) as e:
+        recompute_leaves(doc)
+    assert e.value.field == "inputs.books[0].model"
+
+
 def test_wrong_params_digest_refused() -> None:
     doc = inputs_doc()
     doc["books"][0]["params_digest"] = "0" * 64

@@ -129,8 +129,14 @@ def recompute_leaves(inputs: Mapping[str, Any]) -> tuple[list[BookMargins], Leaf
             raise InvalidInput(f"inputs.{k}", None, "is missing")
     market = market_from_stored(inputs["market"])
     out: list[BookMargins] = []
+    if not isinstance(inputs["books"], list):
+        raise InvalidInput("inputs.books", type(inputs["books"]).__name__, "must be a list")
     for i, b in enumerate(inputs["books"]):
         where = f"inputs.books[{i}]"
+        for k in ("id", "model", "params_digest"):
+            if not isinstance(b, Mapping) or not isinstance(b.get(k), str):
+                raise InvalidInput(f"{where}.{k}", b.get(k) if isinstance(b, Mapping) else b,
+                                   "is missing or not a string")
         model = load_model(str(b["model"]))
         if model.digest != b.get("params_digest"):
             raise InvalidInput(f"{where}.params_digest", b.get("params_digest"),
