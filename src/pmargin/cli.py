@@ -970,11 +970,14 @@ def serve(
         help="Comma-separated books this instance serves (default all; sharding)")] = None,
     peer: Annotated[list[str] | None, typer.Option(
         help="BOOK=URL of the instance serving another book (hint in 421 answers)")] = None,
+    attest_key: Annotated[Path | None, typer.Option(
+        help="Attestation signing key (default PMARGIN_ATTEST_KEY, else the venue's "
+             "[attest] key_path); generated on first start")] = None,
 ) -> None:
     """Run the margin service (HTTP API; docs at /docs)."""
     from pmargin.service.server import run
 
-    run(host, port, database_url, venue, demo, books, peer)
+    run(host, port, database_url, venue, demo, books, peer, attest_key)
 
 
 @keys_app.command("create")
@@ -988,6 +991,82 @@ def keys_create(
     from pmargin.service.server import create_key
 
     typer.echo(create_key(role, account, database_url))
+
+
+def _read_json(path: Path, option: str) -> Any:
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(option, str(path), "no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(option, str(path), "is a directory, not a JSON file") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(option, str(path), f"is not JSON ({exc})") from None
+
+
+@app.command()
+def verify(
+    attestation: Annotated[Path, typer.Argument(help="Attestation JSON (GET "
+                                                "/v1/attestations/{epoch})")],
+    proof: Annotated[Path | None, typer.Option(help="Inclusion proof JSON (GET "
+                                               "/v1/accounts/{id}/proof)")] = None,
+    recompute: Annotated[bool, typer.Option(
+        "--recompute", help="Re-run the engine on --inputs and compare the root")] = False,
+    inputs: Annotated[Path | None, typer.Option(
+        help="Inputs JSON (GET /v1/attestations/{epoch}/inputs), or a folder holding "
+             "inputs.json")] = None,
+    public_key: Annotated[Path | None, typer.Option(
+        help="The venue's public key: 64 hex digits, PEM, or the JSON of GET "
+             "/v1/attestations/public-key (default: the key in the document, which proves "
+             "integrity only)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an attestation: signature, inclusion of a leaf, and (--recompute) the root.
+
+    Exit status 0 when every check passes, 1 when one fails (named), 2 on bad input.
+    """
+    from pmargin.attest.signing import read_public_key
+    from pmargin.attest.verify import Report, check_attestation, check_proof, check_recompute
+
+    doc = _read_json(attestation, "ATTESTATION")
+    if not isinstance(doc, dict):
+        raise InvalidInput("ATTESTATION", str(attestation), "must hold a JSON object")
+    if recompute and inputs is None:
+        raise InvalidInput("--inputs", None, "--recompute needs the exported inputs")
+    pub = None
+    if public_key is not None:
+        try:
+            text = public_key.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InvalidInput("--public-key", str(public_key), "no such file") from None
+        pub = read_public_key(text, "--public-key")
+    report = Report()
+    check_attestation(doc, pub, report)
+    if proof is not None:
+        pf = _read_json(proof, "--proof")
+        if not isinstance(pf, dict):
+            raise InvalidInput("--proof", str(proof), "must hold a JSON object")
+        check_proof(doc, pf, report)
+    if recompute:
+        assert inputs is not None
+        path = inputs / "inputs.json" if inputs.is_dir() else inputs
+        data = _read_json(path, "--inputs")
+        if not isinstance(data, dict):
+            raise InvalidInput("--inputs", str(path), "must hold a JSON object")
+        check_recompute(doc, data, report)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for c in report.checks:
+            typer.echo(f"{'ok  ' if c.passed else 'FAIL'} {c.name}: {c.detail}")
+        failed = [c.name for c in report.checks if not c.passed]
+        typer.echo("valid" if report.valid else f"INVALID: {', '.join(failed)} failed")
+    if not report.valid:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,12 @@ ROUTES = [
     ("GET", "/v1/events", None, {"risk"}),
     ("GET", "/v1/state", None, {"risk"}),
     ("POST", "/v1/keys", lambda own, other: {"role": "risk"}, {"admin"}),
+    ("GET", "/v1/attestations/latest", None, set(ROLES)),
+    ("GET", "/v1/attestations/public-key", None, set(ROLES)),
+    ("GET", "/v1/attestations/{epoch}", None, set(ROLES)),
+    ("GET", "/v1/attestations/{epoch}/inputs", None, {"risk"}),
+    ("GET", "/v1/accounts/{own}/proof", None, {"trader", "risk"}),
+    ("GET", "/v1/accounts/{other}/proof", None, {"risk"}),
 ]
 
 
@@ -64,10 +70,10 @@ def test_every_route_with_every_role(server: Server) -> None:
     listed = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
     table = {(m, p.replace("{own}", "{account_id}").replace("{other}", "{account_id}"))
              for m, p, _, _ in ROUTES}
-    assert listed - {("GET", "/healthz")} == table
+    assert listed - {("GET", "/healthz"), ("GET", "/readyz")} == table
     minute = 1
     for method, template, body, allowed in ROUTES:
-        path = template.format(own=own, other=other)
+        path = template.format(own=own, other=other, epoch=1)
         for role in (*ROLES, None):
             payload = body(own, other) if body else None
             if template == "/v1/market" and payload is not None:

@@ -10,8 +10,9 @@ is a 409.
 import base64
 import gzip
 import json
+import logging
 import math
-import tempfile
+import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -39,11 +40,14 @@ from pmargin.service.config import VenueConfig
 from pmargin.service.distance import DistanceCache
 from pmargin.service.locking import BookLocks
 from pmargin.service.money import parse_decimal
+from pmargin.service.observability import Metrics
 from pmargin.service.sharding import Shard, WrongInstance
 from pmargin.service.state import Effect, UnknownAccount, VenueState
 from pmargin.service.store import Store, digest_of
 
 __all__ = ["Service", "create_app"]
+
+log = logging.getLogger("pmargin.service")
 
 ROLES = ("trader", "operator", "risk", "admin")
 MAX_BODY = 8 * 1024 * 1024
@@ -154,15 +158,9 @@ class KeyIn(_Body):
 
 def market_from_payload(payload: dict[str, Any]) -> MarketSnapshot:
     """Rebuild a market snapshot from its stored form (JSON market or gzipped Deribit CSV)."""
-    from pmargin.market.loaders import load_deribit_csv, load_market_json
+    from pmargin.attest.inputs import market_from_stored
 
-    if payload.get("format") == "deribit-csv":
-        raw = base64.b64decode(payload["gzip_b64"])
-        with tempfile.NamedTemporaryFile(suffix=".csv.gz") as f:
-            f.write(raw)
-            f.flush()
-            return load_deribit_csv(f.name)
-    return load_market_json(payload["market"])
+    return market_from_stored(payload)
 
 
 def _finite(x: float) -> float | None:
@@ -189,6 +187,9 @@ class Service:
         self.locks = BookLocks(b.id for b in self.cfg.books)
         self.lock = self.locks.all()
         self.distances = DistanceCache()
+        self.metrics = Metrics()
+        self.attestor: Any = None  # service.attestations.Attestor, set by open_service
+        self.accepted_at: float | None = None  # perf_counter() of the last market commit
         self.replay()
 
     def books_of(self, accounts: Iterable[str]) -> list[str] | None:
@@ -216,9 +217,10 @@ class Service:
             self.shard.refuse(book)
 
     # ------------------------------------------------------------------ replay
-    def effect_of(self, kind: str, book: str, p: dict[str, Any]) -> Effect:
-        """The effect of a logged event (same functions as the live path)."""
-        s = self.state
+    def effect_of(self, kind: str, book: str, p: dict[str, Any],
+                  state: VenueState | None = None) -> Effect:
+        """The effect of a logged event on ``state`` (default: the service's; as live)."""
+        s = self.state if state is None else state
         if kind == "account":
             return s.effect_account(p["id"], p["book"])
         if kind in ("deposit", "withdrawal"):
@@ -291,8 +293,12 @@ class Service:
                 seq = self.store.commit(eff, payload, key, digest, response, market_row)
             except sa.exc.IntegrityError:
                 return self._raced(key, digest)
+            if kind == "market":
+                self.accepted_at = time.perf_counter()
             with self.locks.view:
                 self.state.apply(eff, seq)
+            log.info("write", extra={"event": "write", "kind": kind, "seq": seq,
+                                     "book": eff.book})
             if after is not None:
                 after(response)
             return JSONResponse(response, 200)
@@ -369,6 +375,9 @@ class Service:
                     self.store.write_key(c, key, digest, 200, response, last)
                 if last is not None:
                     self.state.seq = last
+                    log.info("write", extra={"event": "write", "kind": "fill-batch",
+                                             "seq": last, "first_seq": seqs[0],
+                                             "fills": len(seqs)})
             except BaseException:
                 if accepted:
                     self.reload()
@@ -567,11 +576,33 @@ class Service:
         by replay, so a crash between the two loses only the summary.
         """
         s = self.state
+        by_health: dict[str, dict[str, int]] = {}
         for bid, bs in s.books.items():
             if bs.engine is None or bs.dirty or not bs.accounts or s.market_digest is None:
                 continue
-            self.store.save_margin(bid, s.seq, s.market_digest, bs.model.digest,
-                                   self._book_summary(bid))
+            summary = self._book_summary(bid)
+            by_health[bid] = summary["by_health"]
+            self.store.save_margin(bid, s.seq, s.market_digest, bs.model.digest, summary)
+        self.attest()
+        self.metrics.epoch_done(by_health, self.accepted_at)
+
+    def attest(self) -> None:
+        """Attest the current epoch (docs/attestations.md); a failure is logged, not raised.
+
+        The market write is already committed and applied: a failed attestation leaves that
+        epoch without one (counted in ``pmargin_attestation_failures_total``).
+        """
+        if self.attestor is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            self.attestor.attest(self)
+        except Exception:
+            self.metrics.attestation_failures.inc()
+            log.exception("attestation failed", extra={"event": "attestation_failed",
+                                                       "seq": self.state.seq})
+            return
+        self.metrics.attestation_seconds.observe(time.perf_counter() - t0)
 
     def _book_summary(self, bid: str) -> dict[str, Any]:
         with self.locks.view:  # copies of the margin arrays (microseconds), then no lock
@@ -652,7 +683,8 @@ def create_app(service: Service) -> FastAPI:
             return JSONResponse({"error": "wrong_instance", "field": exc.field,
                                  "value": exc.value, "reason": exc.reason,
                                  "location": exc.location}, 421)
-        status = 404 if isinstance(exc, UnknownAccount) else 422
+        status = 404 if isinstance(exc, UnknownAccount) or getattr(exc, "not_found", False) \
+            else 422
         return JSONResponse({"error": "not_found" if status == 404 else "invalid_input",
                              "field": exc.field, "value": _jsonable(exc.value),
                              "reason": exc.reason}, status)
@@ -936,6 +968,10 @@ def create_app(service: Service) -> FastAPI:
     def healthz() -> dict[str, Any]:
         return {"ok": True, "seq": service.state.seq}
 
+    from pmargin.service import attestations, observability
+
+    attestations.register_routes(app, service, Who, need, ERRORS)
+    observability.install(app, service)
     return app
 
 

@@ -59,6 +59,14 @@ class DemoConfig(_Strict):
     seed: int
 
 
+class AttestConfig(_Strict):
+    """Attestations (docs/attestations.md): the signing key and the proofs kept in memory."""
+
+    key_path: str = Field(default="var/attest-key.pem", min_length=1)
+    keep_epochs: int = Field(default=4, ge=1, le=1000)
+    workers: int = Field(default=1, ge=1, le=64)
+
+
 class VenueConfig(_Strict):
     """The whole venue."""
 
@@ -69,6 +77,8 @@ class VenueConfig(_Strict):
     money: MoneyConfig
     market: MarketConfig
     demo: DemoConfig
+    # optional so that venue files written before attestations still load (defaults above)
+    attest: AttestConfig = AttestConfig()
 
     def book(self, book_id: str) -> BookConfig:
         """Return the book named ``book_id``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +22,8 @@ __all__ = ["create_key", "demo_keys", "open_service", "run", "seed_demo"]
 
 
 def open_service(url: str | None = None, venue: str | Path | None = None,
-                 books: str | None = None, peers: list[str] | None = None) -> Service:
+                 books: str | None = None, peers: list[str] | None = None,
+                 attest_key: str | Path | None = None) -> Service:
     """Connect, migrate, replay: the service as stored.
 
     Parameters
@@ -35,6 +37,9 @@ def open_service(url: str | None = None, venue: str | Path | None = None,
         venue; see :mod:`pmargin.service.sharding`).
     peers : list of str, optional
         ``BOOK=URL`` of the instances serving other books (hints in 421 answers).
+    attest_key : str or Path, optional
+        Attestation signing key (default ``PMARGIN_ATTEST_KEY``, else ``[attest] key_path``
+        of the venue); generated on first start.
 
     Returns
     -------
@@ -53,7 +58,16 @@ def open_service(url: str | None = None, venue: str | Path | None = None,
         svc_model = __import__("pmargin.models", fromlist=["load_model"]).load_model(b.model)
         store.save_params(b.id, b.model, svc_model.digest,
                           svc_model.params.model_dump(mode="json"))
-    return Service(cfg, store, shard)
+    svc = Service(cfg, store, shard)
+    from pmargin.service.attestations import Attestor
+
+    key = attest_key or os.environ.get(ATTEST_KEY_ENV) or cfg.attest.key_path
+    svc.attestor = Attestor(engine, key, keep=cfg.attest.keep_epochs,
+                            workers=cfg.attest.workers)
+    return svc
+
+
+ATTEST_KEY_ENV = "PMARGIN_ATTEST_KEY"
 
 
 def _demo_market_payload() -> dict[str, Any]:
@@ -170,7 +184,7 @@ def _usd_mark(mkt: Any, name: str) -> float:
 
 def run(host: str = "127.0.0.1", port: int = 8000, url: str | None = None,
         venue: str | Path | None = None, demo: bool = False, books: str | None = None,
-        peers: list[str] | None = None) -> None:
+        peers: list[str] | None = None, attest_key: str | Path | None = None) -> None:
     """Start the service (blocking) with uvicorn; Ctrl-C stops it cleanly.
 
     ``books`` (comma-separated ids) makes this instance serve only those books of the venue,
@@ -178,6 +192,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, url: str | None = None,
     """
     import uvicorn
 
+    from pmargin.service.observability import setup_json_logs
     from pmargin.service.sharding import book_locks
 
     t0 = time.perf_counter()
@@ -186,7 +201,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, url: str | None = None,
         from pmargin.service.sharding import parse_books
 
         parse_books(books, [b.id for b in load_venue(venue).books])
-    svc = open_service(url, venue, books, peers)
+    setup_json_logs()
+    svc = open_service(url, venue, books, peers, attest_key)
     _lock = book_locks(svc.store.engine, svc.shard.owned)  # held until the process ends
     if demo and svc.state.seq == 0:
         print(f"seeding the demo venue ({svc.cfg.demo.accounts} accounts)...", flush=True)
@@ -201,6 +217,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, url: str | None = None,
         for b in svc.state.books:
             if svc.state.books[b].accounts:
                 svc.state.engine(b)
+        if svc.attestor is not None and svc.attestor.needs_start_epoch(svc):
+            with svc.lock:  # the market in use has no attestation yet (seeded, or a crash)
+                svc.attest()
     n = sum(len(b.accounts) for b in svc.state.books.values())
     print(f"pmargin service: {n} accounts, seq {svc.state.seq}, state "
           f"{svc.state.state_hash()[:16]}, ready in {time.perf_counter() - t0:.1f} s "
