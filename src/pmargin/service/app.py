@@ -8,18 +8,19 @@ is a 409.
 
 
 import base64
+import contextlib
 import gzip
 import json
 import math
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import (
@@ -171,6 +172,11 @@ class Service:
         self.store = store
         self.state = VenueState(cfg)
         self.lock = threading.RLock()
+        from pmargin.service.enforcement import Enforcer
+        from pmargin.service.stream import StreamHub
+
+        self.stream = StreamHub(cfg.stream.queue_size)
+        self.enforcer = Enforcer(self)
         self.replay()
 
     # ------------------------------------------------------------------ replay
@@ -187,13 +193,19 @@ class Service:
         if kind == "market":
             mkt = market_from_payload(self.store.market_payload(p["digest"]))
             return Effect("market", book, market=mkt, market_digest=p["digest"])
+        from pmargin.service.enforcement import LOGGED_KINDS
+
+        if kind in LOGGED_KINDS:
+            return self.enforcer.effect_of(kind, book, p)
         raise ValueError(f"unknown event kind {kind}")
 
     def replay(self) -> None:
         """Rebuild the state from the event log."""
         for ev in self.store.events():
-            eff = self.effect_of(ev.kind, ev.book, json.loads(ev.payload))
+            p = json.loads(ev.payload)
+            eff = self.effect_of(ev.kind, ev.book, p)
             self.state.apply(eff, int(ev.seq))
+            self.enforcer.observe(ev.kind, ev.book, p, int(ev.seq))
 
     # ------------------------------------------------------------------ writes
     def write(self, api_key_id: str, key: str | None, kind: str, payload: dict[str, Any],
@@ -234,8 +246,10 @@ class Service:
             eff.check_balanced()  # before anything is written (apply checks it again)
             seq = self.store.commit(eff, payload, key, digest, response, market_row)
             self.state.apply(eff, seq)
+            self.enforcer.observe(kind, eff.book, payload, seq)
             if after is not None:
                 after(response)
+            self.enforcer.after_write(kind, eff, seq)
             return JSONResponse(response, 200)
 
     def write_batch(self, api_key_id: str, key: str | None,
@@ -299,6 +313,11 @@ class Service:
                     self.store.write_key(c, key, digest, 200, response, last)
                 if last is not None:
                     self.state.seq = last
+                    done = Effect("fill", accepted[0][0].book)
+                    for e, _, _ in accepted:
+                        done.postings += e.postings
+                        done.positions.update(e.positions)
+                    self.enforcer.after_write("fill", done, last)
             except BaseException:
                 if accepted:
                     self.reload()
@@ -308,7 +327,61 @@ class Service:
     def reload(self) -> None:
         """Rebuild the in-memory state from the log (after a failed commit)."""
         self.state = VenueState(self.cfg)
+        self.enforcer.reset()
         self.replay()
+
+    def write_system(self, items: list[tuple[str, str, dict[str, Any], Effect, str]]
+                     ) -> list[int]:
+        """Events the service writes itself (health, liquidation steps): one transaction.
+
+        ``items`` are ``(kind, book, payload, effect, idempotency key)``; the keys are unique
+        in the log, so an event can never be written twice. Same lock, same rows and same
+        apply as :meth:`write`. Returns the sequence numbers.
+        """
+        with self.lock:
+            for it in items:
+                it[3].check_balanced()
+            with self.store.engine.begin() as c:
+                seqs = [self.store.write_event(c, eff, payload, key)
+                        for _, _, payload, eff, key in items]
+            for (kind, book, payload, eff, _), seq in zip(items, seqs, strict=True):
+                self.state.apply(eff, seq)
+                self.enforcer.observe(kind, book, payload, seq)
+                self.publish(kind, eff, seq, payload)
+            return seqs
+
+    def publish(self, kind: str, eff: Effect, seq: int,
+                payload: dict[str, Any] | None = None) -> None:
+        """Stream what an applied event changed (no I/O: queued per client)."""
+        hub = self.stream
+        if not hub.clients:
+            return
+        followed = hub.wants_accounts()
+        if followed:
+            if kind == "market":
+                touched = [a for a in followed if a in self.state.account_book]
+            else:
+                touched = sorted({a for (a, _) in eff.positions} | {
+                    a[5:] for a, _, _ in eff.postings if a.startswith("acct:")} & followed)
+            for a in touched:
+                try:
+                    v = self.account_view(a)
+                except PmarginError:
+                    continue
+                hub.publish_account(a, {"type": "margin", **{k: v[k] for k in (
+                    "id", "book", "balances", "equity", "initial_margin",
+                    "maintenance_margin", "health", "seq", "market_digest")}})
+            if kind in ("health", "liquidation") and payload is not None:
+                a = str(payload["account"])
+                if a in followed:
+                    hub.publish_account(a, {"type": kind, "seq": seq, **{
+                        k: v for k, v in payload.items() if k != "plan"}})
+        if hub.has_risk() and kind not in ("health",) and self.state.market is not None:
+            for bid, bs in self.state.books.items():
+                if bs.accounts:
+                    summ = self._book_summary(bid, largest=False)
+                    hub.publish_book({"type": "book", "seq": seq, "cause": kind, **summ,
+                                      **self.enforcer.book_section(bid)})
 
     # ------------------------------------------------------------------ checks
     def check_market(self, mkt: MarketSnapshot, eff: Effect | None = None) -> None:
@@ -430,6 +503,7 @@ class Service:
             "equity is not positive: the ratio is unbounded",
             "health": health_label(eq, im, mm),
             "seq": s.seq, "market_digest": s.market_digest,
+            "liquidation": self.enforcer.account_section(account),
         }
         if explain:
             from pmargin.reports.results import margin_json  # the CLI's --json, same schema
@@ -457,6 +531,10 @@ class Service:
             "collateral": {c: float(s.balance(account, c)) for c in s._currencies(bs)},
             "positions": positions})
 
+    def market(self) -> MarketSnapshot:
+        """The market in use (:class:`InvalidInput` naming ``market`` if there is none)."""
+        return self._market()
+
     def _market(self) -> MarketSnapshot:
         if self.state.market is None:
             raise InvalidInput("market", None, "no market yet: post one to /v1/market first")
@@ -473,16 +551,16 @@ class Service:
         for bid, bs in s.books.items():
             if bs.engine is None or bs.dirty or not bs.accounts or s.market_digest is None:
                 continue
-            self.store.save_margin(bid, s.seq, s.market_digest, bs.model.digest,
-                                   self._book_summary(bid))
+            self.enforcer.epoch = self.store.save_margin(
+                bid, s.seq, s.market_digest, bs.model.digest, self._book_summary(bid))
 
-    def _book_summary(self, bid: str) -> dict[str, Any]:
+    def _book_summary(self, bid: str, largest: bool = True) -> dict[str, Any]:
         bs = self.state.books[bid]
         res = self.state.engine(bid).result
         # one vectorised pass of the health rule (the same rule as health_label)
         codes = classify(res.equity, res.initial_margin, res.maintenance_margin)
         counts = np.bincount(codes, minlength=len(HEALTH_NAMES))
-        top = np.argsort(-res.initial_margin)[:10]
+        top = np.argsort(-res.initial_margin)[:10] if largest else np.zeros(0, np.int64)
         return {
             "id": bid, "accounts": len(bs.accounts),
             "by_health": {h: int(counts[k]) for k, h in enumerate(HEALTH_NAMES)},
@@ -499,7 +577,9 @@ class Service:
             if not bs.accounts or self.state.market is None:
                 out["books"].append({"id": bid, "accounts": len(bs.accounts)})
                 continue
-            out["books"].append(self._book_summary(bid))
+            out["books"].append({**self._book_summary(bid),
+                                 "enforcement": self.enforcer.book_section(bid)})
+        out["stream"] = self.stream.stats()
         return out
 
 
@@ -528,7 +608,15 @@ class MarginRefused(PmarginError):
 # ====================================================================== app
 def create_app(service: Service) -> FastAPI:
     """Build the FastAPI application around a :class:`Service`."""
-    app = FastAPI(title="pmargin service", version="1",
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.enforcer.start()  # resumes a liquidation a crash interrupted
+        try:
+            yield
+        finally:
+            service.enforcer.stop()
+
+    app = FastAPI(title="pmargin service", version="1", lifespan=lifespan,
                   description="Margin service: accounts, fills, transfers, market, margins.")
 
     @app.exception_handler(InvalidInput)
@@ -782,6 +870,18 @@ def create_app(service: Service) -> FastAPI:
             service.state.book_of(body.account)
         return {"key": service.store.create_key(body.role, body.account), "role": body.role,
                 "account": body.account}
+
+    @app.post("/v1/books/{book_id}/breaker/reset", responses=ERRORS)
+    def reset_breaker(book_id: str, who: Who) -> dict[str, Any]:
+        """Reset a tripped circuit breaker: automatic liquidation resumes (logged)."""
+        need(who, "risk")
+        return service.enforcer.reset_breaker(book_id, who[2])
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket) -> None:
+        from pmargin.service.stream import serve_stream
+
+        await serve_stream(service, ws)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
