@@ -201,7 +201,11 @@ def test_bankrupt_account_fund_then_adl(venue: Venue) -> None:
     assert venue.units("acct:b1") == 0
     assert venue.units("acct:w1") == 10**8 - (deficit - 5_000_000)
     assert venue.units(insurance_fund("BTC")) == 0
-    assert steps[-1]["outcome"] == "restored" or steps[-1]["after"]["equity"] == 0
+    assert steps[-1]["outcome"] == "closed" and steps[-1]["after"]["equity"] == 0
+    # the account's way down and back is in its health events
+    hb = [(e["from"], e["to"]) for e in venue.events("health") if e["account"] == "b1"]
+    assert hb == [("healthy", "bankrupt"), ("bankrupt", "healthy")]
+    assert venue.get("/v1/accounts/b1")["liquidation"]["health_logged"] == "healthy"
     assert venue.get("/v1/state")["conservation"] == {"BTC": 0}
     assert venue.svc.store.ledger_sums() == {"BTC": 0}
 

@@ -391,12 +391,16 @@ class Enforcer:
     def _log(self, book: str, lid: str, k: int, p: dict[str, Any], eff: Effect) -> None:
         p["postings"] = [[a, c, u] for a, c, u in eff.postings]
         p["positions"] = [[a, i, u, str(e)] for (a, i), (u, e) in eff.positions.items()]
-        self.svc.write_system([("liquidation", book, p, eff,
-                                f"{SYSTEM_KEY}/liq/{lid}/{k}")])
+        seq = self.svc.write_system([("liquidation", book, p, eff,
+                                      f"{SYSTEM_KEY}/liq/{lid}/{k}")])[0]
         cons = {c: u for c, u in self.svc.state.conservation().items() if u != 0}
         if cons:  # cannot happen with balanced effects: stop everything rather than go on
             self._stop.set()
             raise AssertionError(f"ledger does not conserve after {lid} step {k}: {cons}")
+        touched = {a for (a, _) in eff.positions}
+        touched |= {a[5:] for a, _, _ in eff.postings if a.startswith("acct:")}
+        if touched:  # the step re-margined these accounts: their health transitions
+            self._health_events(book, sorted(touched), seq)
 
     def _next_step(self, liq: Liquidation) -> None:
         s = self.svc.state
@@ -436,11 +440,13 @@ class Enforcer:
             self._log(book, liq.id, k, {**base, "action": loss_act, **detail}, eff)
             return
         outcome = ("bad_debt" if bal < 0 and not has_positions else
+                   "closed" if not has_positions else
                    "restored" if self._figures(book, acct)["health"] in ("healthy",
                                                                          "margin_call")
                    else "stuck")
         self._end(liq, k, outcome, {
             "restored": "equity back at or above maintenance margin",
+            "closed": "every position closed; the deficit, if any, was covered",
             "bad_debt": "a deficit nobody could cover is left on the account",
             "stuck": "still below maintenance margin after the plan; retried on the next "
                      "market"}[outcome])
@@ -490,7 +496,8 @@ class Enforcer:
                 eff.postings += [(user(acct), settle, cash), (clearing(book), settle, -cash)]
             eff.positions[(acct, name)] = (to_units(res.quantity, qq, "quantity"), res.entry)
             trades.append({"instrument": name, "quantity": str(from_units(dq, qq)),
-                           "price": str(price), "price_currency": settle,
+                           "price": str(price),
+                           "price_currency": settle if inst.is_option else "USD",
                            "price_usd": float(px_usd), "cash": str(res.cash)})
         mc = bs.cfg.margin_currency
         eq_before = self._figures(book, acct)["equity"]
