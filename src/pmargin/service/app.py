@@ -330,25 +330,41 @@ class Service:
         self.enforcer.reset()
         self.replay()
 
-    def write_system(self, items: list[tuple[str, str, dict[str, Any], Effect, str]]
+    def write_system(self, items: list[tuple[str, str, dict[str, Any], Effect, str]],
+                     follow: Callable[[list[int]], list[tuple[str, str, dict[str, Any],
+                                                             Effect, str]]] | None = None
                      ) -> list[int]:
         """Events the service writes itself (health, liquidation steps): one transaction.
 
         ``items`` are ``(kind, book, payload, effect, idempotency key)``; the keys are unique
-        in the log, so an event can never be written twice. Same lock, same rows and same
-        apply as :meth:`write`. Returns the sequence numbers.
+        in the log, so an event can never be written twice. Same lock and same rows as
+        :meth:`write`. The effects are applied in memory inside the transaction, then
+        ``follow(seqs)`` may return more events (the health transitions the change caused),
+        written in the same transaction: all of them or none are stored. If the commit fails
+        the in-memory state is rebuilt from the log. Returns the sequence numbers.
         """
         with self.lock:
             for it in items:
                 it[3].check_balanced()
-            with self.store.engine.begin() as c:
-                seqs = [self.store.write_event(c, eff, payload, key)
-                        for _, _, payload, eff, key in items]
-            for (kind, book, payload, eff, _), seq in zip(items, seqs, strict=True):
-                self.state.apply(eff, seq)
-                self.enforcer.observe(kind, book, payload, seq)
+            done: list[tuple[str, str, dict[str, Any], Effect, int]] = []
+            try:
+                with self.store.engine.begin() as c:
+                    batch = items
+                    while batch:
+                        seqs = [self.store.write_event(c, eff, payload, key)
+                                for _, _, payload, eff, key in batch]
+                        for (kind, book, payload, eff, _), seq in zip(batch, seqs, strict=True):
+                            self.state.apply(eff, seq)
+                            self.enforcer.observe(kind, book, payload, seq)
+                            done.append((kind, book, payload, eff, seq))
+                        batch = follow(seqs) if follow is not None and batch is items else []
+            except BaseException:
+                if done:
+                    self.reload()
+                raise
+            for kind, _, payload, eff, seq in done:
                 self.publish(kind, eff, seq, payload)
-            return seqs
+            return [d[4] for d in done]
 
     def publish(self, kind: str, eff: Effect, seq: int,
                 payload: dict[str, Any] | None = None) -> None:

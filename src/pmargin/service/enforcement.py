@@ -181,6 +181,12 @@ class Enforcer:
         self._wake.set()
 
     def _health_events(self, book: str, accounts: list[str] | None, cause: int) -> None:
+        items = self._health_items(book, accounts, cause)
+        if items:
+            self.svc.write_system(items)
+
+    def _health_items(self, book: str, accounts: list[str] | None, cause: int
+                      ) -> list[tuple[str, str, dict[str, Any], Effect, str]]:
         s = self.svc.state
         eng = s.engine(book)
         res = eng.result
@@ -193,10 +199,8 @@ class Enforcer:
         pays = self.health.transitions(names, res.equity[rows], res.initial_margin[rows],
                                        res.maintenance_margin[rows], epoch=self.epoch,
                                        cause_seq=cause)
-        if pays:
-            self.svc.write_system([(
-                "health", book, p, Effect("health", book),
-                f"{SYSTEM_KEY}/health/{cause}/{p['account']}") for p in pays])
+        return [("health", book, p, Effect("health", book),
+                 f"{SYSTEM_KEY}/health/{cause}/{p['account']}") for p in pays]
 
     # ------------------------------------------------------------------ breaker
     def under_mm(self, book: str) -> tuple[int, int]:
@@ -267,6 +271,13 @@ class Enforcer:
             with self.svc.store.engine.connect() as c:  # the epoch in use before a restart
                 last = c.execute(sa.select(sa.func.max(T.margin_results.c.epoch))).scalar()
             self.epoch = None if last is None else int(last)
+            if self.svc.state.market is not None:
+                # a crash between an outside write and its health events (two transactions)
+                # left transitions unlogged: log them now, caused by the last event
+                for bid, bs in self.svc.state.books.items():
+                    if bs.accounts:
+                        self._health_events(bid, None, self.svc.state.seq)
+                        self._check_breaker(bid, self.svc.state.seq)
             for bid, bs in self.svc.state.books.items():
                 seed = self.cfg.insurance_fund_seed
                 if bid not in self.seeded and seed > 0:
@@ -391,16 +402,16 @@ class Enforcer:
     def _log(self, book: str, lid: str, k: int, p: dict[str, Any], eff: Effect) -> None:
         p["postings"] = [[a, c, u] for a, c, u in eff.postings]
         p["positions"] = [[a, i, u, str(e)] for (a, i), (u, e) in eff.positions.items()]
-        seq = self.svc.write_system([("liquidation", book, p, eff,
-                                      f"{SYSTEM_KEY}/liq/{lid}/{k}")])[0]
+        touched = sorted({a for (a, _) in eff.positions} |
+                         {a[5:] for a, _, _ in eff.postings if a.startswith("acct:")})
+        # the step and the health transitions it causes: one transaction
+        self.svc.write_system([("liquidation", book, p, eff, f"{SYSTEM_KEY}/liq/{lid}/{k}")],
+                              follow=lambda seqs: self._health_items(book, touched, seqs[0])
+                              if touched else [])
         cons = {c: u for c, u in self.svc.state.conservation().items() if u != 0}
         if cons:  # cannot happen with balanced effects: stop everything rather than go on
             self._stop.set()
             raise AssertionError(f"ledger does not conserve after {lid} step {k}: {cons}")
-        touched = {a for (a, _) in eff.positions}
-        touched |= {a[5:] for a, _, _ in eff.postings if a.startswith("acct:")}
-        if touched:  # the step re-margined these accounts: their health transitions
-            self._health_events(book, sorted(touched), seq)
 
     def _next_step(self, liq: Liquidation) -> None:
         s = self.svc.state
