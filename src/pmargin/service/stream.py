@@ -148,17 +148,20 @@ async def serve_stream(service: Service, ws: WebSocket) -> None:
     if role not in ("trader", "risk") or (role == "trader" and own is None):
         await ws.close(4403, f"role {role} has no stream (trader or risk)")
         return
+    limit = service.cfg.stream.socket_buffer_bytes
+    transport = _bound_buffers(ws, limit)
     hub: StreamHub = service.stream
     client = hub.add(role, frozenset([own] if own else []), asyncio.get_running_loop())
     try:
         await ws.send_json({"type": "hello", "role": role, "accounts": sorted(client.accounts),
                             "seq": service.state.seq, "queue_size": client.limit})
-        sender = asyncio.create_task(_pump(ws, client))
+        sender = asyncio.create_task(_pump(ws, client, transport, limit))
         reader = asyncio.create_task(_drain_incoming(ws))
         gone = asyncio.create_task(client.gone.wait())
         await asyncio.wait({sender, reader, gone}, return_when=asyncio.FIRST_COMPLETED)
         for t in (sender, reader, gone):
             t.cancel()
+        hub.remove(client)
         if client.dropped is not None and client.dropped != "closed":
             with contextlib.suppress(Exception):
                 # a stalled client reads the close frame once it reads again (bounded wait)
@@ -167,11 +170,18 @@ async def serve_stream(service: Service, ws: WebSocket) -> None:
         hub.remove(client)
 
 
-async def _pump(ws: WebSocket, c: StreamClient) -> None:
+async def _pump(ws: WebSocket, c: StreamClient, transport: Any, limit: int) -> None:
     while True:
         await c.wake.wait()
         c.wake.clear()
         while c.queue and c.dropped is None:
+            # the ASGI server may buffer without limit (uvicorn's sans-I/O protocol writes
+            # straight to the transport): wait here while the client has not taken what was
+            # sent, so that its queue, not the server's memory, takes the back-pressure
+            while transport is not None and transport.get_write_buffer_size() > limit:
+                if c.dropped is not None:
+                    return
+                await asyncio.sleep(0.01)
             await ws.send_json(c.queue.popleft())
             c.sent += 1
         if c.dropped is not None:
@@ -182,3 +192,42 @@ async def _drain_incoming(ws: WebSocket) -> None:
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             await ws.receive_text()
+
+
+def _bound_buffers(ws: WebSocket, nbytes: int) -> Any:
+    """Bound what the kernel and the transport hold for this client (best effort).
+
+    Without it a stalled reader absorbs megabytes of socket buffers before a send blocks, so
+    the per-client queue (the back-pressure the service controls) would fill only long after
+    the client stopped reading. Found through the ASGI server's protocol object (uvicorn's);
+    with another server the buffers stay as they are and only the queue bounds the client.
+    """
+    import socket
+
+    transport = _find_transport(getattr(ws, "_send", None), 6)
+    if transport is None:
+        return None
+    with contextlib.suppress(Exception):
+        transport.set_write_buffer_limits(high=nbytes)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+    return transport
+
+
+def _find_transport(fn: Any, depth: int) -> Any:
+    """The asyncio transport behind an ASGI ``send`` (through middleware closures), or None."""
+    if fn is None or depth == 0:
+        return None
+    owner = getattr(fn, "__self__", None)
+    t = getattr(owner, "transport", None)
+    if t is not None and hasattr(t, "get_write_buffer_size"):
+        return t
+    for cell in getattr(fn, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):
+            if callable(cell.cell_contents):
+                t = _find_transport(cell.cell_contents, depth - 1)
+                if t is not None:
+                    return t
+    return None
