@@ -98,7 +98,8 @@ def test_covid_crash_enforced_automatically_with_a_restart(tmp_path: Path) -> No
                 if e["kind"] == "liquidation":
                     liqs.setdefault(e["liquidation"], []).append(e)
             assert len(liqs) >= 3
-            assert open_before in liqs and liqs[open_before][-1]["action"] == "end"
+            assert open_before in liqs
+            assert liqs[open_before][-1]["action"] == "end"
             # money: the ledger conserves to zero per currency, in memory and in the database
             assert all(v == 0 for v in state["conservation"].values())
             eng = sa.create_engine(srv.db_url)
@@ -116,7 +117,8 @@ def test_covid_crash_enforced_automatically_with_a_restart(tmp_path: Path) -> No
                     # a health event put the account in liquidation before the start
                     h = [e for e in evs if e["kind"] == "health" and e["account"] == acct
                          and e["seq"] < steps[0]["seq"]]
-                    assert h and h[-1]["to"] in ("liquidation", "bankrupt"), lid
+                    assert h, lid
+                    assert h[-1]["to"] in ("liquidation", "bankrupt"), lid
                     # the stored ledger rows of each step are exactly its logged postings
                     for s in steps:
                         rows = conn.execute(sa.text(

@@ -107,7 +107,8 @@ def test_health_transitions_are_events_and_survive_replay(venue: Venue) -> None:
     assert ev[0]["equity"] == pytest.approx(acct["equity"], rel=1e-12)
     assert acct["equity"] == pytest.approx(0.2 - 1 / 3, abs=2e-3)  # perp mark = index
     assert ev[0]["maintenance_margin"] == pytest.approx(acct["maintenance_margin"])
-    assert ev[0]["epoch"] is not None and ev[0]["cause_seq"] < ev[0]["seq"]
+    assert ev[0]["epoch"] is not None
+    assert ev[0]["cause_seq"] < ev[0]["seq"]
     # a deposit that brings it back above IM: the way back is an event too
     venue.post("/v1/transfers", {"account": "h1", "currency": "BTC", "amount": "2",
                                  "direction": "deposit"})
@@ -135,7 +136,9 @@ def test_liquidation_restores_an_account_step_by_step(venue: Venue) -> None:
     venue.run()
     steps = _liq_steps(venue, "r1")
     acts = [s["action"] for s in steps]
-    assert acts[0] == "start" and acts[-1] == "end" and "trade" in acts
+    assert acts[0] == "start"
+    assert acts[-1] == "end"
+    assert "trade" in acts
     assert [s["step"] for s in steps] == list(range(len(steps)))
     assert len({s["liquidation"] for s in steps}) == 1
     # each trade's cash is the exact value of the position closed at the logged price
@@ -163,7 +166,8 @@ def test_liquidation_restores_an_account_step_by_step(venue: Venue) -> None:
     assert after["equity"] >= after["maintenance_margin"]
     assert Decimal(after["positions"][0]["quantity"]) == held if held else True
     sec = after["liquidation"]
-    assert sec["state"] == "done" and sec["current"]["outcome"] == "restored"
+    assert sec["state"] == "done"
+    assert sec["current"]["outcome"] == "restored"
     assert [s["action"] for s in sec["current"]["steps"]] == acts
     assert venue.get("/v1/state")["conservation"] == {"BTC": 0}
     # nothing more to do on this market
@@ -182,7 +186,8 @@ def test_bankrupt_account_fund_then_adl(venue: Venue) -> None:
     venue.run()
     steps = _liq_steps(venue, "b1")
     acts = [s["action"] for s in steps]
-    assert acts[0] == "start" and acts[-1] == "end"
+    assert acts[0] == "start"
+    assert acts[-1] == "end"
     assert acts[-3:-1] == ["fund", "adl"]
     assert not venue.svc.state.books["BTC"].positions.get("b1")
     trade_cash = sum(int(Decimal(t["cash"]) / Q) for s in steps if s["action"] == "trade"
@@ -193,7 +198,8 @@ def test_bankrupt_account_fund_then_adl(venue: Venue) -> None:
     # closing 1 coin short at ~120,000 after selling at 80,000 loses about 1/3 BTC
     assert deficit == pytest.approx(10**8 / 3 - 15_000_000, rel=0.02)
     fund = steps[acts.index("fund")]
-    assert int(Decimal(fund["paid"]) / Q) == 5_000_000 and Decimal(fund["deficit"]) == \
+    assert int(Decimal(fund["paid"]) / Q) == 5_000_000
+    assert Decimal(fund["deficit"]) == \
         Decimal(deficit) * Q
     adl = steps[acts.index("adl")]
     assert adl["taken"] == {"w1": str(Decimal(deficit - 5_000_000) * Q)}
@@ -201,7 +207,8 @@ def test_bankrupt_account_fund_then_adl(venue: Venue) -> None:
     assert venue.units("acct:b1") == 0
     assert venue.units("acct:w1") == 10**8 - (deficit - 5_000_000)
     assert venue.units(insurance_fund("BTC")) == 0
-    assert steps[-1]["outcome"] == "closed" and steps[-1]["after"]["equity"] == 0
+    assert steps[-1]["outcome"] == "closed"
+    assert steps[-1]["after"]["equity"] == 0
     # the account's way down and back is in its health events
     hb = [(e["from"], e["to"]) for e in venue.events("health") if e["account"] == "b1"]
     assert hb == [("healthy", "bankrupt"), ("bankrupt", "healthy")]
@@ -240,11 +247,14 @@ def test_breaker_stops_liquidation_until_reset(venue: Venue) -> None:
     venue.market(110000.0)  # 4 of 5 under MM: 80 % > 50 %
     br = venue.events("breaker")
     assert [b["state"] for b in br] == ["tripped"]
-    assert br[0]["under_mm"] == 4 and br[0]["accounts"] == 5
+    assert br[0]["under_mm"] == 4
+    assert br[0]["accounts"] == 5
     book = venue.get("/v1/book")["books"][0]["enforcement"]
-    assert book["breaker"]["state"] == "tripped" and "automatic liquidation stopped" in \
+    assert book["breaker"]["state"] == "tripped"
+    assert "automatic liquidation stopped" in \
         book["breaker"]["last"]["alert"]
-    assert venue.run() == 0 and venue.events("liquidation") == []
+    assert venue.run() == 0
+    assert venue.events("liquidation") == []
     assert venue.get("/v1/accounts/s0")["liquidation"]["state"] == "none"
     # only a risk key resets it
     r = venue.client.post("/v1/books/BTC/breaker/reset", headers={
@@ -275,8 +285,10 @@ def test_bad_reset_changes_nothing(venue: Venue) -> None:
     h = venue.get("/v1/state")["state_hash"]
     r = venue.client.post("/v1/books/BTC/breaker/reset", headers={
         "Authorization": f"Bearer {venue.keys['risk']}"})
-    assert r.status_code == 422 and r.json()["field"] == "book"
+    assert r.status_code == 422
+    assert r.json()["field"] == "book"
     r = venue.client.post("/v1/books/NOPE/breaker/reset", headers={
         "Authorization": f"Bearer {venue.keys['risk']}"})
-    assert r.status_code == 422 and r.json()["value"] == "NOPE"
+    assert r.status_code == 422
+    assert r.json()["value"] == "NOPE"
     assert venue.get("/v1/state")["state_hash"] == h

@@ -1,8 +1,9 @@
 """The WebSocket stream of a real server: roles, keys, and a stalled client dropped.
 
 A stalled client is a real TCP peer that stops reading after the upgrade (a raw socket with a
-4 KB receive buffer): what the server sent it piles up, its queue fills, and it is dropped with close code 4008 while a normal client keeps receiving every
-update and the write path keeps its latency.
+4 KB receive buffer): what the server sent it piles up, its queue fills, and it is dropped with
+close code 4008 while a normal client keeps receiving every update and the write path keeps its
+latency.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import base64
 import json
 import os
 import socket
-import struct
 import statistics
+import struct
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,12 +75,14 @@ def recv(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
 def test_trader_key_in_query_gets_its_own_account_only(srv: Server) -> None:
     with connect(ws_url(srv, f"key={srv.keys['trader']}")) as ws:
         hello = recv(ws)
-        assert hello["type"] == "hello" and hello["role"] == "trader"
+        assert hello["type"] == "hello"
+        assert hello["role"] == "trader"
         assert hello["accounts"] == ["t1"]
         deposit(srv, "t2")  # not t1's: nothing for this client
         deposit(srv, "t1")
         m = recv(ws)
-        assert m["type"] == "margin" and m["id"] == "t1"
+        assert m["type"] == "margin"
+        assert m["id"] == "t1"
         assert m["balances"]["BTC"] == "0.201"
         # BTC +40 %: t1 (short 1, 0.201 BTC) loses 1 - 8/11.2 = 0.2857 BTC: bankrupt
         assert srv.post("operator", "/v1/market", market_json(112000.0, 1)).is_success
@@ -98,7 +100,9 @@ def test_risk_key_in_first_message_and_in_header(srv: Server) -> None:
         assert recv(ws)["role"] == "risk"
         deposit(srv, "t2")
         m = recv(ws)
-        assert m["type"] == "book" and m["id"] == "BTC" and m["accounts"] == 2
+        assert m["type"] == "book"
+        assert m["id"] == "BTC"
+        assert m["accounts"] == 2
         assert set(m["by_health"]) == {"healthy", "margin_call", "liquidation", "bankrupt"}
         assert {"total_initial_margin", "total_maintenance_margin", "insurance_fund",
                 "liquidation_in_progress", "breaker"} <= set(m)
@@ -117,7 +121,8 @@ def test_refused_keys_are_closed_with_a_reason(srv: Server, query: str, code: in
             ws.send(json.dumps({"nokey": 1}))
         with pytest.raises(ConnectionClosed) as exc:
             ws.recv(timeout=10)
-    assert exc.value.rcvd is not None and exc.value.rcvd.code == code
+    assert exc.value.rcvd is not None
+    assert exc.value.rcvd.code == code
     assert exc.value.rcvd.reason
 
 
@@ -212,12 +217,15 @@ def test_stalled_client_dropped_normal_one_served_writer_unslowed(srv: Server) -
         n = len(lat)
         assert n >= 100
         # the normal client got an update for every write, in order, none lost
-        assert seen == sorted(seen) and len(set(seen)) == len(seen)
-        assert seen[-1] == int(st["seq"]) and len(seen) >= n
+        assert seen == sorted(seen)
+        assert len(set(seen)) == len(seen)
+        assert seen[-1] == int(st["seq"])
+        assert len(seen) >= n
         # the write path did not slow down while the stalled client filled up and was dropped
         first, last = statistics.median(lat[:50]), statistics.median(lat[-50:])
         assert last <= 2 * first + 0.01, (first, last)
         # the stalled client, reading again, finds the close frame with the reason
         code, reason = _close_frame(stalled)
-        assert code == 4008 and reason.startswith("slow client"), (code, reason)
+        assert code == 4008, reason
+        assert reason.startswith("slow client"), reason
         stalled.close()

@@ -487,7 +487,7 @@ class Enforcer:
         for name, q, px_usd in st["trades"]:
             inst = parse_instrument(name)
             held, entry = bs.positions.get(acct, {}).get(name, (0, Decimal(0)))
-            dq = int(round(Decimal(repr(float(q))) / qq))
+            dq = round(Decimal(repr(float(q))) / qq)
             if held and (dq < 0) != (held < 0) and (abs(dq) >= abs(held) or
                                                      abs(held + dq) <= abs(held) * 1e-6):
                 dq = -held  # a close: exactly the position (never a flip by rounding)
@@ -595,7 +595,7 @@ class Enforcer:
         s = self.svc.state
         mc = s.books[book].cfg.margin_currency
         lid = self.open.get(book)
-        n_under, n = self.under_mm(book)
+        n_under, _n = self.under_mm(book)
         return {"breaker": {"state": self.breaker_state(book),
                             "last": self.breaker.get(book)},
                 "insurance_fund": str(from_units(

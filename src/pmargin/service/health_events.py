@@ -76,7 +76,8 @@ class HealthTracker:
                 if c is not None:
                     last[i] = c
         out = []
-        for i in np.flatnonzero(ok & (codes != last)):
+        for k in np.flatnonzero(ok & (codes != last)).tolist():
+            i = int(k)
             out.append({"account": accounts[i], "from": HEALTH_NAMES[int(last[i])],
                         "to": HEALTH_NAMES[int(codes[i])], "equity": float(eq[i]),
                         "initial_margin": float(im[i]), "maintenance_margin": float(mm[i]),
