@@ -45,7 +45,7 @@ def _wait_idle(srv: Any, timeout: float = 300) -> None:
         while time.monotonic() < deadline:
             b = c.get("/v1/book").json()
             n = len(enforcement_events(srv))
-            if b["books"][0]["enforcement"]["liquidation_in_progress"] is None and n == last:
+            if b["enforcement"]["BTC"]["liquidation_in_progress"] is None and n == last:
                 quiet += 1
                 if quiet >= 3:
                     return
@@ -79,7 +79,7 @@ def test_covid_crash_enforced_automatically_with_a_restart(tmp_path: Path) -> No
             assert r.status_code == 200, r.text[:300]
             if not killed_mid:
                 with srv.client("risk") as c:
-                    enf = c.get("/v1/book").json()["books"][0]["enforcement"]
+                    enf = c.get("/v1/book").json()["enforcement"]["BTC"]
                 if enf["liquidation_in_progress"] is not None:
                     srv.kill()
                     open_before = enf["liquidation_in_progress"]

@@ -249,7 +249,7 @@ def test_breaker_stops_liquidation_until_reset(venue: Venue) -> None:
     assert [b["state"] for b in br] == ["tripped"]
     assert br[0]["under_mm"] == 4
     assert br[0]["accounts"] == 5
-    book = venue.get("/v1/book")["books"][0]["enforcement"]
+    book = venue.get("/v1/book")["enforcement"]["BTC"]
     assert book["breaker"]["state"] == "tripped"
     assert "automatic liquidation stopped" in \
         book["breaker"]["last"]["alert"]

@@ -117,7 +117,7 @@ def wait_done(srv: Server, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     with srv.client("risk") as c:
         while time.monotonic() < deadline:
-            b = c.get("/v1/book").json()["books"][0]["enforcement"]
+            b = c.get("/v1/book").json()["enforcement"]["BTC"]
             ends = [e for e in enforcement_events(srv) if e["kind"] == "liquidation"
                     and e["action"] == "end"]
             if b["liquidation_in_progress"] is None and len(ends) >= 4:

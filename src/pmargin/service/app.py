@@ -593,8 +593,8 @@ class Service:
             if not bs.accounts or self.state.market is None:
                 out["books"].append({"id": bid, "accounts": len(bs.accounts)})
                 continue
-            out["books"].append({**self._book_summary(bid),
-                                 "enforcement": self.enforcer.book_section(bid)})
+            out["books"].append(self._book_summary(bid))
+            out.setdefault("enforcement", {})[bid] = self.enforcer.book_section(bid)
         out["stream"] = self.stream.stats()
         return out
 

@@ -598,8 +598,8 @@ class Enforcer:
         n_under, _n = self.under_mm(book)
         return {"breaker": {"state": self.breaker_state(book),
                             "last": self.breaker.get(book)},
-                "insurance_fund": str(from_units(
-                    s.balances.get((insurance_fund(book), mc), 0), self._q(mc))),
+                "insurance_fund": format(from_units(
+                    s.balances.get((insurance_fund(book), mc), 0), self._q(mc)), "f"),
                 "under_maintenance_margin": n_under,
                 "liquidation_in_progress": lid,
                 "liquidations_done": sum(1 for x in self.liquidations.values()
