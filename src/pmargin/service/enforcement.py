@@ -311,7 +311,7 @@ class Enforcer:
                 try:
                     did = self.step_once()
                 except Exception as exc:  # logged and retried on the next wake, never silent
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    self.errors = [*self.errors[-99:], f"{type(exc).__name__}: {exc}"]
                     did = False
                 if not did:
                     break
@@ -602,5 +602,7 @@ class Enforcer:
                     s.balances.get((insurance_fund(book), mc), 0), self._q(mc)), "f"),
                 "under_maintenance_margin": n_under,
                 "liquidation_in_progress": lid,
+                "worker_errors": len(self.errors), "last_worker_error": (
+                    self.errors[-1] if self.errors else None),
                 "liquidations_done": sum(1 for x in self.liquidations.values()
                                          if x.book == book and x.done)}
