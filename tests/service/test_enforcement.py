@@ -292,3 +292,17 @@ def test_bad_reset_changes_nothing(venue: Venue) -> None:
     assert r.status_code == 422
     assert r.json()["value"] == "NOPE"
     assert venue.get("/v1/state")["state_hash"] == h
+
+
+def test_bad_enforcement_settings_are_refused(tmp_path: Path) -> None:
+    from pmargin.errors import ParamsError
+    from pmargin.service.config import load_venue
+
+    with pytest.raises(ParamsError, match="breaker_share"):
+        load_venue(venue_file(tmp_path, breaker_share=1.5))
+    with pytest.raises(ParamsError, match="loss_method"):
+        load_venue(venue_file(tmp_path, loss_method="pray"))
+    venue = venue_file(tmp_path, method="auction")
+    with pytest.raises(ParamsError, match=r"enforcement\.method") as exc:
+        open_service(f"sqlite:///{tmp_path / 'm.db'}", venue)
+    assert "auction" in str(exc.value)
