@@ -21,10 +21,10 @@ from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.service.conftest import market_json  # noqa: E402
-from tests.service.test_enforcement_server import start_server  # noqa: E402
-from tests.service.test_stream import _stalled_client  # noqa: E402
-from tests.service.venues import venue_file  # noqa: E402
+from tests.service.conftest import market_json
+from tests.service.test_enforcement_server import start_server
+from tests.service.test_stream import _stalled_client
+from tests.service.venues import venue_file
 
 
 def _deposits(op: httpx.Client, n: int) -> list[float]:
