@@ -56,6 +56,8 @@ ROUTES = [
     ("GET", "/v1/attestations/{epoch}/inputs", None, {"risk"}),
     ("GET", "/v1/accounts/{own}/proof", None, {"trader", "risk"}),
     ("GET", "/v1/accounts/{other}/proof", None, {"risk"}),
+    # allowed: 422 (the breaker is not tripped) is the answer of an allowed role here
+    ("POST", "/v1/books/{book_id}/breaker/reset", None, {"risk"}),
 ]
 
 
@@ -73,7 +75,7 @@ def test_every_route_with_every_role(server: Server) -> None:
     assert listed - {("GET", "/healthz"), ("GET", "/readyz")} == table
     minute = 1
     for method, template, body, allowed in ROUTES:
-        path = template.format(own=own, other=other, epoch=1)
+        path = template.format(own=own, other=other, epoch=1, book_id="BTC")
         for role in (*ROLES, None):
             payload = body(own, other) if body else None
             if template == "/v1/market" and payload is not None:
@@ -86,6 +88,9 @@ def test_every_route_with_every_role(server: Server) -> None:
                               timeout=60)
             if role is None:
                 assert r.status_code == 401, (method, path, r.text)
+            elif role in allowed and "breaker" in path:
+                assert r.status_code == 422, (method, path, role, r.text)
+                assert r.json()["field"] == "book"
             elif role in allowed:
                 assert r.status_code == 200, (method, path, role, r.text)
             else:

@@ -8,19 +8,20 @@ is a 409.
 
 
 import base64
+import contextlib
 import gzip
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -190,6 +191,11 @@ class Service:
         self.metrics = Metrics()
         self.attestor: Any = None  # service.attestations.Attestor, set by open_service
         self.accepted_at: float | None = None  # perf_counter() of the last market commit
+        from pmargin.service.enforcement import Enforcer
+        from pmargin.service.stream import StreamHub
+
+        self.stream = StreamHub(self.cfg.stream.queue_size)
+        self.enforcer = Enforcer(self)
         self.replay()
 
     def books_of(self, accounts: Iterable[str]) -> list[str] | None:
@@ -231,17 +237,23 @@ class Service:
         if kind == "market":
             mkt = market_from_payload(self.store.market_payload(p["digest"]))
             return Effect("market", book, market=mkt, market_digest=p["digest"])
+        from pmargin.service.enforcement import LOGGED_KINDS
+
+        if kind in LOGGED_KINDS:
+            return self.enforcer.effect_of(kind, book, p)
         raise ValueError(f"unknown event kind {kind}")
 
     def replay(self) -> None:
         """Rebuild the state from the event log (the events of the books owned here)."""
         for ev in self.store.events():
+            p = json.loads(ev.payload)
             if ev.book not in self.shard.owned:
                 if ev.kind == "account":
-                    self.shard.foreign[json.loads(ev.payload)["id"]] = ev.book
+                    self.shard.foreign[p["id"]] = ev.book
                 continue
-            eff = self.effect_of(ev.kind, ev.book, json.loads(ev.payload))
+            eff = self.effect_of(ev.kind, ev.book, p)
             self.state.apply(eff, int(ev.seq))
+            self.enforcer.observe(ev.kind, ev.book, p, int(ev.seq))
 
     # ------------------------------------------------------------------ writes
     def write(self, api_key_id: str, key: str | None, kind: str, payload: dict[str, Any],
@@ -299,8 +311,10 @@ class Service:
                 self.state.apply(eff, seq)
             log.info("write", extra={"event": "write", "kind": kind, "seq": seq,
                                      "book": eff.book})
+            self.enforcer.observe(kind, eff.book, payload, seq)
             if after is not None:
                 after(response)
+            self.enforcer.after_write(kind, eff, seq)
             return JSONResponse(response, 200)
 
     def _raced(self, key: str, digest: str) -> JSONResponse:
@@ -378,6 +392,11 @@ class Service:
                     log.info("write", extra={"event": "write", "kind": "fill-batch",
                                              "seq": last, "first_seq": seqs[0],
                                              "fills": len(seqs)})
+                    done = Effect("fill", accepted[0][0].book)
+                    for e, _, _ in accepted:
+                        done.postings += e.postings
+                        done.positions.update(e.positions)
+                    self.enforcer.after_write("fill", done, last)
             except BaseException:
                 if accepted:
                     self.reload()
@@ -387,7 +406,79 @@ class Service:
     def reload(self) -> None:
         """Rebuild the in-memory state from the log (after a failed commit)."""
         self.state = VenueState(self.cfg)
+        self.enforcer.reset()
         self.replay()
+
+    def write_system(self, items: list[tuple[str, str, dict[str, Any], Effect, str]],
+                     follow: Callable[[list[int]], list[tuple[str, str, dict[str, Any],
+                                                             Effect, str]]] | None = None
+                     ) -> list[int]:
+        """Events the service writes itself (health, liquidation steps): one transaction.
+
+        ``items`` are ``(kind, book, payload, effect, idempotency key)``; the keys are unique
+        in the log, so an event can never be written twice. Same lock and same rows as
+        :meth:`write`. The effects are applied in memory inside the transaction, then
+        ``follow(seqs)`` may return more events (the health transitions the change caused),
+        written in the same transaction: all of them or none are stored. If the commit fails
+        the in-memory state is rebuilt from the log. Returns the sequence numbers.
+        """
+        with self.lock:
+            for it in items:
+                it[3].check_balanced()
+            done: list[tuple[str, str, dict[str, Any], Effect, int]] = []
+            try:
+                # readers wait for the commit (as for a fill batch): they never see a step that
+                # is not stored
+                with self.locks.view, self.store.engine.begin() as c:
+                    batch = items
+                    while batch:
+                        seqs = [self.store.write_event(c, eff, payload, key)
+                                for _, _, payload, eff, key in batch]
+                        for (kind, book, payload, eff, _), seq in zip(batch, seqs, strict=True):
+                            self.state.apply(eff, seq)
+                            self.enforcer.observe(kind, book, payload, seq)
+                            done.append((kind, book, payload, eff, seq))
+                        batch = follow(seqs) if follow is not None and batch is items else []
+            except BaseException:
+                if done:
+                    self.reload()
+                raise
+            for kind, _, payload, eff, seq in done:
+                self.publish(kind, eff, seq, payload)
+            return [d[4] for d in done]
+
+    def publish(self, kind: str, eff: Effect, seq: int,
+                payload: dict[str, Any] | None = None) -> None:
+        """Stream what an applied event changed (no I/O: queued per client)."""
+        hub = self.stream
+        if not hub.clients:
+            return
+        followed = hub.wants_accounts()
+        if followed:
+            if kind == "market":
+                touched = [a for a in followed if a in self.state.account_book]
+            else:
+                touched = sorted({a for (a, _) in eff.positions} | {
+                    a[5:] for a, _, _ in eff.postings if a.startswith("acct:")} & followed)
+            for a in touched:
+                try:
+                    v = self.account_view(a)
+                except PmarginError:
+                    continue
+                hub.publish_account(a, {"type": "margin", **{k: v[k] for k in (
+                    "id", "book", "balances", "equity", "initial_margin",
+                    "maintenance_margin", "health", "seq", "market_digest")}})
+            if kind in ("health", "liquidation") and payload is not None:
+                a = str(payload["account"])
+                if a in followed:
+                    hub.publish_account(a, {"type": kind, "seq": seq, **{
+                        k: v for k, v in payload.items() if k != "plan"}})
+        if hub.has_risk() and kind not in ("health",) and self.state.market is not None:
+            for bid, bs in self.state.books.items():
+                if bs.accounts:
+                    summ = self._book_summary(bid, largest=False)
+                    hub.publish_book({"type": "book", "seq": seq, "cause": kind, **summ,
+                                      **self.enforcer.book_section(bid)})
 
     # ------------------------------------------------------------------ checks
     def check_market(self, mkt: MarketSnapshot, eff: Effect | None = None) -> None:
@@ -540,6 +631,7 @@ class Service:
             "equity is not positive: the ratio is unbounded",
             "health": health_label(eq, im, mm),
             "seq": s.seq, "market_digest": s.market_digest,
+            "liquidation": self.enforcer.account_section(account),
         }
         return out, row
 
@@ -563,6 +655,10 @@ class Service:
             "collateral": {c: float(s.balance(account, c)) for c in s._currencies(bs)},
             "positions": positions})
 
+    def market(self) -> MarketSnapshot:
+        """The market in use (:class:`InvalidInput` naming ``market`` if there is none)."""
+        return self._market()
+
     def _market(self) -> MarketSnapshot:
         if self.state.market is None:
             raise InvalidInput("market", None, "no market yet: post one to /v1/market first")
@@ -582,7 +678,8 @@ class Service:
                 continue
             summary = self._book_summary(bid)
             by_health[bid] = summary["by_health"]
-            self.store.save_margin(bid, s.seq, s.market_digest, bs.model.digest, summary)
+            self.enforcer.epoch = self.store.save_margin(
+                bid, s.seq, s.market_digest, bs.model.digest, summary)
         self.attest()
         self.metrics.epoch_done(by_health, self.accepted_at)
 
@@ -604,7 +701,7 @@ class Service:
             return
         self.metrics.attestation_seconds.observe(time.perf_counter() - t0)
 
-    def _book_summary(self, bid: str) -> dict[str, Any]:
+    def _book_summary(self, bid: str, largest: bool = True) -> dict[str, Any]:
         with self.locks.view:  # copies of the margin arrays (microseconds), then no lock
             accounts = list(self.state.books[bid].accounts)
             res = self.read_engine(bid).result
@@ -613,7 +710,7 @@ class Service:
         # one vectorised pass of the health rule (the same rule as health_label)
         codes = classify(eq, im, mm)
         counts = np.bincount(codes, minlength=len(HEALTH_NAMES))
-        top = np.argsort(-im)[:10]
+        top = np.argsort(-im)[:10] if largest else np.zeros(0, np.int64)
         return {
             "id": bid, "accounts": len(accounts),
             "by_health": {h: int(counts[k]) for k, h in enumerate(HEALTH_NAMES)},
@@ -630,6 +727,8 @@ class Service:
                 out["books"].append({"id": bid, "accounts": len(bs.accounts)})
                 continue
             out["books"].append(self._book_summary(bid))
+            out.setdefault("enforcement", {})[bid] = self.enforcer.book_section(bid)
+        out["stream"] = self.stream.stats()
         return out
 
     def state_view(self) -> dict[str, Any]:
@@ -674,7 +773,15 @@ class MarginRefused(PmarginError):
 # ====================================================================== app
 def create_app(service: Service) -> FastAPI:
     """Build the FastAPI application around a :class:`Service`."""
-    app = FastAPI(title="pmargin service", version="1",
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.enforcer.start()  # resumes a liquidation a crash interrupted
+        try:
+            yield
+        finally:
+            service.enforcer.stop()
+
+    app = FastAPI(title="pmargin service", version="1", lifespan=lifespan,
                   description="Margin service: accounts, fills, transfers, market, margins.")
 
     @app.exception_handler(InvalidInput)
@@ -963,6 +1070,18 @@ def create_app(service: Service) -> FastAPI:
                 service.state.book_of(body.account)  # 404: no such account in the venue
         return {"key": service.store.create_key(body.role, body.account), "role": body.role,
                 "account": body.account}
+
+    @app.post("/v1/books/{book_id}/breaker/reset", responses=ERRORS)
+    def reset_breaker(book_id: str, who: Who) -> dict[str, Any]:
+        """Reset a tripped circuit breaker: automatic liquidation resumes (logged)."""
+        need(who, "risk")
+        return service.enforcer.reset_breaker(book_id, who[2])
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket) -> None:
+        from pmargin.service.stream import serve_stream
+
+        await serve_stream(service, ws)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

@@ -118,6 +118,7 @@ def seed_demo(svc: Service, accounts: int | None = None) -> int:
                     {"seq": seq, "account": a, "currency": ccy, "units": u}
                     for a, ccy, u in eff.postings])
             state.apply(eff, seq)
+            svc.enforcer.observe(kind, eff.book, payload, seq)
             written += 1
 
         c.execute(sa.insert(T.market_snapshots).values(
