@@ -663,6 +663,8 @@ def replay(
     = None,
     source: Annotated[str | None, typer.Option(
         help="Source id of the updates (default replay:<ASSET>-history)")] = None,
+    workers: Annotated[int, typer.Option(min=0, max=8, help="Processes building the markets "
+                                         "ahead of the sender (0: none)")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Play history (hourly index, DVOL, Deribit smile) into a running service."""
@@ -683,7 +685,7 @@ def replay(
     names = ([ln.strip() for ln in instruments.read_text().splitlines() if ln.strip()]
              if instruments is not None else [])
     feed = ReplayFeed(times, history_builder(asset, names),
-                      source or f"replay:{asset.strip().upper()}-history")
+                      source or f"replay:{asset.strip().upper()}-history", workers=workers)
     if not as_json:
         typer.echo(f"replaying {len(times):,} {asset.upper()} markets {times[0]:%Y-%m-%d %H:%M}"
                    f" -> {times[-1]:%Y-%m-%d %H:%M} UTC into {url} at "

@@ -28,8 +28,8 @@ from pmargin.errors import InvalidInput
 from pmargin.feeds.base import Feed, MarketUpdate, check_source, make_update, payload_from_market
 from pmargin.market import MarketSnapshot
 
-__all__ = ["ReplayFeed", "ReplayResult", "history_builder", "parse_speed", "parse_when",
-           "replay_into", "replay_times"]
+__all__ = ["HistoryBuilder", "ReplayFeed", "ReplayResult", "history_builder", "parse_speed",
+           "parse_when", "replay_into", "replay_times"]
 
 Builder = Callable[[datetime], MarketSnapshot]
 
@@ -59,9 +59,11 @@ def replay_times(start: datetime, end: datetime, step: timedelta = timedelta(hou
     return [s + k * step for k in range(n)]
 
 
-def history_builder(asset: str, instruments: Iterable[str] = (),
-                    tenors_days: Sequence[int] | None = None) -> Builder:
-    """A builder of history markets (the project's one builder, :mod:`pmargin.analytics.history`).
+class HistoryBuilder:
+    """Builder of history markets (the project's one builder, :mod:`pmargin.analytics.history`).
+
+    Picklable (the history is loaded on first use in each process), so a replay can build its
+    markets in a worker process while the service works.
 
     Parameters
     ----------
@@ -73,25 +75,45 @@ def history_builder(asset: str, instruments: Iterable[str] = (),
         is listed only while it is alive.
     tenors_days : sequence of int, optional
         Tenors of the standard instruments (default: the builder's).
-
-    Returns
-    -------
-    callable
-        ``build(when) -> MarketSnapshot``; the history is loaded once.
     """
-    from pmargin.analytics.history import load_series, load_template, market_at
-    from pmargin.instruments import parse_instrument
 
-    series = load_series(asset)
-    template = load_template(series.asset)
-    listed = [parse_instrument(n) for n in instruments]
+    def __init__(self, asset: str, instruments: Iterable[str] = (),
+                 tenors_days: Sequence[int] | None = None) -> None:
+        from pmargin.instruments import parse_instrument
 
-    def build(when: datetime) -> MarketSnapshot:
-        alive = [i for i in listed if i.expiry is None or i.expiry > when]
-        return market_at(series.asset, when, series=series, template=template,
-                         instruments=alive, tenors_days=tenors_days)
+        self.asset = asset.strip().upper()
+        self.instruments = [parse_instrument(n) for n in instruments]
+        self.tenors_days = None if tenors_days is None else tuple(tenors_days)
+        self._loaded: tuple[Any, Any] | None = None
 
-    return build
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_loaded": None}
+
+    def __call__(self, when: datetime) -> MarketSnapshot:
+        """The history market of ``when`` (:func:`pmargin.analytics.history.market_at`)."""
+        from pmargin.analytics.history import load_series, load_template, market_at
+
+        if self._loaded is None:
+            self._loaded = (load_series(self.asset), load_template(self.asset))
+        series, template = self._loaded
+        alive = [i for i in self.instruments if i.expiry is None or i.expiry > when]
+        return market_at(self.asset, when, series=series, template=template,
+                         instruments=alive, tenors_days=self.tenors_days)
+
+
+def history_builder(asset: str, instruments: Iterable[str] = (),
+                    tenors_days: Sequence[int] | None = None) -> HistoryBuilder:
+    """A :class:`HistoryBuilder` with the history loaded now (errors surface at once)."""
+    b = HistoryBuilder(asset, instruments, tenors_days)
+    from pmargin.analytics.history import load_series, load_template
+
+    b._loaded = (load_series(b.asset), load_template(b.asset))
+    return b
+
+
+def _build_update(build: Builder, when: datetime, source: str) -> MarketUpdate:
+    mkt = build(when)
+    return make_update(payload_from_market(mkt.to_dict()), source, market=mkt)
 
 
 class ReplayFeed(Feed):
@@ -106,24 +128,48 @@ class ReplayFeed(Feed):
         markets).
     source : str, optional
         Source id of the updates.
+    workers : int, optional
+        Build the markets in this many worker processes, a bounded window ahead of the
+        consumer (0: in this process, one at a time). ``build`` must then be picklable.
     """
 
     def __init__(self, times: Sequence[datetime], build: Builder,
-                 source: str = "replay") -> None:
+                 source: str = "replay", workers: int = 0) -> None:
         if any(b <= a for a, b in pairwise(times)):
             raise InvalidInput("times", None, "must increase strictly")
         self.times = list(times)
         self.build = build
         self.source = check_source(source)
+        if not 0 <= workers <= 8:
+            raise InvalidInput("workers", workers, "must lie in [0, 8]")
+        self.workers = workers
 
     def __len__(self) -> int:
         return len(self.times)
 
     def updates(self) -> Iterator[MarketUpdate]:
         """Build and yield each market in turn (the JSON block is what the service stores)."""
-        for t in self.times:
-            mkt = self.build(t)
-            yield make_update(payload_from_market(mkt.to_dict()), self.source, market=mkt)
+        if self.workers == 0:
+            for t in self.times:
+                yield _build_update(self.build, t, self.source)
+            return
+        from collections import deque
+        from concurrent.futures import Future, ProcessPoolExecutor
+
+        window = 8 * self.workers
+        with ProcessPoolExecutor(self.workers) as pool:
+            ahead: deque[Future[MarketUpdate]] = deque()
+            it = iter(self.times)
+            for t in it:
+                ahead.append(pool.submit(_build_update, self.build, t, self.source))
+                if len(ahead) >= window:
+                    break
+            while ahead:
+                upd = ahead.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    ahead.append(pool.submit(_build_update, self.build, nxt, self.source))
+                yield upd
 
 
 @dataclass
@@ -256,8 +302,9 @@ def replay_into(feed: Feed, url: str, key: str, speed: float | None = None, *,
 
 
 def parse_when(text: str, field: str, end_of_day: bool = False) -> datetime:
-    """A ``--from``/``--to`` time: a date (UTC midnight, or the day's last second for ``--to``)
-    or an ISO-8601 time with an offset.
+    """A ``--from``/``--to`` time: a date, or an ISO-8601 time with an offset.
+
+    A bare date is UTC midnight (its last second for ``--to``).
 
     Parameters
     ----------
