@@ -130,3 +130,38 @@ def test_an_unauthorised_key_or_a_server_error_stops_the_replay() -> None:
                         sleep=clock.sleep)
         assert e.value.field == field
         assert len(client.posted) == 2
+
+
+def test_cli_refuses_bad_options_with_exit_2() -> None:
+    from typer.testing import CliRunner
+
+    from pmargin.cli import app
+
+    r = CliRunner().invoke(app, ["replay", "--url", "http://127.0.0.1:9", "--key", "k",
+                                 "--speed", "fast"])
+    assert r.exit_code == 2 and "--speed" in r.output
+    r = CliRunner().invoke(app, ["replay", "--url", "http://127.0.0.1:9", "--key", "k",
+                                 "--from", "2025-02-01", "--to", "2025-01-01"])
+    assert r.exit_code == 2 and "to" in r.output
+
+
+@pytest.mark.data
+def test_history_markets_list_the_held_instruments_and_build_the_same_in_a_worker() -> None:
+    from pmargin.feeds.replay import HistoryBuilder
+
+    pytest.importorskip("pmargin.analytics.history")
+    from pmargin.demo import find_shared
+
+    if find_shared() is None:
+        pytest.skip("../shared/data is absent")
+    held = ["BTC-27MAR26-100000-C", "BTC-3JAN25-90000-P"]  # the second expires on day 3
+    b = HistoryBuilder("BTC", held)
+    times = replay_times(T0, T0 + timedelta(days=3), timedelta(hours=36))  # 0 h, 36 h, 72 h
+    here = list(ReplayFeed(times, b, "replay:t"))
+    there = list(ReplayFeed(times, b, "replay:t", workers=1))
+    assert [u.digest for u in here] == [u.digest for u in there]
+    assert all(u.market.is_listed(held[0]) for u in here)
+    # 2025-01-03 08:00 expiry: listed at 00:00 and 12:00 of day 2, not at 00:00 of day 4
+    assert [u.market.is_listed(held[1]) for u in here] == [True, True, False]
+    assert here[0].market.source.startswith("history-built BTC")
+    assert here[0].market.valuation_time == T0
