@@ -418,7 +418,7 @@ def params_show(
 
 
 PARAM_KINDS = ("auto", "preset", "venue", "auction", "bidders", "cascade", "ledger", "liquidity",
-               "planner")
+               "planner", "guards")
 
 
 def _param_kind(path: Path, kind: str) -> str:
@@ -435,13 +435,14 @@ def params_validate(
     kind: Annotated[str, typer.Option(
         help="File kind: auto (from the file name: venue.toml, auction.toml, ...; else a "
              "margin preset), preset, venue, auction, bidders, cascade, ledger, liquidity, "
-             "planner")] = "auto",
+             "planner, guards (feed guards)")] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Validate parameter TOML files: margin presets, the venue file, liquidation settings.
 
     Exit status 2 when any is invalid.
     """
+    from pmargin.feeds.guards import load_guard_params
     from pmargin.liquidation.settings import SETTINGS_LOADERS
     from pmargin.models import load_model
     from pmargin.service.config import load_venue
@@ -456,6 +457,8 @@ def params_validate(
                 load_model(p)
             elif k == "venue":
                 load_venue(p)
+            elif k == "guards":
+                load_guard_params(p)
             else:
                 SETTINGS_LOADERS[k](p)
             results.append({"path": str(p), "kind": k, "valid": True, "error": None})

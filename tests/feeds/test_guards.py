@@ -231,3 +231,18 @@ def test_guard_parameters_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ParamsError) as e:
         load_guard_params(f)
     assert "confirm_band" in str(e.value)
+
+
+def test_params_validate_knows_the_guards_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import pmargin
+    from pmargin.cli import app
+
+    shipped = Path(pmargin.__file__).parent / "feeds" / "guards.toml"
+    r = CliRunner().invoke(app, ["params", "validate", "--kind", "guards", str(shipped)])
+    assert r.exit_code == 0 and "(guards)" in r.output
+    bad = tmp_path / "guards.toml"
+    bad.write_text(shipped.read_text().replace("band = 0.10", "band = 1.5"))
+    r = CliRunner().invoke(app, ["params", "validate", str(bad)])  # kind from the file name
+    assert r.exit_code == 2 and "jump.band" in r.output
