@@ -151,6 +151,11 @@ def seed_demo(svc: Service, accounts: int | None = None,
                 for i, (u, e) in row.items()]
         if prow:
             c.execute(sa.insert(T.positions), prow)
+    # the seeded market is the feed's last accepted update (else the venue starts stale)
+    from datetime import UTC, datetime
+
+    svc.guard.restore({u: mkt.index_price(u) for u in mkt.underlyings}, datetime.now(UTC),
+                      mkt.valuation_time, "seed", digest)
     return written
 
 
