@@ -18,6 +18,8 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -49,6 +51,12 @@ def seed(db_url: str, accounts: int, start: datetime) -> dict[str, Any]:
     return out
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     from service_load import Server  # benchmarks/ is sys.path[0] when run as a script
 
@@ -59,6 +67,8 @@ def main() -> None:
     ap.add_argument("--hours", type=int, default=8_760, help="updates to play (bound)")
     ap.add_argument("--from", dest="start", default="2025-01-01")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--cli", action="store_true",
+                    help="replay through the `pmargin replay` command (a subprocess)")
     a = ap.parse_args()
     start = datetime.fromisoformat(a.start).replace(tzinfo=UTC)
     tmp = Path(tempfile.mkdtemp(prefix="pm-replay-"))
@@ -72,8 +82,23 @@ def main() -> None:
             feed = ReplayFeed(times, history_builder("BTC", s["held"]), "replay:BTC-history",
                               workers=a.workers)
             load0 = os.getloadavg()[0]
-            res = replay_into(feed, srv.url, s["key"], None)
-            summ = res.summary()
+            cpu0, me0 = cpu_s(srv.proc.pid), time.process_time()
+            if a.cli:
+                held = tmp / "held.txt"
+                held.write_text("\n".join(s["held"]) + "\n")
+                cmd = ["pmargin", "replay", "--asset", "BTC", "--from", times[0].isoformat(),
+                       "--to", times[-1].isoformat(), "--speed", "max", "--url", srv.url,
+                       "--instruments", str(held), "--workers", str(a.workers), "--json"]
+                out = subprocess.run([sys.executable, "-m", "pmargin.cli", *cmd[1:]],
+                                     env={**os.environ, "PMARGIN_KEY": s["key"]},
+                                     capture_output=True, text=True, check=True)
+                summ = json.loads(out.stdout)
+                command = " ".join(cmd).replace(srv.url, "$URL").replace(str(held), "held.txt")
+            else:
+                summ = replay_into(feed, srv.url, s["key"], None).summary()
+                command = "library (pmargin.feeds.replay.replay_into)"
+            server_cpu = cpu_s(srv.proc.pid) - cpu0
+            client_cpu = time.process_time() - me0
             rss = srv.rss_mb()
         finally:
             srv.stop()
@@ -87,10 +112,14 @@ def main() -> None:
         "from": times[0].isoformat(), "to": times[-1].isoformat(), "workers": a.workers,
         **{k: v for k, v in summ.items() if k != "refusals"}, "refusals": summ["refusals"][:2],
         "year_extrapolated_s": round(8760 / rate, 1) if rate == rate else None,
+        # CPU per update: less sensitive than wall time to the other work on the machine
+        "server_cpu_ms_per_update": round(1e3 * server_cpu / max(len(times), 1), 1),
+        "client_cpu_ms_per_update": round(1e3 * client_cpu / max(len(times), 1), 1),
+        "year_server_cpu_s": round(8760 * server_cpu / max(len(times), 1), 1),
         "server_rss_mb": round(rss), "load_average_start": round(load0, 2),
         "load_average_end": round(os.getloadavg()[0], 2),
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "attested": False}))
+        "attested": False, "via": command}))
 
 
 if __name__ == "__main__":
