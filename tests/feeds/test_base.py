@@ -26,11 +26,13 @@ def test_the_digest_is_the_sha256_of_the_stored_form() -> None:
     want = hashlib.sha256(json.dumps({"format": "json", "market": body},
                                      sort_keys=True).encode()).hexdigest()
     assert u.digest == want
-    assert u.source == "exchange-a" and u.time == T0
+    assert u.source == "exchange-a"
+    assert u.time == T0
     assert u.index() == {"BTC": 90_000.0}
     # the replay feed gives the same market the same digest
     r = next(iter(ReplayFeed([T0], lambda t: m, "replay:x")))
-    assert r.digest == want and r.source == "replay:x"
+    assert r.digest == want
+    assert r.source == "replay:x"
 
 
 @pytest.mark.data

@@ -25,7 +25,8 @@ def test_one_year_of_hours_is_8760_updates() -> None:
     ts = replay_times(parse_when("2025-01-01", "--from"),
                       parse_when("2025-12-31", "--to", end_of_day=True))
     assert len(ts) == 365 * 24
-    assert ts[0] == T0 and ts[-1] == datetime(2025, 12, 31, 23, tzinfo=UTC)
+    assert ts[0] == T0
+    assert ts[-1] == datetime(2025, 12, 31, 23, tzinfo=UTC)
     assert len(replay_times(T0, T0)) == 1
     assert len(replay_times(T0, T0 + timedelta(hours=5), timedelta(hours=2))) == 3  # 0, 2, 4
 
@@ -38,7 +39,8 @@ def test_bad_times_and_speeds() -> None:
     with pytest.raises(InvalidInput) as e:
         replay_times(T0, T0 - timedelta(hours=1))
     assert e.value.field == "to"
-    assert parse_speed("max") is None and parse_speed("3600") == 3600.0
+    assert parse_speed("max") is None
+    assert parse_speed("3600") == 3600.0
     for bad in ("0", "-5", "nan", "inf", "fast"):
         with pytest.raises(InvalidInput) as e:
             parse_speed(bad)
@@ -99,13 +101,16 @@ def test_pacing_at_3600x_sends_one_hour_of_history_per_second() -> None:
     assert clock.sleeps == pytest.approx([0.9, 0.7])
     assert res.wall_s == pytest.approx(3.7)
     s = res.summary()
-    assert s["accepted"] == 4 and s["held"] == 0 and s["refused"] == 0
+    assert s["accepted"] == 4
+    assert s["held"] == 0
+    assert s["refused"] == 0
     assert s["accepted_per_s"] == pytest.approx(4 / 3.7, abs=0.01)
     # percentiles by hand: sorted 100, 200, 300, 1500 ms; p50 = 250, p99 = 300 + 0.97 * 1200
     assert s["latency_p50_ms"] == pytest.approx(250.0)
     assert s["latency_p99_ms"] == pytest.approx(1464.0)
     h = client.posted[0]
-    assert h["X-Feed-Source"] == "replay:test" and h["Authorization"] == "Bearer k"
+    assert h["X-Feed-Source"] == "replay:test"
+    assert h["Authorization"] == "Bearer k"
     assert h["Idempotency-Key"].startswith("replay:test:2025-01-01T00:00:00+00:00:")
 
 
@@ -117,7 +122,8 @@ def test_max_speed_never_waits_and_counts_holds_and_refusals() -> None:
     assert clock.sleeps == []
     s = res.summary()
     assert (s["sent"], s["accepted"], s["held"], s["refused"]) == (4, 2, 1, 1)
-    assert len(res.latencies_s) == 2 and np.allclose(res.latencies_s, 0.05)
+    assert len(res.latencies_s) == 2
+    assert np.allclose(res.latencies_s, 0.05)
     assert [r["status"] for r in s["refusals"]] == [202, 422]
 
 
@@ -139,10 +145,12 @@ def test_cli_refuses_bad_options_with_exit_2() -> None:
 
     r = CliRunner().invoke(app, ["replay", "--url", "http://127.0.0.1:9", "--key", "k",
                                  "--speed", "fast"])
-    assert r.exit_code == 2 and "--speed" in r.output
+    assert r.exit_code == 2
+    assert "--speed" in r.output
     r = CliRunner().invoke(app, ["replay", "--url", "http://127.0.0.1:9", "--key", "k",
                                  "--from", "2025-02-01", "--to", "2025-01-01"])
-    assert r.exit_code == 2 and "to" in r.output
+    assert r.exit_code == 2
+    assert "to" in r.output
 
 
 @pytest.mark.data

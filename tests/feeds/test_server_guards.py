@@ -14,7 +14,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -115,7 +114,8 @@ def test_bad_prices_are_refused_with_the_field_and_change_nothing(
     r = post_market(server, make())
     assert r.status_code == 422, r.text
     body = r.json()
-    assert body["field"] == field and why in body["reason"]
+    assert body["field"] == field
+    assert why in body["reason"]
     assert state_hash(server) == before
 
 
@@ -132,8 +132,10 @@ def test_a_jump_is_held_until_a_confirming_update(server: Server) -> None:
     r = post_market(server, up, "exchange-a", key="jump-1")
     assert r.status_code == 202, r.text
     held = r.json()
-    assert held["held"] is True and held["accepted"] is False
-    assert "+15.00%" in held["reason"] and "band" in held["reason"]
+    assert held["held"] is True
+    assert held["accepted"] is False
+    assert "+15.00%" in held["reason"]
+    assert "band" in held["reason"]
     assert held["source"] == "exchange-a"
     after = get(server, f"/v1/accounts/{acct}")
     assert after["market_digest"] == before["market_digest"]       # not applied
@@ -141,7 +143,8 @@ def test_a_jump_is_held_until_a_confirming_update(server: Server) -> None:
     assert state_hash(server) == h0
     # the same request again is a retry, not a confirmation
     r = post_market(server, up, "exchange-a", key="jump-1")
-    assert r.status_code == 202 and "retry" in r.json()["reason"]
+    assert r.status_code == 202
+    assert "retry" in r.json()["reason"]
     assert state_hash(server) == h0
     # a later update of the same source within 2 % of the held one confirms it
     conf = market_json(80000.0 * 1.16, next(_minutes))    # 0.87 % from the held price
@@ -165,7 +168,8 @@ def test_a_jump_confirmed_by_the_median_of_sources(server: Server) -> None:
     r = post_market(server, market_json(96800.0, next(_minutes)), "src-c")
     assert r.status_code == 200, r.text
     book = get(server, "/v1/book")["market"]
-    assert book["digest"] == r.json()["digest"] and book["source"] == "src-c"
+    assert book["digest"] == r.json()["digest"]
+    assert book["source"] == "src-c"
     fresh(server)  # back to 80,000 for the other tests (a jump: confirmed by a second source)
 
 
@@ -178,11 +182,13 @@ def test_an_accepted_update_carries_its_source_and_digest(server: Server) -> Non
     # the digest by hand: SHA-256 of the canonical JSON of the stored form
     want = hashlib.sha256(json.dumps({"format": "json", "market": body},
                                      sort_keys=True).encode()).hexdigest()
-    assert r.json()["digest"] == want and r.json()["source"] == "exchange-z"
+    assert r.json()["digest"] == want
+    assert r.json()["source"] == "exchange-z"
     seq = r.json()["seq"]
     ev = get(server, f"/v1/events?after={seq - 1}&limit=1")["events"][0]
     assert ev["kind"] == "market"
-    assert ev["payload"]["digest"] == want and ev["payload"]["source"] == "exchange-z"
+    assert ev["payload"]["digest"] == want
+    assert ev["payload"]["source"] == "exchange-z"
     assert get(server, "/v1/book")["market"]["digest"] == want
     # without a header the source is the sending key
     r = post_market(server, market_json(80400.0, next(_minutes)))
@@ -205,7 +211,9 @@ def test_a_stale_feed_freezes_risk_increasing_actions(server: Server) -> None:
     # reads say so, with the age and the time of the market in use; margins do not shrink
     view = get(server, f"/v1/accounts/{acct}")
     m = view["market"]
-    assert m["stale"] is True and m["age_s"] > STALE_AFTER and m["as_of"]
+    assert m["stale"] is True
+    assert m["age_s"] > STALE_AFTER
+    assert m["as_of"]
     assert view["initial_margin"] == fresh_view["initial_margin"]
     assert view["maintenance_margin"] == fresh_view["maintenance_margin"]
     assert get(server, f"/v1/accounts/{acct}/margin")["market"]["stale"] is True
@@ -214,17 +222,22 @@ def test_a_stale_feed_freezes_risk_increasing_actions(server: Server) -> None:
     r = server.post("operator", "/v1/transfers", wd, key=f"wd-{acct}")
     assert r.status_code == 503, r.text
     b = r.json()
-    assert b["error"] == "market_stale" and b["field"] == "market"
-    assert "stale" in b["reason"] and m["accepted_at"] in b["reason"]
+    assert b["error"] == "market_stale"
+    assert b["field"] == "market"
+    assert "stale" in b["reason"]
+    assert m["accepted_at"] in b["reason"]
     assert b["market"]["stale"] is True
     # a new order that raises IM: 503; the what-if says it would be refused
     r = server.post("operator", "/v1/fills", {**fill, "quantity": "-1"})
-    assert r.status_code == 503 and r.json()["error"] == "market_stale"
+    assert r.status_code == 503
+    assert r.json()["error"] == "market_stale"
     with server.client("risk") as c:
         w = c.post(f"/v1/accounts/{acct}/what-if", json={"fills": [
             {"instrument": OPTION, "quantity": "-1", "price": "0.05",
              "price_currency": "BTC"}]}).json()
-    assert w["approved"] is False and w["market"]["stale"] is True and "stale" in w["reason"]
+    assert w["approved"] is False
+    assert w["market"]["stale"] is True
+    assert "stale" in w["reason"]
     # in a batch: that fill refused, the others go through
     with server.client("operator") as c:
         rb = c.post("/v1/fills/batch", headers={"Idempotency-Key": uuid.uuid4().hex}, json={

@@ -13,8 +13,12 @@ def test_a_seeded_venue_is_not_stale(tmp_path: Path) -> None:
     assert svc.guard.status().stale  # nothing accepted yet
     seed_demo(svc, 5, {"format": "json", "market": market_json()})
     st = svc.guard.status()
-    assert not st.stale and st.source == "seed" and st.digest == svc.state.market_digest
+    assert not st.stale
+    assert st.source == "seed"
+    assert st.digest == svc.state.market_digest
     # and after a restart it is restored from the stored event
     again = open_service(f"sqlite:///{tmp_path / 's.db'}")
     st2 = again.guard.status()
-    assert st2.digest == st.digest and st2.source == "seed" and not st2.stale
+    assert st2.digest == st.digest
+    assert st2.source == "seed"
+    assert not st2.stale
