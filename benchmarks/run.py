@@ -328,7 +328,7 @@ def replay_section(rows: list[dict[str, Any]] | None = None,
             f"{r['latency_p99_ms']:.0f} | {r['latency_max_ms']:.0f} | "
             f"{r['year_extrapolated_s']:,.0f} | {r.get('server_cpu_ms_per_update', 'n/a')} | "
             f"{r.get('year_server_cpu_s', 'n/a')} | {r['load_average_start']:.1f}-"
-            f"{r['load_average_end']:.1f} | {r['measured_at']} | `{r.get('via', '')}` |")
+            f"{r['load_average_end']:.1f} | {r['measured_at']} | {r.get('via') or 'library'} |")
     lines += ["", "Raw JSON of each run:", "", "```"] + [json.dumps(r) for r in rows]
     return [*lines, "```", ""]
 

@@ -38,6 +38,9 @@ _SHIPPED = Shipped("pmargin.feeds", "", "feed guards")
 ENV = "PMARGIN_FEED_GUARDS"
 """Environment variable naming a guards TOML file that replaces the shipped one."""
 
+MAX_HELD = 64
+"""Held updates kept at most (the oldest are forgotten first)."""
+
 _PRICE_FIELDS = ("mark_price", "bid_price", "ask_price", "underlying_price", "mark_iv")
 
 
@@ -360,7 +363,7 @@ class OracleGuard:
                 return Decision(True, f"confirmed by {len(same)} earlier held update(s) of "
                                 f"{update.source} within {jp.confirm_band:.2%}", moves,
                                 same[-1].index)
-        self._held.append(cands[-1])
+        self._held = [*self._held[-(MAX_HELD - 1):], cands[-1]]  # bounded memory
         return Decision(False, self._hold_reason(moves), moves, dict(self._index))
 
     def _hold_reason(self, moves: Mapping[str, float]) -> str:
