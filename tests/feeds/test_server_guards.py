@@ -1,6 +1,6 @@
 """Each oracle safeguard fires on a crafted bad feed sent to a real `pmargin serve` process.
 
-The server runs with its own guards file (PMARGIN_FEED_GUARDS): stale after 20 s, jump band 10 %,
+The server runs with its own guards file (PMARGIN_FEED_GUARDS): stale after 30 s, jump band 10 %,
 confirmations within 2 %, two agreeing updates.
 """
 
@@ -25,7 +25,7 @@ from tests.service.conftest import OPTION, Server, _free_port, market_json, open
 
 pytestmark = pytest.mark.slow
 
-STALE_AFTER = 20.0  # generous: the 2 shared cores are often loaded
+STALE_AFTER = 30.0  # generous: the 2 shared cores are often loaded (load 20 seen)
 _minutes = itertools.count(1)
 
 
@@ -121,8 +121,8 @@ def test_bad_prices_are_refused_with_the_field_and_change_nothing(
 
 # ------------------------------------------------------------------ (b) jump band
 def test_a_jump_is_held_until_a_confirming_update(server: Server) -> None:
-    fresh(server)
     acct = open_account(server, "jump", "2")
+    fresh(server)  # just before the fill: the feed must not go stale on a loaded machine
     assert server.post("operator", "/v1/fills", {
         "account": acct, "instrument": OPTION, "quantity": "-1", "price": "0.05",
         "price_currency": "BTC"}).status_code == 200
@@ -199,8 +199,8 @@ def test_an_accepted_update_carries_its_source_and_digest(server: Server) -> Non
 
 # ------------------------------------------------------------------ (a) stale feed
 def test_a_stale_feed_freezes_risk_increasing_actions(server: Server) -> None:
-    fresh(server)
     acct = open_account(server, "stale", "3")
+    fresh(server)
     fill = {"account": acct, "instrument": OPTION, "quantity": "-2", "price": "0.05",
             "price_currency": "BTC"}
     assert server.post("operator", "/v1/fills", fill).status_code == 200
