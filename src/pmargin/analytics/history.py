@@ -46,7 +46,8 @@ from pmargin.market.snapshot import MarketSnapshot
 from pmargin.market.surface import Smile, VolSurface
 
 __all__ = ["HistoryPoint", "HistorySeries", "ProxyFit", "SmileTemplate", "constant_tenor_expiry",
-           "history_source", "load_series", "load_template", "market_at", "round_strike",
+           "history_source", "load_series", "load_template", "market_at", "market_with_instruments",
+           "round_strike",
            "standard_instruments"]
 
 
@@ -193,7 +194,8 @@ def _with_listed_smiles(surf: VolSurface, curve: ForwardCurve, template: SmileTe
     node_exp = {s.expiry for s in surf.smiles}
     by_exp: dict[datetime, set[float]] = {}
     for i in options:
-        assert i.expiry is not None and i.strike is not None
+        assert i.expiry is not None
+        assert i.strike is not None
         if i.expiry not in node_exp:
             by_exp.setdefault(i.expiry, set()).add(i.strike)
     extra = []
@@ -338,6 +340,33 @@ def market_at(
     InvalidInput
         For an unknown asset, a time outside the history, or bad parameters.
     """
+    return market_with_instruments(
+        asset, when, series=series, template=template, instruments=instruments,
+        tenors_days=tenors_days, settlement=settlement, params=params, atm_vol=atm_vol)[0]
+
+
+def market_with_instruments(
+    asset: str,
+    when: datetime,
+    *,
+    series: HistorySeries | None = None,
+    template: SmileTemplate | None = None,
+    instruments: Iterable[Instrument | str] = (),
+    tenors_days: Iterable[int] | None = None,
+    settlement: str | Settlement = Settlement.INVERSE,
+    params: HistoryParams | None = None,
+    atm_vol: float | None = None,
+) -> tuple[MarketSnapshot, dict[str, Instrument]]:
+    """:func:`market_at` and the :func:`standard_instruments` it lists, built once.
+
+    Parameters are those of :func:`market_at` (the standard instruments use the default deltas
+    and moneyness of ``history.toml``).
+
+    Returns
+    -------
+    tuple of (MarketSnapshot, dict of str to Instrument)
+        The market and its standard instruments by label.
+    """
     a, s, tpl = _resolve(asset, series, template)
     p = _params(params)
     point = s.at(when)
@@ -363,8 +392,9 @@ def market_at(
     opts = [i for i in listed.values() if i.kind is InstrumentKind.OPTION]
     for i in listed.values():
         if i.expiry is not None and i.expiry <= w:
-            raise StaleMarketData("instruments", i.name,
-                                  f"expired at {i.expiry.isoformat()}, at or before {w.isoformat()}")
+            raise StaleMarketData(
+                "instruments", i.name,
+                f"expired at {i.expiry.isoformat()}, at or before {w.isoformat()}")
     if opts:
         surf = _with_listed_smiles(surf, curve, tpl, w, opts)
         taus = np.array([year_fraction(w, i.expiry) for i in opts if i.expiry])
@@ -379,7 +409,8 @@ def market_at(
         elif i.kind is InstrumentKind.SPOT or (
                 i.kind is InstrumentKind.PERPETUAL and not i.is_inverse):
             quotes[i.name] = {"mark_price": point.index_price}
-    return MarketSnapshot(
+    market = MarketSnapshot(
         w, {a: point.index_price, "USDC": 1.0}, quotes,
         vol_surfaces={a: surf}, source=src, index_perpetuals=[a],
     )
+    return market, std
