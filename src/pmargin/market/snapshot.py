@@ -22,13 +22,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike
 
 from pmargin._typing import FloatArray
+
+if TYPE_CHECKING:
+    import pandas as pd
 from pmargin.conventions import year_fraction
 from pmargin.errors import InvalidInput, MarketDataError, StaleMarketData, UnknownInstrument
 from pmargin.instruments import Instrument, InstrumentKind, format_expiry, parse_instrument
@@ -673,6 +675,8 @@ class MarketSnapshot:
         mark refers to), ``bid_price``/``ask_price`` (USD, NaN if absent), ``open_interest``,
         ``volume``. A fresh copy is not made on each access: do not modify it.
         """
+        import pandas as pd  # here only: loading a market does not need pandas
+
         def f(x: float | None) -> float:
             return math.nan if x is None else x
 
