@@ -174,3 +174,33 @@ def test_daily_frame(linear):
     row = f[(f.model == linear.models[1]) & (f.portfolio == "short_put")].iloc[2]
     assert row.im == linear.im[2, 1, 0]
     assert row.loss_2d == linear.loss[2][2, 0]
+
+
+def test_models_starting_later_and_never_are_told_apart():
+    from datetime import UTC, datetime
+
+    from pmargin.analytics.backtest import _Chunk, _merge
+
+    days = [datetime(2021, 3, 20 + i, tzinfo=UTC) for i in range(6)]
+    im = np.ones((6, 3, 2))
+    im[:3, 0] = np.nan  # starts on day 3 (needs history before it)
+    im[:, 1] = np.nan  # never margins the book
+    im[4, 2] = np.nan  # fails one day after starting
+    loss = {1: np.zeros((6, 2))}
+    chunk = _Chunk(days, [1.0] * 6, [0.5] * 6, [False] * 6, [1.0] * 6, im, im.copy(), loss,
+                   {"a": 3, "b": 6, "c": 1}, {"a": "x", "b": "refused: USDC only", "c": "y"},
+                   {}, {})
+    spec = BacktestSpec(models=("a", "b", "c"), horizons_days=(1,),
+                        portfolios=("short_put", "calendar"))
+    r = _merge(spec, [chunk], 0.0, 1)
+    assert r.models == ["a", "c"]
+    assert r.skipped == {"b": "refused: USDC only"}
+    assert r.available_from == {"a": days[3].isoformat()}
+    assert r.errors == {"c": 1}
+    s = summarise(r)
+    a = s[(s.model == "a") & (s.margin == "IM")].iloc[0]
+    c = s[(s.model == "c") & (s.margin == "IM")].iloc[0]
+    assert a.n == 3
+    assert a.first_day == "2021-03-23"
+    assert c.n == 6
+    assert c.missing_margin == 1
