@@ -111,6 +111,8 @@ class SimulateIn(_Body):
 
     portfolio: dict[str, Any]
     models: list[str] = Field(min_length=1, max_length=12)
+    explain: bool = Field(False, description="add each model's explanation (as the CLI's "
+                          "`pmargin margin --json`: scenarios, worst scenario, positions)")
 
 
 class ErrorOut(BaseModel):
@@ -171,6 +173,8 @@ class Service:
         self.store = store
         self.state = VenueState(cfg)
         self.lock = threading.RLock()
+        self.epoch_hooks: list[Callable[[], None]] = []
+        """Called (under the lock) after every market update's epoch summary is stored."""
         self.replay()
 
     # ------------------------------------------------------------------ replay
@@ -434,7 +438,14 @@ class Service:
         if explain:
             from pmargin.reports.results import margin_json  # the CLI's --json, same schema
 
-            out["explain"] = margin_json(bs.model.margin(self.portfolio(account), self._market()))
+            pf = self.portfolio(account)
+            out["explain"] = margin_json(bs.model.margin(pf, self._market()))
+            if pf.positions:
+                from pmargin.reports.greeks import portfolio_greeks
+                from pmargin.reports.results import greeks_json
+
+                out["position_greeks"] = greeks_json(portfolio_greeks(pf, self._market()),
+                                                     bs.cfg.margin_currency)
         return out
 
     def portfolio(self, account: str) -> Any:
@@ -475,6 +486,8 @@ class Service:
                 continue
             self.store.save_margin(bid, s.seq, s.market_digest, bs.model.digest,
                                    self._book_summary(bid))
+        for hook in self.epoch_hooks:
+            hook()
 
     def _book_summary(self, bid: str) -> dict[str, Any]:
         bs = self.state.books[bid]
@@ -720,6 +733,10 @@ def create_app(service: Service) -> FastAPI:
                 res.maintenance_margin, "equity": res.equity, "health": res.health,
                 "margin_currency": res.margin_currency,
                 "components": {k: _finite(float(v)) for k, v in res.components.items()}}
+            if body.explain:
+                from pmargin.reports.results import margin_json
+
+                out["results"][name]["explain"] = margin_json(res)
         return out
 
     @app.post("/v1/accounts/{account_id}/what-if", responses=ERRORS)
@@ -787,6 +804,11 @@ def create_app(service: Service) -> FastAPI:
     def healthz() -> dict[str, Any]:
         return {"ok": True, "seq": service.state.seq}
 
+    from pmargin.service.views import add_view_routes
+    from pmargin.service.dashboard import add_web_routes
+
+    add_view_routes(app, service, auth, need, ERRORS)
+    add_web_routes(app)
     return app
 
 

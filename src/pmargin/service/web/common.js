@@ -1,0 +1,223 @@
+// pmargin dashboard: shared helpers (no library). The API key lives in sessionStorage only.
+"use strict";
+const PM = (() => {
+  const KEY = "pmargin.apiKey";
+  const listeners = [];
+  const key = () => sessionStorage.getItem(KEY) || "";
+
+  function showError(msg) {
+    const el = document.getElementById("error");
+    if (!el) return;
+    el.hidden = !msg;
+    el.textContent = msg || "";
+  }
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      const what = body && (body.reason ? `${body.field} = ${JSON.stringify(body.value)}: ${body.reason}`
+        : body.detail || JSON.stringify(body));
+      super(`HTTP ${status}: ${what}`);
+      this.status = status;
+      this.body = body;
+    }
+  }
+
+  async function api(path, options = {}) {
+    const headers = Object.assign({}, options.headers || {});
+    if (key()) headers.Authorization = `Bearer ${key()}`;
+    if (options.json !== undefined) {
+      headers["Content-Type"] = "application/json";
+      options = Object.assign({}, options, { method: options.method || "POST", body: JSON.stringify(options.json) });
+    }
+    const r = await fetch(path, Object.assign({}, options, { headers }));
+    const text = await r.text();
+    let body = null;
+    try { body = text ? JSON.parse(text) : null; } catch (e) { body = { detail: text.slice(0, 200) }; }
+    if (!r.ok) throw new ApiError(r.status, body);
+    return body;
+  }
+
+  let spec = null;
+  // Which optional routes this service has (read from its own OpenAPI, never by probing).
+  async function hasRoute(path) {
+    if (spec === null) spec = await (await fetch("/openapi.json")).json();
+    return Object.prototype.hasOwnProperty.call(spec.paths || {}, path);
+  }
+
+  let me = null;
+  async function whoami() {
+    if (!key()) return null;
+    if (me === null) me = await api("/v1/me");
+    return me;
+  }
+
+  function initKeyForm() {
+    const form = document.getElementById("key-form");
+    const input = document.getElementById("api-key");
+    const state = document.getElementById("key-state");
+    const show = async () => {
+      if (!key()) { state.textContent = "no key: enter one (kept for this browser tab only)"; return; }
+      try {
+        const m = await whoami();
+        state.textContent = `key in use: ${m.role}${m.account ? " of " + m.account : ""}`;
+      } catch (e) { state.textContent = "the key was refused"; showError(e.message); }
+    };
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const v = input.value.trim();
+      if (!v) return;
+      sessionStorage.setItem(KEY, v);
+      input.value = "";
+      me = null;
+      show();
+      listeners.forEach((f) => f());
+    });
+    document.getElementById("key-forget").addEventListener("click", () => {
+      sessionStorage.removeItem(KEY);
+      me = null;
+      show();
+    });
+    show();
+  }
+
+  // Numbers: right-aligned cells, grouped digits, unit after the number, raw value in data-value.
+  function fmt(x, digits = 4) {
+    if (x === null || x === undefined) return "—";
+    if (typeof x === "string") x = Number(x);
+    if (!Number.isFinite(x)) return x > 0 ? "∞" : x < 0 ? "−∞" : "—";
+    return x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
+  function numCell(td, x, unit = "", digits = 4) {
+    td.className = "num";
+    td.dataset.value = x === null || x === undefined ? "" : String(x);
+    td.textContent = fmt(x, digits) + (unit && x !== null && x !== undefined ? " " + unit : "");
+    return td;
+  }
+  function el(tag, attrs = {}, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (k === "text") e.textContent = v;
+      else if (k === "class") e.className = v;
+      else if (k.startsWith("data-")) e.setAttribute(k, v);
+      else if (k === "on") for (const [ev, f] of Object.entries(v)) e.addEventListener(ev, f);
+      else e.setAttribute(k, v);
+    }
+    for (const c of children) if (c !== null && c !== undefined) e.append(c);
+    return e;
+  }
+  function healthEl(h) {
+    return el("span", { class: `health ${h}`, text: String(h).replace("_", " ") });
+  }
+  function pct(x) { return x === null || x === undefined ? "—" : (100 * x).toFixed(2) + " %"; }
+
+  // A table from rows: cols = [{key, label, num: unit|null, digits, render(row)}].
+  function table(cols, rows, opts = {}) {
+    const t = el("table", opts.id ? { id: opts.id } : {});
+    const tr = el("tr");
+    for (const c of cols) {
+      const th = el("th", { scope: "col", class: c.num !== undefined ? "num" : "" });
+      if (opts.sort && c.sortable) {
+        const b = el("button", { class: "sort", type: "button", "data-key": c.key, text: c.label });
+        b.addEventListener("click", () => opts.sort.onSort(c.key));
+        th.append(b);
+        if (opts.sort.key === c.key) th.setAttribute("aria-sort", opts.sort.order === "asc" ? "ascending" : "descending");
+      } else th.textContent = c.label;
+      tr.append(th);
+    }
+    t.append(el("thead", {}, tr));
+    const tb = el("tbody");
+    for (const r of rows) {
+      const row = el("tr");
+      for (const c of cols) {
+        const td = el("td");
+        if (c.render) { const v = c.render(r, td); if (v !== undefined && v !== td) td.append(v); }
+        else if (c.num !== undefined) numCell(td, r[c.key], c.num, c.digits ?? 4);
+        else td.textContent = r[c.key] ?? "—";
+        if (c.key) td.dataset.col = c.key;
+        row.append(td);
+      }
+      tb.append(row);
+    }
+    if (!rows.length) tb.append(el("tr", {}, el("td", { colspan: String(cols.length), class: "note", text: opts.empty || "none" })));
+    t.append(tb);
+    return t;
+  }
+
+  // Risk matrix heat map (inline SVG): rows = vol shock, columns = price shock, cell = P&L.
+  // The worst cell carries a thick black border and the text "worst", not only a colour.
+  function heatmap(rows, unit) {
+    const ps = [...new Set(rows.map((r) => r.price_shock))].sort((a, b) => a - b);
+    const vs = [...new Set(rows.map((r) => r.vol_shock))].sort((a, b) => b - a);
+    const cell = new Map();
+    for (const r of rows) {
+      const k = `${r.price_shock}|${r.vol_shock}`;
+      const v = r.pnl;
+      if (!cell.has(k) || v < cell.get(k)) cell.set(k, v);
+    }
+    let worst = null;
+    for (const [k, v] of cell) if (worst === null || v < worst[1]) worst = [k, v];
+    const maxAbs = Math.max(1e-12, ...[...cell.values()].map((v) => Math.abs(v)));
+    const cw = 58, ch = 30, left = 64, top = 34;
+    const W = left + cw * ps.length + 4, H = top + ch * vs.length + 24;
+    const NS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("width", String(W));
+    svg.setAttribute("class", "heatmap");
+    svg.setAttribute("role", "img");
+    const s = (tag, attrs, text) => {
+      const e = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      if (text !== undefined) e.textContent = text;
+      svg.append(e);
+      return e;
+    };
+    s("text", { x: left, y: 12 }, `price shock → (P&L in ${unit}; worst cell outlined and labelled)`);
+    ps.forEach((p, i) => s("text", { x: left + i * cw + cw / 2, y: top - 6, "text-anchor": "middle" }, `${(100 * p).toFixed(0)}%`));
+    vs.forEach((v, j) => s("text", { x: left - 6, y: top + j * ch + ch / 2 + 3, "text-anchor": "end" }, `vol ${(100 * v).toFixed(0)}%`));
+    let worstRect = null;
+    ps.forEach((p, i) => vs.forEach((v, j) => {
+      const k = `${p}|${v}`;
+      if (!cell.has(k)) return;
+      const x = cell.get(k), a = Math.min(1, Math.abs(x) / maxAbs);
+      // loss: red, gain: blue (colour-blind safe pair); strength = share of the largest |P&L|
+      const rgb = x < 0 ? [207, 34, 46] : [9, 105, 218];
+      const mix = (c) => Math.round(255 - (255 - c) * (0.15 + 0.85 * a));
+      const r = s("rect", { x: left + i * cw, y: top + j * ch, width: cw - 2, height: ch - 2,
+        fill: `rgb(${mix(rgb[0])},${mix(rgb[1])},${mix(rgb[2])})`, "data-price-shock": p, "data-vol-shock": v, "data-pnl": x });
+      const label = (worst && k === worst[0]) ? "worst " : "";
+      s("title", {}, `${label}price ${(100 * p).toFixed(1)}%, vol ${(100 * v).toFixed(1)}%: P&L ${fmt(x)} ${unit}`);
+      r.append(svg.lastChild);
+      s("text", { x: left + i * cw + cw / 2, y: top + j * ch + ch / 2 + 3, "text-anchor": "middle",
+        fill: a > 0.6 ? "#fff" : "#000" }, (label ? "▼" : "") + fmt(x, Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 1 ? 2 : 3));
+      if (label) worstRect = r;
+    }));
+    if (worstRect) {
+      worstRect.classList.add("worst");
+      worstRect.setAttribute("data-worst", "true");
+      svg.append(worstRect); // on top, so its border shows whole
+    }
+    const p = worst ? worst[0].split("|") : null;
+    svg.setAttribute("aria-label", `risk matrix: ${ps.length} price shocks by ${vs.length} vol shocks` +
+      (p ? `; worst P&L ${fmt(worst[1])} ${unit} at price ${(100 * p[0]).toFixed(1)}%, vol ${(100 * p[1]).toFixed(1)}%` : ""));
+    const caption = el("p", { class: "legend" }, p ?
+      `Worst cell (▼, outlined): price ${(100 * Number(p[0])).toFixed(1)} %, vol ${(100 * Number(p[1])).toFixed(1)} %, P&L ${fmt(worst[1])} ${unit}. Red: loss, blue: gain; darker is larger.` : "no scenarios");
+    return el("div", { class: "scroll" }, svg, caption);
+  }
+
+  // Scenario rows of a margin explanation, grouped per underlying.
+  function byUnderlying(scenarios) {
+    const out = new Map();
+    for (const r of scenarios || []) {
+      if (typeof r.price_shock !== "number" || typeof r.vol_shock !== "number") continue;
+      const u = r.underlying || "all";
+      if (!out.has(u)) out.set(u, []);
+      out.get(u).push(r);
+    }
+    return out;
+  }
+
+  document.addEventListener("DOMContentLoaded", initKeyForm);
+  return { key, api, hasRoute, whoami, showError, onKey: (f) => listeners.push(f), fmt, numCell, el,
+    healthEl, pct, table, heatmap, byUnderlying, ApiError };
+})();
