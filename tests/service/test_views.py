@@ -85,7 +85,8 @@ def test_pages_are_the_sorted_book(server: Server, accounts: list[str], sort: st
                 break
             got += body["rows"]
             page += 1
-    assert [g["account"] for g in got] != [] and len(got) == len(want)
+    assert [g["account"] for g in got] != []
+    assert len(got) == len(want)
     keys = [_key(sort, want[g["account"]]) for g in got]
     assert keys == sorted(keys, reverse=order == "desc")
     for g in got:
@@ -179,7 +180,8 @@ def test_account_events_and_health_history(server: Server) -> None:
         after = c.get(f"/v1/accounts/{acct}").json()["health"]
         body = c.get(f"/v1/accounts/{acct}/events").json()
         page = c.get(f"/v1/accounts/{acct}/events", params={"limit": 1}).json()
-    assert before == "healthy" and after in ("liquidation", "bankrupt")
+    assert before == "healthy"
+    assert after in ("liquidation", "bankrupt")
     kinds = [e["kind"] for e in body["events"]]
     assert kinds == ["account", "deposit", "fill"]
     assert page["events"] == body["events"][:1]
@@ -203,7 +205,8 @@ def test_account_events_refused_outside_the_role(server: Server) -> None:
     h = {"Authorization": f"Bearer {key}"}
     assert httpx.get(f"{server.url}/v1/accounts/{own}/events", headers=h).status_code == 200
     r = httpx.get(f"{server.url}/v1/accounts/{other}/events", headers=h)
-    assert r.status_code == 403 and other not in r.text
+    assert r.status_code == 403
+    assert other not in r.text
     assert httpx.get(f"{server.url}/v1/book/accounts", headers=h).status_code == 403
     with server.client("risk") as c:
         assert c.get("/v1/accounts/nobody-here/events").status_code == 404
@@ -229,4 +232,6 @@ def test_simulate_explain_and_position_greeks(server: Server) -> None:
     (g,) = a["position_greeks"]["positions"]
     assert g["instrument"] == OPTION
     # a short put has positive delta, negative gamma (per coin), and negative vega
-    assert g["delta"] > 0 and g["gamma"] < 0 and g["vega"] < 0
+    assert g["delta"] > 0
+    assert g["gamma"] < 0
+    assert g["vega"] < 0

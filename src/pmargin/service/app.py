@@ -804,8 +804,8 @@ def create_app(service: Service) -> FastAPI:
     def healthz() -> dict[str, Any]:
         return {"ok": True, "seq": service.state.seq}
 
-    from pmargin.service.views import add_view_routes
     from pmargin.service.dashboard import add_web_routes
+    from pmargin.service.views import add_view_routes
 
     add_view_routes(app, service, auth, need, ERRORS)
     add_web_routes(app)

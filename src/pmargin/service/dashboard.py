@@ -54,9 +54,10 @@ def render_page(page: str) -> str:
     str
         A complete HTML document.
     """
+    current = ' aria-current="page"'
     nav = "\n".join(
-        f'<a href="/ui/{name}"{" aria-current=\"page\"" if name == page else ""}>'
-        f"{html.escape(title)}</a>" for name, title in PAGES.items())
+        f'<a href="/ui/{name}"{current if name == page else ""}>{html.escape(title)}</a>'
+        for name, title in PAGES.items())
     return Template(_read("layout.html")).substitute(
         title=html.escape(PAGES[page]), page=page, nav=nav, body=_read(f"{page}.html"))
 

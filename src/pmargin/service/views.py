@@ -76,7 +76,7 @@ class HealthLog:
             self._last[book] = (list(accounts), codes)
             if prev is None:
                 return
-            old_ids, old = prev
+            _old_ids, old = prev
             k = min(len(old), len(codes))  # accounts are appended, never removed
             changed = np.flatnonzero(old[:k] != codes[:k])
             for i in changed:
@@ -205,7 +205,7 @@ def instrument_rows(market: Any) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        ``name``, ``kind``, ``underlying``, ``expiry`` (ISO-8601 UTC or ``null``), ``strike``
+        Sorted by underlying, expiry, kind, strike and right: ``name``, ``kind``, ``underlying``, ``expiry`` (ISO-8601 UTC or ``null``), ``strike``
         (USD or ``null``), ``right`` (``call``/``put`` or ``null``), ``inverse`` (bool),
         ``mark_usd`` (mark price in USD per contract, ``null`` if it cannot be priced),
         ``price_currency`` and ``mark_price`` (the mark in the unit a fill's ``price`` uses:
@@ -214,7 +214,7 @@ def instrument_rows(market: Any) -> list[dict[str, Any]]:
     from pmargin.instruments import parse_instrument
 
     rows = []
-    for name in market.instrument_names():
+    for name in market.instrument_names:
         try:
             inst = parse_instrument(name)
         except InvalidInput:
@@ -237,6 +237,8 @@ def instrument_rows(market: Any) -> list[dict[str, Any]]:
             "mark_usd": mark if math.isfinite(mark) else None,
             "price_currency": ccy,
             "mark_price": px if math.isfinite(px) else None})
+    rows.sort(key=lambda r: (r["underlying"], r["expiry"] or "", r["kind"], r["strike"] or 0.0,
+                             r["right"] or ""))
     return rows
 
 

@@ -32,9 +32,11 @@ CLI_MODELS = ("deribit-pm", "deribit-sm", "okx-pm")
 
 
 def _cells(drv: Any, table: str, col: str) -> dict[str, float]:
-    return {k: float(v) for k, v in js_json(drv, f"""Object.fromEntries(
+    rows = js_json(drv, f"""Object.fromEntries(
         [...document.querySelectorAll('#{table} tbody tr')].filter(r => r.cells.length > 2)
-        .map(r => [r.cells[0].textContent, r.querySelector('td[data-col={col}]').dataset.value]))""").items()}
+        .map(r => [r.cells[0].textContent,
+                   r.querySelector('td[data-col={col}]').dataset.value]))""")
+    return {k: float(v) for k, v in rows.items()}
 
 
 def _cli(tmp: Path, pf: dict[str, Any], market: dict[str, Any], model: str) -> dict[str, Any]:
@@ -71,7 +73,8 @@ def test_pages_load_without_console_errors(browser: Any, small_venue: Any, shots
     browser.execute_script("document.querySelector('#largest-table button[data-key=equity]')"
                            ".click()")
     wait_for(browser, "document.querySelector('#largest-table th[aria-sort]') && document"
-                      ".querySelector('#largest-table th[aria-sort]').textContent.includes('equity')")
+                      ".querySelector('#largest-table th[aria-sort]').textContent"
+                      ".includes('equity')")
     eq = list(_cells(browser, "largest-table", "equity").values())
     assert eq == sorted(eq, reverse=True)
     assert console_errors(browser) == []
@@ -154,7 +157,8 @@ def test_trader_sees_only_its_own_account(browser: Any, small_venue: Any) -> Non
     browser.get(f"{srv.url}/ui/account?id={other}")
     wait_for(browser, "document.body.dataset.loaded === 'error'")
     err = browser.find_element("id", "error").text
-    assert "403" in err and "may not see" in err
+    assert "403" in err
+    assert "may not see" in err
     assert browser.find_element("id", "acct").get_attribute("hidden") is not None
     with srv.client("risk") as c:
         theirs = c.get(f"/v1/accounts/{other}").json()
