@@ -84,15 +84,21 @@ def test_pages_load_without_console_errors(browser: Any, small_venue: Any, shots
     browser.get(f"{srv.url}/ui/account?id={acct}")
     wait_for(browser, f"document.body.dataset.loaded === '{acct}'")
     with srv.client("risk") as c:
-        a = c.get(f"/v1/accounts/{acct}").json()
+        a = c.get(f"/v1/accounts/{acct}/margin", params={"explain": "true"}).json()
     im = browser.execute_script("return document.querySelector('#c-im .value').dataset.value")
     assert float(im) == pytest.approx(a["initial_margin"], rel=1e-12)
     worst = browser.find_elements("css selector", "#a-matrix rect[data-worst=true]")
     assert len(worst) == 1  # one worst cell per underlying, marked by more than colour
-    pnl = js_json(browser, "[...document.querySelectorAll('#a-matrix rect')].map(r => "
-                           "Number(r.dataset.pnl))")
-    assert float(worst[0].get_attribute("data-pnl")) == min(pnl)
-    assert "worst" in browser.find_element("css selector", "#a-matrix p.legend").text.lower()
+    binding = a["explain"]["worst_scenario"]["BTC"]
+    assert worst[0].get_attribute("data-name") == binding["name"]
+    cells = js_json(browser, "[...document.querySelectorAll('#a-matrix rect')].map(r => "
+                             "Number(r.dataset.pnl))")
+    scen = [s for s in a["explain"]["scenarios"] if s["underlying"] == "BTC"]
+    assert len(cells) == len({(s["price_shock"], s["vol_shock"]) for s in scen})
+    assert float(worst[0].get_attribute("data-pnl")) == pytest.approx(min(cells))
+    legend = browser.find_element("css selector", "#a-matrix p.legend").text
+    assert "Worst scenario" in legend
+    assert binding["name"] in legend
     assert console_errors(browser) == []
     shots(browser, "account")
 
@@ -144,7 +150,13 @@ def test_calculator_reproduces_the_cli(browser: Any, small_venue: Any, shots: An
     assert after["deribit-pm"] == pytest.approx(cli["initial_margin"], rel=1e-9)
     assert after["deribit-pm"] > ims["deribit-pm"]
     assert browser.find_elements("css selector", "#matrix rect[data-worst=true]")
-    assert console_errors(browser) == []
+    # a model that refuses the portfolio says why in its row (Derive margins USDC accounts);
+    # the browser logs those 422 answers, and nothing else
+    refused = browser.find_element("css selector", "#results-table td.bad-mark").text
+    assert "margin_currency" in refused
+    assert "BTC" in refused
+    errors = console_errors(browser)
+    assert all("/v1/simulate" in e["message"] and "422" in e["message"] for e in errors), errors
     shots(browser, "calculator")
 
 
@@ -174,11 +186,13 @@ def test_trader_sees_only_its_own_account(browser: Any, small_venue: Any) -> Non
     browser.get(f"{srv.url}/ui/overview")
     wait_for(browser, "!document.getElementById('error').hidden")
     assert "risk key" in browser.find_element("id", "error").text
+    assert console_errors(browser) == []  # it asks /v1/me first: no refused request
 
 
 def test_market_update_reaches_the_overview(browser: Any, small_venue: Any) -> None:
     srv = small_venue
     use_key(browser, srv.url, srv.keys["risk"])
+    console_errors(browser)
     browser.get(f"{srv.url}/ui/overview")
     wait_for(browser, "document.body.dataset.seq")
     time.sleep(0.5)

@@ -38,8 +38,13 @@
 
   function search() {
     const words = document.getElementById("find").value.toUpperCase().split(/\s+/).filter(Boolean);
-    const hits = instruments.filter((r) => words.every((w) => r.name.includes(w) ||
-      (r.strike !== null && String(r.strike) === w) || (r.expiry || "").startsWith(w.toLowerCase())));
+    // a word matches a part of the name (BTC, 27MAR26, 80000, C) from its start, or inside it
+    // from three characters on, or the start of the ISO expiry (2026-03)
+    const hits = instruments.filter((r) => {
+      const parts = r.name.split("-");
+      return words.every((w) => parts.some((p) => p.startsWith(w) || (w.length >= 3 && p.includes(w))) ||
+        (r.expiry || "").startsWith(w));
+    });
     document.getElementById("find-count").textContent = `${hits.length} of ${instruments.length}`;
     document.getElementById("found").replaceChildren(...hits.slice(0, 200).map((r) => el("li", {},
       el("span", { text: r.name }),
@@ -80,7 +85,7 @@
     const box = document.getElementById("matrix");
     const r = lastResults[m];
     if (!m || !r || !r.explain) { box.replaceChildren(el("p", { class: "note", text: "compute first; only portfolio-margin models have a risk matrix" })); return; }
-    box.replaceChildren(...[...PM.byUnderlying(r.explain.scenarios)].flatMap(([u, rows]) => [el("h3", { text: `${u} — ${m}` }), PM.heatmap(rows, r.margin_currency)]));
+    box.replaceChildren(...[...PM.byUnderlying(r.explain.scenarios)].flatMap(([u, rows]) => [el("h3", { text: `${u} — ${m}` }), PM.heatmap(rows, r.margin_currency, ((r.explain.worst_scenario || {})[u] || {}).name)]));
   }
 
   async function compute() {

@@ -143,73 +143,82 @@ const PM = (() => {
     return t;
   }
 
-  // Risk matrix heat map (inline SVG): rows = vol shock, columns = price shock, cell = P&L.
-  // The worst cell carries a thick black border and the text "worst", not only a colour.
-  function heatmap(rows, unit) {
+  // Risk matrix heat map (inline SVG): rows = vol shock, columns = price shock, cell = the
+  // scenario's P&L times its weight (what the model takes the worst of). The worst cell (the
+  // model's binding scenario when given, else the lowest) has a thick black border and a ▼, and
+  // is named in the caption: not only a colour.
+  const VOL_ORDER = ["up", "none", "down"];
+  const volLabel = (v) => typeof v === "number" ? `vol ${v > 0 ? "+" : ""}${(100 * v).toFixed(0)}%` : `vol ${v}`;
+  const priceLabel = (p) => `${p > 0 ? "+" : ""}${(100 * p).toFixed(0)}%`;
+  function heatmap(rows, unit, worstName) {
+    const val = (r) => r.pnl * (typeof r.weight === "number" ? r.weight : 1);
     const ps = [...new Set(rows.map((r) => r.price_shock))].sort((a, b) => a - b);
-    const vs = [...new Set(rows.map((r) => r.vol_shock))].sort((a, b) => b - a);
+    const vs = [...new Set(rows.map((r) => r.vol_shock))].sort((a, b) =>
+      typeof a === "number" && typeof b === "number" ? b - a :
+        (VOL_ORDER.indexOf(a) + 99 * (VOL_ORDER.indexOf(a) < 0)) - (VOL_ORDER.indexOf(b) + 99 * (VOL_ORDER.indexOf(b) < 0)));
     const cell = new Map();
     for (const r of rows) {
       const k = `${r.price_shock}|${r.vol_shock}`;
-      const v = r.pnl;
-      if (!cell.has(k) || v < cell.get(k)) cell.set(k, v);
+      if (!cell.has(k) || val(r) < val(cell.get(k))) cell.set(k, r);
     }
     let worst = null;
-    for (const [k, v] of cell) if (worst === null || v < worst[1]) worst = [k, v];
-    const maxAbs = Math.max(1e-12, ...[...cell.values()].map((v) => Math.abs(v)));
-    const cw = 58, ch = 30, left = 64, top = 34;
-    const W = left + cw * ps.length + 4, H = top + ch * vs.length + 24;
+    for (const [k, r] of cell) {
+      if (worstName !== undefined && worstName !== null) { if (r.name === worstName) worst = [k, r]; }
+      else if (worst === null || val(r) < val(worst[1])) worst = [k, r];
+    }
+    const maxAbs = Math.max(1e-12, ...[...cell.values()].map((r) => Math.abs(val(r))));
+    const cw = 58, ch = 30, left = 70, top = 34;
+    const W = left + cw * ps.length + 4, H = top + ch * vs.length + 8;
     const NS = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(NS, "svg");
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.setAttribute("width", String(W));
     svg.setAttribute("class", "heatmap");
     svg.setAttribute("role", "img");
-    const s = (tag, attrs, text) => {
+    const s = (tag, attrs, text, parent = svg) => {
       const e = document.createElementNS(NS, tag);
       for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
       if (text !== undefined) e.textContent = text;
-      svg.append(e);
+      parent.append(e);
       return e;
     };
-    s("text", { x: left, y: 12 }, `price shock → (P&L in ${unit}; worst cell outlined and labelled)`);
-    ps.forEach((p, i) => s("text", { x: left + i * cw + cw / 2, y: top - 6, "text-anchor": "middle" }, `${(100 * p).toFixed(0)}%`));
-    vs.forEach((v, j) => s("text", { x: left - 6, y: top + j * ch + ch / 2 + 3, "text-anchor": "end" }, `vol ${(100 * v).toFixed(0)}%`));
+    s("text", { x: left, y: 12 }, `price shock → (weighted P&L in ${unit})`);
+    ps.forEach((p, i) => s("text", { x: left + i * cw + cw / 2, y: top - 6, "text-anchor": "middle" }, priceLabel(p)));
+    vs.forEach((v, j) => s("text", { x: left - 6, y: top + j * ch + ch / 2 + 3, "text-anchor": "end" }, volLabel(v)));
     let worstRect = null;
     ps.forEach((p, i) => vs.forEach((v, j) => {
       const k = `${p}|${v}`;
       if (!cell.has(k)) return;
-      const x = cell.get(k), a = Math.min(1, Math.abs(x) / maxAbs);
-      // loss: red, gain: blue (colour-blind safe pair); strength = share of the largest |P&L|
+      const r0 = cell.get(k), x = val(r0), a = Math.min(1, Math.abs(x) / maxAbs);
+      // loss: red, gain: blue (a colour-blind safe pair); darker = larger share of the largest |P&L|
       const rgb = x < 0 ? [207, 34, 46] : [9, 105, 218];
-      const mix = (c) => Math.round(255 - (255 - c) * (0.15 + 0.85 * a));
+      const mix = (c) => Math.round(255 - (255 - c) * (0.12 + 0.88 * a));
+      const isWorst = worst !== null && k === worst[0];
       const r = s("rect", { x: left + i * cw, y: top + j * ch, width: cw - 2, height: ch - 2,
-        fill: `rgb(${mix(rgb[0])},${mix(rgb[1])},${mix(rgb[2])})`, "data-price-shock": p, "data-vol-shock": v, "data-pnl": x });
-      const label = (worst && k === worst[0]) ? "worst " : "";
-      s("title", {}, `${label}price ${(100 * p).toFixed(1)}%, vol ${(100 * v).toFixed(1)}%: P&L ${fmt(x)} ${unit}`);
-      r.append(svg.lastChild);
+        fill: `rgb(${mix(rgb[0])},${mix(rgb[1])},${mix(rgb[2])})`, "data-price-shock": p,
+        "data-vol-shock": v, "data-pnl": x, "data-name": r0.name });
+      s("title", {}, `${isWorst ? "worst: " : ""}${r0.name}: P&L ${fmt(r0.pnl)} ${unit} × weight ${r0.weight ?? 1}`, r);
       s("text", { x: left + i * cw + cw / 2, y: top + j * ch + ch / 2 + 3, "text-anchor": "middle",
-        fill: a > 0.6 ? "#fff" : "#000" }, (label ? "▼" : "") + fmt(x, Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 1 ? 2 : 3));
-      if (label) worstRect = r;
+        fill: a > 0.55 ? "#fff" : "#000" }, (isWorst ? "▼" : "") + fmt(x, Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 1 ? 2 : 3));
+      if (isWorst) worstRect = r;
     }));
     if (worstRect) {
       worstRect.classList.add("worst");
       worstRect.setAttribute("data-worst", "true");
-      svg.append(worstRect); // on top, so its border shows whole
+      svg.insertBefore(worstRect, null); // drawn last, so its border shows whole
     }
-    const p = worst ? worst[0].split("|") : null;
-    svg.setAttribute("aria-label", `risk matrix: ${ps.length} price shocks by ${vs.length} vol shocks` +
-      (p ? `; worst P&L ${fmt(worst[1])} ${unit} at price ${(100 * p[0]).toFixed(1)}%, vol ${(100 * p[1]).toFixed(1)}%` : ""));
-    const caption = el("p", { class: "legend" }, p ?
-      `Worst cell (▼, outlined): price ${(100 * Number(p[0])).toFixed(1)} %, vol ${(100 * Number(p[1])).toFixed(1)} %, P&L ${fmt(worst[1])} ${unit}. Red: loss, blue: gain; darker is larger.` : "no scenarios");
-    return el("div", { class: "scroll" }, svg, caption);
+    const w = worst ? worst[1] : null;
+    const text = w ? `Worst scenario (▼, outlined): ${w.name} — price ${priceLabel(w.price_shock)}, ${volLabel(w.vol_shock)}, ` +
+      `P&L ${fmt(w.pnl)} ${unit}${(w.weight ?? 1) !== 1 ? ` × weight ${w.weight}` : ""}. Red: loss, blue: gain; darker is larger.` : "no scenarios";
+    svg.setAttribute("aria-label", `risk matrix: ${ps.length} price shocks by ${vs.length} vol shocks. ${text}`);
+    return el("div", { class: "scroll" }, svg, el("p", { class: "legend", text }));
   }
 
   // Scenario rows of a margin explanation, grouped per underlying.
   function byUnderlying(scenarios) {
     const out = new Map();
     for (const r of scenarios || []) {
-      if (typeof r.price_shock !== "number" || typeof r.vol_shock !== "number") continue;
+      if (typeof r.price_shock !== "number" || r.vol_shock === undefined || r.vol_shock === null) continue;
       const u = r.underlying || "all";
       if (!out.has(u)) out.set(u, []);
       out.get(u).push(r);

@@ -88,6 +88,11 @@
     if (busy) { again = true; return; }
     busy = true;
     try {
+      const me = await PM.whoami();
+      if (me.role !== "risk") {
+        PM.showError(`this page needs a risk key (the key in use is a ${me.role} key${me.account ? " of " + me.account : ""}: the account page shows it)`);
+        return;
+      }
       const [a, b] = await Promise.all([loadTable("largest"), loadTable("nearest")]);
       ccy = a.margin_currency;
       renderSummary(a);
