@@ -79,6 +79,16 @@ def test_pages_load_without_console_errors(browser: Any, small_venue: Any, shots
     assert eq == sorted(eq, reverse=True)
     assert console_errors(browser) == []
     shots(browser, "overview")
+    # a narrow screen: the page does not scroll sideways (wide tables scroll in their box)
+    browser.set_window_size(400, 900)
+    try:
+        browser.get(f"{srv.url}/ui/overview")
+        wait_for(browser, "document.body.dataset.seq")
+        assert browser.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        shots(browser, "overview-narrow")
+    finally:
+        browser.set_window_size(1280, 900)
 
     acct = srv.accounts[1]
     browser.get(f"{srv.url}/ui/account?id={acct}")
