@@ -205,7 +205,8 @@ def instrument_rows(market: Any) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        Sorted by underlying, expiry, kind, strike and right: ``name``, ``kind``, ``underlying``, ``expiry`` (ISO-8601 UTC or ``null``), ``strike``
+        Sorted by underlying, expiry, kind, strike and right: ``name``, ``kind``,
+        ``underlying``, ``expiry`` (ISO-8601 UTC or ``null``), ``strike``
         (USD or ``null``), ``right`` (``call``/``put`` or ``null``), ``inverse`` (bool),
         ``mark_usd`` (mark price in USD per contract, ``null`` if it cannot be priced),
         ``price_currency`` and ``mark_price`` (the mark in the unit a fill's ``price`` uses:
