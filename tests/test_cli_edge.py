@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -202,6 +203,34 @@ def test_params_validate_bad_file_exits_2_one_line_each(tmp_path):
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines() == [res.stderr.strip()]
     assert str(bad) in res.stderr
+
+
+def test_params_validate_every_shipped_parameter_file_by_its_kind():
+    import pmargin
+
+    root = Path(pmargin.__file__).parent
+    files = [*sorted(root.glob("liquidation/*.toml")), root / "service" / "venue.toml"]
+    files += sorted(root.glob("models/presets/*.toml"))
+    res = run("params", "validate", *files)
+    assert res.exit_code == 0, res.stderr
+    kinds = [line.rsplit("(", 1)[1].rstrip(")") for line in res.stdout.strip().splitlines()]
+    assert kinds[:7] == ["auction", "bidders", "cascade", "ledger", "liquidity", "planner",
+                         "venue"]
+    assert set(kinds[7:]) == {"preset"}
+
+
+def test_params_validate_wrong_kind_names_the_unknown_key(tmp_path):
+    import pmargin
+
+    auction = Path(pmargin.__file__).parent / "liquidation" / "auction.toml"
+    res = run("params", "validate", "--kind", "planner", auction)
+    assert res.exit_code == 2
+    assert "(planner)" in res.stderr
+    assert "unknown field" in res.stderr
+    bad = run("params", "validate", "--kind", "magic", auction)
+    assert bad.exit_code == 2
+    assert "--kind" in bad.stderr
+    assert "magic" in bad.stderr
 
 
 def test_unexpected_exception_is_one_line_exit_1(files, monkeypatch):

@@ -14,7 +14,8 @@ def test_conformance_portfolio_block_loads(tmp_path):
         "margin_currency": "usdc",
         "collateral": {"USDC": 1000, "BTC": 0.5},
         "positions": [{"instrument": "ETH_USDC-17NOV23-1850-P", "quantity": -50}],
-        "orders": [{"instrument": "BTC-PERPETUAL", "side": "sell", "quantity": 2, "price": 65000}],
+        "orders": [{"instrument": "BTC-PERPETUAL", "side": "sell", "quantity": 2, "price": 65000,
+                    "price_unit": "USD"}],
     }
     p = tmp_path / "p.json"
     p.write_text(json.dumps({"portfolio": data}))
@@ -40,10 +41,18 @@ def test_conformance_portfolio_block_loads(tmp_path):
          r"positions\[0\].instrument"),
         ({"margin_currency": "BTC", "collateral": {"BTC": float("inf")}}, "collateral.BTC"),
         ({"margin_currency": "BTC", "orders": [{"instrument": "BTC-PERPETUAL", "side": "hold",
-                                                "quantity": 1, "price": 1}]}, r"orders\[0\].side"),
+                                                "quantity": 1, "price": 1, "price_unit": "USD"}]},
+         r"orders\[0\].side"),
         ({"margin_currency": "BTC", "orders": [{"instrument": "BTC-PERPETUAL", "side": "buy",
-                                                "quantity": -1, "price": 1}]},
+                                                "quantity": -1, "price": 1, "price_unit": "USD"}]},
          r"orders\[0\].quantity"),
+        ({"margin_currency": "BTC", "orders": [{"instrument": "BTC-PERPETUAL", "side": "buy",
+                                                "quantity": 1, "price": 0.05}]},
+         r"orders\[0\].price_unit"),
+        ({"margin_currency": "BTC", "orders": [{"instrument": "BTC-PERPETUAL", "side": "buy",
+                                                "quantity": 1, "price": 0.05,
+                                                "price_unit": "coin"}]},
+         r"orders\[0\].price_unit"),
         ({"margin_currency": "BTC", "positions": [{"instrument": "BTC-PERPETUAL", "quantity": 1,
                                                    "avg_price": 0}]}, r"positions\[0\].avg_price"),
         ({"margin_currency": "USDC", "positions": [{"instrument": "BTC_USDC", "quantity": -1}]},
@@ -195,7 +204,8 @@ _json = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3)
 _row = st.fixed_dictionaries(
     {}, optional={"instrument": st.sampled_from(_INSTRUMENTS) | _scalar, "quantity": _scalar,
                   "avg_price": _scalar, "isolated_collateral": _scalar, "side": _scalar,
-                  "price": _scalar, "avg_px": _scalar})
+                  "price": _scalar, "price_unit": st.sampled_from(["USD", "coin"]) | _scalar,
+                  "avg_px": _scalar})
 _portfolio = st.fixed_dictionaries(
     {}, optional={"margin_currency": st.sampled_from(["BTC", "USDC", "eth", ""]) | _scalar,
                   "collateral": st.dictionaries(st.sampled_from(["BTC", "USDC", "btc", "$"]),

@@ -398,8 +398,11 @@ def params_list(as_json: JsonOpt = False) -> None:
     if as_json:
         _emit_json({"presets": rows})
         return
+    width = max(len(r["name"]) for r in rows)
+    kind_width = max(len(r["model"]) for r in rows)
     for r in rows:
-        console.print(f"{r['name']:12s} {r['model']:10s} {r['source'][:110]}", highlight=False)
+        console.print(f"{r['name']:{width}s}  {r['model']:{kind_width}s}  {r['source'][:100]}",
+                      highlight=False)
 
 
 @params_app.command("show")
@@ -414,30 +417,59 @@ def params_show(
     _emit_json({"digest": mdl.digest, **mdl.params.model_dump(mode="json")})
 
 
+PARAM_KINDS = ("auto", "preset", "venue", "auction", "bidders", "cascade", "ledger", "liquidity",
+               "planner")
+
+
+def _param_kind(path: Path, kind: str) -> str:
+    """The kind of parameter file: as given, or from a shipped file's name (else a preset)."""
+    if kind != "auto":
+        return kind
+    stem = path.stem
+    return stem if stem in PARAM_KINDS[2:] else "preset"
+
+
 @params_app.command("validate")
 def params_validate(
-    paths: Annotated[list[Path], typer.Argument(help="Preset TOML files")],
+    paths: Annotated[list[Path], typer.Argument(help="Parameter TOML files")],
+    kind: Annotated[str, typer.Option(
+        help="File kind: auto (from the file name: venue.toml, auction.toml, ...; else a "
+             "margin preset), preset, venue, auction, bidders, cascade, ledger, liquidity, "
+             "planner")] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate preset TOML files (exit status 2 when any is invalid)."""
-    from pmargin.models import load_model
+    """Validate parameter TOML files: margin presets, the venue file, liquidation settings.
 
+    Exit status 2 when any is invalid.
+    """
+    from pmargin.liquidation.settings import SETTINGS_LOADERS
+    from pmargin.models import load_model
+    from pmargin.service.config import load_venue
+
+    if kind not in PARAM_KINDS:
+        raise InvalidInput("--kind", kind, f"must be one of {', '.join(PARAM_KINDS)}")
     results = []
     for p in paths:
+        k = _param_kind(p, kind)
         try:
-            load_model(p)
-            results.append({"path": str(p), "valid": True, "error": None})
+            if k == "preset":
+                load_model(p)
+            elif k == "venue":
+                load_venue(p)
+            else:
+                SETTINGS_LOADERS[k](p)
+            results.append({"path": str(p), "kind": k, "valid": True, "error": None})
         except (PmarginError, OSError, UnicodeDecodeError) as exc:
             msg = _describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-            results.append({"path": str(p), "valid": False, "error": _one_line(msg)})
+            results.append({"path": str(p), "kind": k, "valid": False, "error": _one_line(msg)})
     if as_json:
         _emit_json({"files": results, "valid": all(r["valid"] for r in results)})
     else:
         for r in results:
             if r["valid"]:
-                console.print(f"ok {r['path']}", highlight=False)
+                console.print(f"ok {r['path']} ({r['kind']})", highlight=False)
             else:
-                typer.echo(f"invalid {r['path']}: {r['error']}", err=True)
+                typer.echo(f"invalid {r['path']} ({r['kind']}): {r['error']}", err=True)
     if not all(r["valid"] for r in results):
         raise typer.Exit(BAD_INPUT)
 

@@ -153,7 +153,7 @@ MAX_QUANTITY = 1e9
 
 POSITION_KEYS = ("instrument", "quantity", "avg_price", "isolated_collateral")
 """Keys of one row of ``positions``."""
-ORDER_KEYS = ("instrument", "side", "quantity", "price")
+ORDER_KEYS = ("instrument", "side", "quantity", "price", "price_unit")
 """Keys of one row of ``orders``."""
 
 
@@ -237,6 +237,13 @@ def _order(row: Any, fld: str) -> Order:
     qty = _bounded(positive_number(_required(row, "quantity", fld), f"{fld}.quantity"),
                    f"{fld}.quantity")
     price = positive_number(_required(row, "price", fld), f"{fld}.price")
+    unit = _required(row, "price_unit", fld)
+    if unit != "USD":
+        reason = ("is not supported: give the limit price in USD per unit of underlying "
+                  "(a coin price times the index price) with price_unit 'USD'"
+                  if unit == "coin" else "must be 'USD' (limit price in USD per unit of "
+                  "underlying)")
+        raise InvalidInput(f"{fld}.price_unit", unit, reason)
     return Order(inst, Side(side_raw), qty, price)
 
 

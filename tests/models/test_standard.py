@@ -57,8 +57,10 @@ def test_cross_is_sum_of_positions_and_orders_take_worse_side(market):
     ra = m.margin(pf("BTC", [(a, -1)]), market)
     rb = m.margin(pf("BTC", [(b, -1)]), market)
     assert both.initial_margin == pytest.approx(ra.initial_margin + rb.initial_margin, rel=1e-12)
-    orders = [{"instrument": a, "side": "sell", "quantity": 1, "price": 1.0},
-              {"instrument": b, "side": "buy", "quantity": 1, "price": 1.0}]
+    orders = [{"instrument": a, "side": "sell", "quantity": 1, "price": 1.0,
+               "price_unit": "USD"},
+              {"instrument": b, "side": "buy", "quantity": 1, "price": 1.0,
+               "price_unit": "USD"}]
     with_orders = m.margin(pf("BTC", [(a, -1), (b, -1)], orders=orders), market)
     assert with_orders.components["open_orders"] > 0
     assert with_orders.maintenance_margin == both.maintenance_margin

@@ -15,8 +15,9 @@ __all__ = ["print_conformance", "print_frame", "print_margin"]
 
 
 def _fmt(x: object) -> str:
+    """Format a table cell: floats to 8 significant digits, NaN (no value) as an empty cell."""
     if isinstance(x, float):
-        return f"{x:,.8g}"
+        return "" if x != x else f"{x:,.8g}"
     return str(x)
 
 
@@ -45,7 +46,9 @@ def print_margin(console: Console, res: AccountMargin, explain: bool = False) ->
         ("available margin", res.available_margin),
     ):
         summary.add_row(label, _fmt(v), _fmt(v * res.mc_usd))
-    summary.add_row("margin ratio (MM/equity)", _fmt(res.margin_ratio), "")
+    ratio = res.margin_ratio
+    summary.add_row("margin ratio (MM/equity)",
+                    _fmt(ratio) if ratio != float("inf") else "inf (equity <= 0)", "")
     summary.add_row("health", res.health, "")
     console.print(summary)
     comp = Table(title="components")

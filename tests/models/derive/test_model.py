@@ -186,7 +186,8 @@ def test_open_order_is_margined_as_if_filled_at_the_mark():
     mark = MARKET.mark_price(name)
     base = pf("USDC", [(f"BTC_USDC-{code}-72000-P", -1.0)], {"USDC": 30_000.0})
     with_order = pf("USDC", [(f"BTC_USDC-{code}-72000-P", -1.0)], {"USDC": 30_000.0},
-                    orders=[{"instrument": name, "side": "sell", "quantity": 2, "price": mark}])
+                    orders=[{"instrument": name, "side": "sell", "quantity": 2, "price": mark,
+                                    "price_unit": "USD"}])
     filled = pf("USDC", [(f"BTC_USDC-{code}-72000-P", -1.0), (name, -2.0)], {"USDC": 30_000.0})
     r0, r1, r2 = (MODEL.margin(p, MARKET) for p in (base, with_order, filled))
     assert r1.components["open_orders"] == pytest.approx(r2.initial_margin - r0.initial_margin,
