@@ -41,13 +41,16 @@ def _read(name: str) -> str:
     return (WEB_DIR / name).read_text(encoding="utf-8")
 
 
-def render_page(page: str) -> str:
+def render_page(page: str, stream: bool = False) -> str:
     """The HTML of one page: the layout with the page's body and script.
 
     Parameters
     ----------
     page : str
         A key of :data:`PAGES`.
+    stream : bool
+        Whether the service has the WebSocket stream ``/v1/stream`` (the overview then
+        listens to it instead of polling).
 
     Returns
     -------
@@ -59,7 +62,8 @@ def render_page(page: str) -> str:
         f'<a href="/ui/{name}"{current if name == page else ""}>{html.escape(title)}</a>'
         for name, title in PAGES.items())
     return Template(_read("layout.html")).substitute(
-        title=html.escape(PAGES[page]), page=page, nav=nav, body=_read(f"{page}.html"))
+        title=html.escape(PAGES[page]), page=page, nav=nav, body=_read(f"{page}.html"),
+        stream="1" if stream else "0")
 
 
 def add_web_routes(app: FastAPI) -> None:
@@ -75,9 +79,12 @@ def add_web_routes(app: FastAPI) -> None:
     def ui_root() -> RedirectResponse:
         return RedirectResponse("/ui/overview")
 
+    def has_stream() -> bool:
+        return any(getattr(r, "path", None) == "/v1/stream" for r in app.router.routes)
+
     def handler(name: str) -> Callable[[], HTMLResponse]:
         def page() -> HTMLResponse:
-            return HTMLResponse(render_page(name), headers={
+            return HTMLResponse(render_page(name, has_stream()), headers={
                 "Content-Security-Policy": _CSP, "Cache-Control": "no-store",
                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
         return page

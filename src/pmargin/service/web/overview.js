@@ -124,6 +124,33 @@
     } catch (e) { /* the service is restarting: try again at the next tick */ }
   }
 
+  // With the stream (/v1/stream, WebSocket): the key goes in the first message (never in the
+  // URL); every message with a new sequence number refreshes the tables. If the socket closes,
+  // the page falls back to polling.
+  let polling = null;
+  function startPolling() {
+    if (polling === null) polling = setInterval(poll, 250);
+    mode = "polling /healthz every 250 ms, tables refetched on a new sequence number";
+    document.getElementById("st-mode").textContent = mode;
+  }
+  function listen() {
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream`);
+    ws.addEventListener("open", () => ws.send(JSON.stringify({ key: PM.key() })));
+    ws.addEventListener("message", (ev) => {
+      let m = null;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m.type === "hello") {
+        mode = "live: WebSocket /v1/stream";
+        document.getElementById("st-mode").textContent = mode;
+      }
+      if (typeof m.seq === "number" && m.seq !== seqShown) refresh();
+    });
+    ws.addEventListener("close", (ev) => {
+      if (ev.code !== 1000) document.getElementById("st-mode").textContent = `stream closed (${ev.code} ${ev.reason || ""})`;
+      startPolling();
+    });
+  }
+
   async function proximity() {
     const box = document.getElementById("proximity");
     box.replaceChildren(el("p", { class: "na", id: "proximity-na",
@@ -131,15 +158,13 @@
   }
 
   async function start() {
-    mode = "polling /healthz every 250 ms, tables refetched on a new sequence number";
-    document.getElementById("st-mode").textContent = mode;
     await refresh();
+    if (document.body.dataset.stream === "1" && PM.key()) listen(); else startPolling();
     proximity();
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     start();
-    setInterval(poll, 250);
     setInterval(tickAge, 1000);
     PM.onKey(() => { document.getElementById("needs-key").hidden = true; refresh(); });
   });
