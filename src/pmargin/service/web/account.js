@@ -78,7 +78,7 @@
     const mx = document.getElementById("a-matrix");
     const groups = PM.byUnderlying(x.scenarios);
     if (!groups.size) mx.replaceChildren(el("p", { class: "note", text: `model ${x.model || "?"} (${x.mode || "?"}) has no scenario grid for this account` }));
-    else mx.replaceChildren(...[...groups].flatMap(([u, rows]) => [el("h3", { text: `${u} — model ${x.model}` }), PM.heatmap(rows, ccy, ((x.worst_scenario || {})[u] || {}).name)]));
+    else mx.replaceChildren(...[...groups].flatMap(([u, rows]) => [el("h3", { text: `${u} — model ${x.model}` }), PM.scenarioView(rows, ccy, ((x.worst_scenario || {})[u] || {}).name)]));
     const hh = (ev.health_history || []).map((h) => ({ seq: h.seq, time: new Date(1000 * h.time).toISOString().slice(0, 19) + "Z", from: h.from, to: h.to }));
     hh.push({ seq: a.seq, time: "now", from: null, to: a.health });
     document.getElementById("a-health-history").replaceChildren(table([

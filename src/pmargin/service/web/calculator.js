@@ -85,7 +85,7 @@
     const box = document.getElementById("matrix");
     const r = lastResults[m];
     if (!m || !r || !r.explain) { box.replaceChildren(el("p", { class: "note", text: "compute first; only portfolio-margin models have a risk matrix" })); return; }
-    box.replaceChildren(...[...PM.byUnderlying(r.explain.scenarios)].flatMap(([u, rows]) => [el("h3", { text: `${u} — ${m}` }), PM.heatmap(rows, r.margin_currency, ((r.explain.worst_scenario || {})[u] || {}).name)]));
+    box.replaceChildren(...[...PM.byUnderlying(r.explain.scenarios)].flatMap(([u, rows]) => [el("h3", { text: `${u} — ${m}` }), PM.scenarioView(rows, r.margin_currency, ((r.explain.worst_scenario || {})[u] || {}).name)]));
   }
 
   async function compute() {

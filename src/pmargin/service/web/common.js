@@ -214,6 +214,22 @@ const PM = (() => {
     return el("div", { class: "scroll" }, svg, el("p", { class: "legend", text }));
   }
 
+  // The heat map when the scenarios form a price x vol grid (PM presets); otherwise (var-fhs:
+  // historical days) the table of the worst scenarios, the binding one marked.
+  function scenarioView(rows, unit, worstName) {
+    const ps = new Set(rows.map((r) => r.price_shock)), vs = new Set(rows.map((r) => r.vol_shock));
+    if (vs.size <= 7 && ps.size <= 41) return heatmap(rows, unit, worstName); // a grid (cells may be empty)
+    const worst = [...rows].sort((a, b) => a.pnl - b.pnl).slice(0, 15);
+    const t = table([
+      { key: "name", label: "scenario", render: (r) => r.name === worstName ? el("b", { text: `▼ ${r.name} (binding)` }) : r.name },
+      { key: "price_shock", label: "price move", num: "%", digits: 2, render: (r, td) => { numCell(td, 100 * r.price_shock, "%", 2); } },
+      { key: "vol_shock", label: "vol", render: (r) => String(r.vol_shock) },
+      { key: "weight", label: "weight", num: "", digits: 4 },
+      { key: "pnl", label: "P&L", num: unit, digits: 6 },
+    ], worst, { id: "worst-scenarios" });
+    return el("div", { class: "scroll" }, el("p", { class: "note", text: `The model's scenarios form no price × vol grid; its ${worst.length} worst (of ${rows.length}):` }), t);
+  }
+
   // Scenario rows of a margin explanation, grouped per underlying.
   function byUnderlying(scenarios) {
     const out = new Map();
@@ -228,5 +244,5 @@ const PM = (() => {
 
   document.addEventListener("DOMContentLoaded", initKeyForm);
   return { key, api, hasRoute, whoami, showError, onKey: (f) => listeners.push(f), fmt, numCell, el,
-    healthEl, pct, table, heatmap, byUnderlying, ApiError };
+    healthEl, pct, table, heatmap, scenarioView, byUnderlying, ApiError };
 })();
