@@ -38,3 +38,17 @@ def test_the_key_is_kept_for_the_session_only() -> None:
     assert "localStorage" not in js
     for f in WEB_DIR.glob("*.js"):
         assert "localStorage" not in f.read_text(encoding="utf-8"), f.name
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in WEB_DIR.glob("*.js")))
+def test_every_script_parses(script: str) -> None:
+    """A syntax error would only show in a browser: ``node --check`` when node is installed."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (the browser tests still load every script)")
+    r = subprocess.run([node, "--check", str(WEB_DIR / script)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -84,6 +84,11 @@ def test_pages_load_without_console_errors(browser: Any, small_venue: Any, shots
     try:
         browser.get(f"{srv.url}/ui/overview")
         wait_for(browser, "document.body.dataset.seq")
+        wide = browser.execute_script(
+            "return [...document.querySelectorAll('body *')].filter(e => "
+            "e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.scroll'))"
+            ".map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 5)")
+        assert wide == []
         assert browser.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth + 1")
         shots(browser, "overview-narrow")
@@ -234,4 +239,62 @@ def test_market_update_reaches_the_overview(browser: Any, small_venue: Any) -> N
                                    ".find(c => c.textContent.includes('total equity'))"
                                    ".querySelector('.value').dataset.value")
     assert float(shown) == pytest.approx(book["total_equity"])
+    assert console_errors(browser) == []
+
+
+def _leaf(i: int) -> dict[str, Any]:
+    return {"account": f"acc{i}", "currency": "BTC", "equity": 150_000_000 - 7 * i,
+            "initial_margin": 12_345_678 + i, "maintenance_margin": -3 if i == 2 else 9_000_000,
+            "health": i % 4}
+
+
+def _mth(leaves: list[bytes]) -> bytes:
+    """RFC 6962 section 2.1, recursively (split at the largest power of two below n)."""
+    import hashlib
+
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:])).digest()
+
+
+def _path(m: int, leaves: list[bytes]) -> list[bytes]:
+    """RFC 6962 section 2.1.1 audit path, from the leaf up."""
+    if len(leaves) == 1:
+        return []
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if m < k:
+        return [*_path(m, leaves[:k]), _mth(leaves[k:])]
+    return [*_path(m - k, leaves[k:]), _mth(leaves[:k])]
+
+
+def test_the_pages_proof_check_is_rfc_6962(browser: Any, small_venue: Any) -> None:
+    """The page's leaf encoding and path walk against a Python reference written from the RFC
+    and the leaf table of docs/attestations.md (struct, big-endian)."""
+    import struct
+
+    srv = small_venue
+    browser.get(f"{srv.url}/ui/attestations")
+    wait_for(browser, "window.pmAttest")
+    run = ("const done = arguments[arguments.length - 1]; window.pmAttest.rootFromProof("
+           "arguments[0]).then(done, (e) => done('error: ' + e.message));")
+    for n in range(1, 10):
+        raw = [struct.pack(">B64s10sqqqB", 1, d["account"].encode(), d["currency"].encode(),
+                           d["equity"], d["initial_margin"], d["maintenance_margin"],
+                           d["health"]) for d in map(_leaf, range(n))]
+        assert all(len(b) == 100 for b in raw)
+        root = _mth(raw).hex()
+        for m in range(n):
+            assert browser.execute_script("return window.pmAttest.leafBytes(arguments[0])",
+                                          _leaf(m)) == raw[m].hex()
+            proof = {"leaf": _leaf(m), "index": m, "count": n,
+                     "path": [h.hex() for h in _path(m, raw)]}
+            assert browser.execute_async_script(run, proof) == root, (n, m)
+            # a changed figure, a wrong index or a missing hash do not reach the root
+            bad = {**proof, "leaf": {**_leaf(m), "equity": _leaf(m)["equity"] + 1}}
+            assert browser.execute_async_script(run, bad) != root
+            if n > 1:
+                assert browser.execute_async_script(run, {**proof, "index": (m + 1) % n}) != root
+                short = {**proof, "path": proof["path"][:-1]}
+                assert str(browser.execute_async_script(run, short)).startswith("error")
     assert console_errors(browser) == []

@@ -82,12 +82,13 @@
     const a = doc.attestation;
     const sig = await checkSignature(doc, pk.public_key);
     const keyId = hex(await sha256(unhex(pk.public_key))).slice(0, 16);
+    const sameKey = doc.public_key === pk.public_key && a.key_id === keyId;
     box.replaceChildren(
       el("h2", { text: `Latest attestation: epoch ${a.epoch}` }),
       el("div", { class: "scroll" }, el("table", { id: "att-table" }, el("tbody", {},
         row("signature", mark(sig.ok, sig.text)),
-        row("signed by key", el("span", {}, code(pk.public_key), " ", mark(doc.public_key === pk.public_key && a.key_id === keyId,
-          doc.public_key === pk.public_key && a.key_id === keyId ? "the service's published key (key id matches)" : "not the service's published key")))),
+        row("signed by key", el("span", {}, code(pk.public_key), " ", mark(sameKey,
+          sameKey ? "the service's published key (key id matches)" : "not the service's published key"))),
         row("Merkle root", code(a.merkle_root)),
         row("leaves", el("span", { text: `${a.leaves.count.toLocaleString("en-US")} accounts, ${a.leaves.format}, scale ${a.leaves.scale}, ${a.leaves.rounding}` })),
         row("sequence (log position)", el("span", { text: String(a.seq) })),
@@ -154,5 +155,6 @@
       document.body.dataset.loaded = "error";
     }
   }
+  window.pmAttest = { rootFromProof, leafBytes: (l) => hex(leafBytes(l)), canonical }; // for the tests
   document.addEventListener("DOMContentLoaded", () => { start(); PM.onKey(start); });
 })();
