@@ -68,3 +68,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.data)
+
+
+HISTORY_MODELS = frozenset({"var-fhs"})
+"""Models that read price and vol history from ../shared/data (prices/, vol/)."""
+
+
+def model_param(name: str) -> object:
+    """A model name for ``parametrize``: history models are ``data`` tests, skipped without it."""
+    if name not in HISTORY_MODELS:
+        return name
+    missing = not (SHARED / "data" / "prices").is_dir()
+    return pytest.param(name, marks=[pytest.mark.data, pytest.mark.skipif(
+        missing, reason=f"{name} needs the price history in {SHARED / 'data' / 'prices'}")])

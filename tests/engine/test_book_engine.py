@@ -8,6 +8,7 @@ from pmargin.book import Book
 from pmargin.engine.book_engine import BookEngine
 from pmargin.models import list_models, load_model
 from pmargin.synthetic import Archetypes, chain_universe, generate_book
+from tests.conftest import model_param
 from tests.factories import expiry_code, make_market
 
 MARKET = make_market()
@@ -34,7 +35,7 @@ def rel_diff(a, b):
 
 # derive-pm2 margins USDC accounts only: random_book is coin-margined (tests/models/test_contract.py
 # checks derive-pm2 on USDC books and that it refuses coin-margined ones)
-@pytest.mark.parametrize("preset", [m for m in list_models() if m != "derive-pm2"])
+@pytest.mark.parametrize("preset", [model_param(m) for m in list_models() if m != "derive-pm2"])
 def test_book_equals_each_account_alone(preset):
     model = load_model(preset)
     book = random_book(1)

@@ -51,6 +51,7 @@ from pmargin.models.grid import ScenarioGrid, build_grid, shocked_vol
 from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.models.params import PMParams, UnderlyingPMParams
 from pmargin.models.result import AccountMargin, BookMarginResult
+from pmargin.models.revaluation import bound_terms, option_columns, revalue
 from pmargin.models.valuation import (
     KIND_FUTURE,
     KIND_OPTION,
@@ -59,7 +60,6 @@ from pmargin.models.valuation import (
     is_stable,
 )
 from pmargin.portfolio import Portfolio
-from pmargin.pricing import black76
 
 __all__ = ["PMPrepared", "PortfolioMarginModel", "RiskUnit", "RowsCSR", "build_risk_units"]
 
@@ -200,21 +200,8 @@ def build_risk_units(book: Book, t: InstrumentTable, market: MarketSnapshot, par
         index = market.index_price(u)
         out.append(RiskUnit(u, up, grid, cols, risk, coll, damp, index, index / p_mc0,
                             *_column_maps(t, cols, up, book.n_instruments),
-                            bound=_bound_terms(t, cols, u, mc, p_mc0)))
+                            bound=bound_terms(t, cols, u, mc, p_mc0)))
     return out
-
-
-def _bound_terms(t: InstrumentTable, cols: IntArray, unit: str, mc: str, p_mc0: float
-                 ) -> BoundTerms:
-    """Per-column inputs of the largest-possible-loss cap of one unit."""
-    opt = t.kind[cols] == KIND_OPTION
-    keys, inv = np.unique(t.expiry_key[cols][opt], return_inverse=True)
-    expiry = np.full(cols.size, -1, np.int64)
-    expiry[opt] = inv.ravel()
-    coin = mc == unit
-    value = t.settle_value()[cols] * t.to_mc()[cols]
-    return BoundTerms(expiry, int(keys.size), t.strike[cols], t.is_call[cols], value,
-                      t.expired[cols], coin, p_mc0, coin or is_stable(mc))
 
 
 def _column_maps(t: InstrumentTable, cols: IntArray, up: UnderlyingPMParams, n_cols: int
@@ -251,37 +238,10 @@ def _instrument_risk(t: InstrumentTable, cols: IntArray, grid: ScenarioGrid,
                      up: UnderlyingPMParams, p_mc: FloatArray, p_mc0: float, unit: str,
                      market: MarketSnapshot) -> FloatArray:
     """Unweighted P&L per unit (margin currency) of the given columns under every scenario."""
-    if cols.size == 0:
-        return np.zeros((0, grid.size))
-    m = grid.move[None, :]
-    f = t.forward[cols][:, None]
-    f_s = f * (1.0 + m)
-    inv = t.inverse[cols][:, None]
-    kind = t.kind[cols][:, None]
-    opt = (kind == KIND_OPTION)[:, 0]
-    v_s = np.where(inv, 1.0 - f / f_s, f_s)          # futures and perpetuals
-    v_0 = np.where(inv, 0.0, f)
-    if opt.any():
-        o = cols[opt]
-        tau = t.tau[o]
-        tau_s = np.maximum(tau - grid.horizon_days / 365.0, 0.0)[:, None]
-        sig_s = shocked_vol(t.vol[o], tau, grid.vol_mode, up.vol_shock,
-                            np.log(t.strike[o] / t.forward[o]), up.grid.skew)
-        args = (f_s[opt], t.strike[o][:, None], tau_s, sig_s, t.is_call[o][:, None])
-        inv_o = t.inverse[o][:, None]
-        v_s[opt] = np.where(inv_o, black76.inverse_price(*args), black76.price(*args))
-        # P&L from the mark, the value equity uses (not from Black-76 at the mark's vol)
-        v_0 = np.broadcast_to(v_0, v_s.shape).copy()
-        v_0[opt] = t.settle_value()[o][:, None]
-    # conversion settlement currency -> margin currency under each scenario
-    settle_s = np.where(inv, market.index_price(unit) * (1.0 + m), 1.0)
-    settle_0 = np.where(inv, market.index_price(unit), 1.0)
-    stable_px = t.settle_price[cols][:, None]
-    settle_s = np.where(inv, settle_s, stable_px)
-    settle_0 = np.where(inv, settle_0, stable_px)
-    out = v_s * settle_s / p_mc[None, :] - v_0 * settle_0 / p_mc0
-    out[t.expired[cols]] = 0.0  # settled value is fixed: no scenario risk
-    return np.asarray(out)
+    o = option_columns(t, cols)
+    sig_s = shocked_vol(t.vol[o], t.tau[o], grid.vol_mode, up.vol_shock,
+                        np.log(t.strike[o] / t.forward[o]), up.grid.skew)
+    return revalue(t, cols, grid.move, sig_s, grid.horizon_days, p_mc, p_mc0, unit, market)
 
 
 def _damped(pnl: FloatArray, damp: FloatArray) -> FloatArray:

@@ -20,6 +20,8 @@ from pmargin.models.isolated import IsolatedMarginModel
 from pmargin.models.params import PMParams, SMParams, list_presets, load_params, read_preset
 from pmargin.models.portfolio_margin import PortfolioMarginModel
 from pmargin.models.standard import StandardMarginModel
+from pmargin.models.var_fhs import MODEL_NAME as VAR_FHS
+from pmargin.models.var_fhs import VarFhsModel, load_var_fhs_params
 from pmargin.validation import nearest
 
 __all__ = ["ISOLATED_SUFFIX", "list_models", "load_model"]
@@ -48,7 +50,7 @@ def load_model(
     name : str or Path
         A name of :func:`list_models` (``deribit-sm``, ``deribit-sm-isolated``, ``linear-sm``,
         ``linear-sm-isolated``, ``deribit-pm``, ``paradex-pm``, ``okx-pm``, ``span``,
-        ``pmargin``, ``derive-pm2``) or a path to a preset file.
+        ``pmargin``, ``derive-pm2``, ``var-fhs``) or a path to a preset file.
     overrides : mapping, optional
         Parameter overrides (nested or dotted keys) of the preset.
 
@@ -71,8 +73,11 @@ def load_model(
     if isinstance(name, str) and name.endswith(ISOLATED_SUFFIX) \
             and name[: -len(ISOLATED_SUFFIX)] in _standard_presets():
         return IsolatedMarginModel(load_model(name[: -len(ISOLATED_SUFFIX)], overrides), name)
-    if read_preset(name).get("model") == DERIVE:
+    kind = read_preset(name).get("model")
+    if kind == DERIVE:
         return DerivePM2Model(load_derive_pm2_params(name, overrides))
+    if kind == VAR_FHS:
+        return VarFhsModel(load_var_fhs_params(name, overrides))
     params = load_params(name, overrides)
     if isinstance(params, SMParams):
         return StandardMarginModel(params)

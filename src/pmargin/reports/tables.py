@@ -68,6 +68,9 @@ def print_margin(console: Console, res: AccountMargin, explain: bool = False) ->
     if res.worst_scenario:
         for u, w in res.worst_scenario.items():
             console.print(f"worst scenario {u}: {w['name']} (P&L {w['pnl']:,.8g} {mc})")
+    if explain and res.risk_matrix is None and res.scenarios is not None and len(res.scenarios):
+        # models without a price x vol grid (var-fhs): the scenarios that set the requirement
+        print_frame(console, res.scenarios, f"worst scenarios (P&L in {mc})")
     if explain and res.risk_matrix is not None:
         print_frame(console, res.risk_matrix, f"risk matrix: P&L in {mc} by price move and vol")
         if res.scenarios is not None:

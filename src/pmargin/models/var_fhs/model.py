@@ -1,0 +1,369 @@
+"""``var-fhs``: expected shortfall over filtered historical scenarios, by full revaluation.
+
+The model clearing houses call VaR/ES or FHS margin.
+
+One market update prepares a risk matrix: every column of the book (and every collateral
+currency) revalued under every scenario, in the margin currency per unit held. An account's
+scenario P&L is then ``positions @ risk + collateral @ collateral_risk`` and its IM the mean of
+its worst ``k = ceil((1 - confidence) * scenarios)`` losses. Accounts are evaluated in chunks,
+so memory stays bounded on any book.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from pmargin._typing import FloatArray
+from pmargin.book import Book
+from pmargin.errors import InvalidInput
+from pmargin.market import MarketSnapshot
+from pmargin.market.history_series import DailySeries, load_daily_series
+from pmargin.models.accounts import (
+    CollateralTerms,
+    collateral_terms,
+    order_cost,
+    order_matrices,
+    values_and_greeks,
+)
+from pmargin.models.base import MarginModel
+from pmargin.models.loss_bound import BoundTerms, loss_bound
+from pmargin.models.result import AccountMargin, BookMarginResult
+from pmargin.models.revaluation import bound_terms, option_columns, revalue
+from pmargin.models.valuation import InstrumentTable, is_stable
+from pmargin.models.var_fhs.params import VarFhsParams
+from pmargin.models.var_fhs.scenarios import (
+    FilteredSeries,
+    ScenarioSet,
+    filter_series,
+    history_is_fresh,
+    scenario_set,
+)
+from pmargin.portfolio import Portfolio
+
+__all__ = ["VarFhsModel", "VarFhsPrepared", "expected_shortfall", "tail_size"]
+
+CHUNK_ROWS = 8192
+"""Accounts per chunk of the (accounts x scenarios) P&L matrix."""
+
+IMPLIED_TENOR_YEARS = 30.0 / 365.0
+"""Tenor of the ATM implied vol used as the current volatility (DVOL is a 30-day index)."""
+
+
+def tail_size(confidence: float, n: int) -> int:
+    """Number of worst scenarios averaged by ES: ``ceil((1 - confidence) * n)``, at least 1."""
+    return max(1, math.ceil((1.0 - confidence) * n - 1e-9))
+
+
+def expected_shortfall(pnl: FloatArray, confidence: float) -> FloatArray:
+    """ES of the loss per row: mean of the ``tail_size`` largest losses (``-pnl``).
+
+    Parameters
+    ----------
+    pnl : ndarray, shape (rows, scenarios)
+        Scenario P&L (gains positive).
+    confidence : float
+        ES level.
+
+    Returns
+    -------
+    ndarray, shape (rows,)
+        Expected shortfall (a loss: positive when the tail loses money).
+    """
+    n = pnl.shape[1]
+    k = tail_size(confidence, n)
+    if pnl.shape[0] == 0:
+        return np.zeros(0)
+    worst = np.partition(pnl, k - 1, axis=1)[:, :k]
+    return np.asarray(-worst.mean(axis=1))
+
+
+@lru_cache(maxsize=8)
+def _series(asset: str) -> DailySeries:
+    return load_daily_series(asset)
+
+
+_SHARED_FILTERED: dict[tuple[str, str, str], FilteredSeries] = {}
+"""Filtered shared history by (asset, last day, parameter digest): filtering is per day."""
+
+
+@dataclass(frozen=True)
+class VarFhsPrepared:
+    """What one market update prepares for ``var-fhs``."""
+
+    table: InstrumentTable
+    market: MarketSnapshot
+    collateral: CollateralTerms
+    scenarios: ScenarioSet
+    risk: FloatArray
+    """(instruments, scenarios): P&L per unit held, margin currency."""
+    collateral_risk: FloatArray
+    """(collateral currencies, scenarios): P&L per unit of each balance, margin currency."""
+    filtered: dict[str, FilteredSeries]
+    bounds: list[tuple[np.ndarray, BoundTerms]]
+    """Per underlying: book column -> unit column map, and the loss-bound terms."""
+
+
+class VarFhsModel(MarginModel):
+    """Expected-shortfall margin over filtered historical scenarios (see module doc)."""
+
+    params: VarFhsParams
+
+    def __init__(self, params: VarFhsParams,
+                 series: dict[str, DailySeries] | None = None) -> None:
+        super().__init__(params)
+        self._given = dict(series or {})
+        self._filtered: dict[tuple[str, str, str], FilteredSeries] = {}
+
+    # ------------------------------------------------------------------ history
+    def _history(self, asset: str, when: datetime) -> FilteredSeries:
+        s = self._given.get(asset)
+        cache = self._filtered
+        if s is None:
+            s = _series(asset)
+            cache = _SHARED_FILTERED
+        known = s.known_at(when)
+        start = np.datetime64(self.params.history_start, "D")
+        keep = known.day >= start
+        known = DailySeries(known.asset, known.day[keep], known.close[keep], known.dvol[keep])
+        if known.day.size == 0:
+            raise InvalidInput("valuation_time", when.isoformat(),
+                               f"no {asset} history is known before it")
+        key = (asset, str(known.day[-1]), self.digest)
+        f = cache.get(key)
+        if f is None:
+            f = filter_series(known, self.params)
+            cache[key] = f
+        return f
+
+    def _sigma_now(self, asset: str, f: FilteredSeries, market: MarketSnapshot) -> float:
+        p = self.params
+        fresh = history_is_fresh(f.last_day, market.valuation_time, p)
+        implied: float | None = None
+        if p.current_vol != "filter" and asset in market.underlyings:
+            fwd = market.forwards(asset, [IMPLIED_TENOR_YEARS])
+            iv = float(market.implied_vols(asset, [IMPLIED_TENOR_YEARS], fwd)[0])
+            if math.isfinite(iv) and iv > 0:
+                implied = iv / math.sqrt(365.0)
+        if p.current_vol == "filter" or (p.current_vol == "max" and implied is None):
+            if not fresh:
+                raise InvalidInput("valuation_time", market.valuation_time.isoformat(),
+                                   f"{asset} history ends {f.last_day}: more than "
+                                   f"max_history_gap_days={p.max_history_gap_days} before it, "
+                                   "and no implied vol to rescale to")
+            return f.forecast_ret
+        if implied is None:
+            raise InvalidInput("market", asset, "has no implied vol surface (current_vol = "
+                               "'implied' needs one)")
+        if p.current_vol == "implied" or not fresh:
+            return implied
+        return max(implied, f.forecast_ret)
+
+    # ------------------------------------------------------------------ prepare
+    def prepare(self, book: Book, market: MarketSnapshot) -> VarFhsPrepared:
+        """Revalue every column and collateral currency of ``book`` under every scenario.
+
+        Parameters
+        ----------
+        book : Book
+            Only its columns, collateral currencies and margin currency are used.
+        market : MarketSnapshot
+            Market data; history is used strictly before its valuation time.
+
+        Returns
+        -------
+        VarFhsPrepared
+            Scenario set and risk matrices.
+        """
+        t = self.table(book, market)
+        mc = book.margin_currency
+        coins = {str(u) for u in t.underlying}
+        coins |= {c for c in book.collateral_currencies if not is_stable(c)}
+        if not is_stable(mc):
+            coins.add(mc)
+        if not coins:  # only stablecoins: no risk, one null scenario
+            coins = set()
+        when = market.valuation_time
+        filtered = {c: self._history(c, when) for c in sorted(coins)}
+        if filtered:
+            sigma = {c: self._sigma_now(c, f, market) for c, f in filtered.items()}
+            sc = scenario_set(filtered, sigma, self.params)
+        else:
+            sc = ScenarioSet(np.zeros(1, "datetime64[D]"), np.zeros(1, bool), {}, {}, {},
+                             np.zeros(1, bool))
+        n_s = sc.size
+
+        def usd(c: str) -> FloatArray:
+            px = market.collateral_price(c)
+            return np.asarray(px * (1.0 + sc.move[c]) if c in sc.move else np.full(n_s, px))
+
+        p_mc = usd(mc)
+        p_mc0 = market.collateral_price(mc)
+        risk = np.zeros((book.n_instruments, n_s))
+        bounds = []
+        for u in sorted({str(x) for x in t.underlying}):
+            cols = np.flatnonzero(t.underlying == u)
+            colmap = np.full(book.n_instruments, -1, np.int64)
+            colmap[cols] = np.arange(cols.size)
+            bounds.append((colmap, bound_terms(t, cols, u, mc, p_mc0)))
+            o = option_columns(t, cols)
+            sig = np.maximum(t.vol[o][:, None] * sc.vol_factor[u][None, :], self.params.min_vol)
+            risk[cols] = revalue(t, cols, sc.move[u], sig, self.params.horizon_days, p_mc,
+                                 p_mc0, u, market)
+        coll = np.zeros((len(book.collateral_currencies), n_s))
+        for k, c in enumerate(book.collateral_currencies):
+            coll[k] = usd(c) / p_mc - market.collateral_price(c) / p_mc0
+        return VarFhsPrepared(t, market, collateral_terms(book, market, {}), sc, risk, coll,
+                              filtered, bounds)
+
+    # ------------------------------------------------------------------ evaluate
+    def _es(self, prep: VarFhsPrepared, pos: sp.csr_matrix, coll: FloatArray
+            ) -> tuple[FloatArray, FloatArray]:
+        """ES per account, capped at its largest possible loss, and the IM the cap removed."""
+        n = pos.shape[0]
+        out = np.zeros(n)
+        for a in range(0, n, CHUNK_ROWS):
+            b = min(a + CHUNK_ROWS, n)
+            pnl = np.asarray(pos[a:b] @ prep.risk)
+            if coll.shape[1]:
+                pnl += coll[a:b] @ prep.collateral_risk
+            out[a:b] = expected_shortfall(pnl, self.params.confidence)
+        es = np.maximum(out, 0.0)
+        relief = np.zeros(n)
+        rows = np.flatnonzero(es > 0.0)
+        if rows.size == 0 or not prep.bounds:
+            return es, relief
+        cap = np.zeros(rows.size)
+        args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data))
+        for colmap, terms in prep.bounds:
+            cap += loss_bound(*args, colmap, terms, rows)
+        if coll.shape[1] and prep.collateral_risk.any():
+            cap += np.maximum(0.0, -(coll[rows] @ prep.collateral_risk).min(axis=1))
+        relief[rows] = np.maximum(es[rows] - cap, 0.0)
+        es[rows] = np.minimum(es[rows], cap)
+        return es, relief
+
+    def pnl(self, prep: VarFhsPrepared, book: Book) -> FloatArray:
+        """Scenario P&L of every account, shape (accounts, scenarios), margin currency."""
+        pos = sp.csr_matrix(book.positions)
+        pnl = np.asarray(pos @ prep.risk)
+        if book.collateral.shape[1]:
+            pnl += np.asarray(book.collateral, np.float64) @ prep.collateral_risk
+        return pnl
+
+    def evaluate(self, prep: VarFhsPrepared, book: Book) -> BookMarginResult:
+        """Margin every account of ``book`` against the prepared risk matrix.
+
+        Parameters
+        ----------
+        prep : VarFhsPrepared
+            Output of :meth:`prepare` for a book with the same columns.
+        book : Book
+            Accounts.
+
+        Returns
+        -------
+        BookMarginResult
+            IM (ES + open orders), MM (``mm_fraction`` x ES), equity; components
+            ``expected_shortfall`` (capped at the account's largest possible loss, issue 9.3),
+            ``loss_bound_relief`` (what the cap removed) and ``open_orders``.
+        """
+        t = prep.table
+        pos = sp.csr_matrix(book.positions)
+        coll = np.ascontiguousarray(book.collateral, dtype=np.float64)
+        es, relief = self._es(prep, pos, coll)
+        orders_im = np.zeros(book.n_accounts)
+        if len(book.orders):
+            rows = np.unique(book.orders.account)
+            buys, sells = order_matrices(book)
+            cb, cs = order_cost(book, t)
+            sub = pos[rows]
+            es_b = self._es(prep, sp.csr_matrix(sub + buys[rows]), coll[rows])[0]
+            es_s = self._es(prep, sp.csr_matrix(sub + sells[rows]), coll[rows])[0]
+            orders_im[rows] = np.maximum(
+                0.0, np.maximum(es_b + cb[rows], es_s + cs[rows]) - es[rows])
+        values, greeks = values_and_greeks(pos, book.entry_notional, t)
+        equity = prep.collateral.value(coll) + values
+        return BookMarginResult(
+            model=self.name,
+            params_digest=self.digest,
+            margin_currency=book.margin_currency,
+            mc_usd=t.mc_price,
+            account_ids=list(book.account_ids),
+            initial_margin=es + orders_im,
+            maintenance_margin=self.params.mm_fraction * es,
+            equity=equity,
+            components={"expected_shortfall": es, "loss_bound_relief": relief,
+                        "open_orders": orders_im},
+            greeks=greeks,
+        )
+
+    # ------------------------------------------------------------------ one account
+    def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
+        """Margin of one account, explained by its worst historical scenarios.
+
+        Parameters
+        ----------
+        portfolio : Portfolio
+            The account.
+        market : MarketSnapshot
+            Market data.
+
+        Returns
+        -------
+        AccountMargin
+            Margins; ``scenarios``: the ES tail (worst scenarios, with their historical days,
+            index move and vol factor per underlying, and the account's P&L), worst first;
+            ``worst_scenario``: the worst day per underlying.
+        """
+        book = Book.from_portfolios([portfolio])
+        prep = self.prepare(book, market)
+        res = self.evaluate(prep, book)
+        pnl = self.pnl(prep, book)[0]
+        sc = prep.scenarios
+        k = tail_size(self.params.confidence, sc.size)
+        order = np.argsort(pnl, kind="stable")[:max(k, 10)]
+        rows: list[dict[str, Any]] = []
+        worst: dict[str, Any] = {}
+        for rank, s in enumerate(order):
+            label = f"{sc.day[s]}" + (" (stressed)" if sc.stressed[s] else "")
+            for u in sorted(sc.move):
+                row = {"underlying": u, "name": label, "price_shock": float(sc.move[u][s]),
+                       "vol_shock": f"x{sc.vol_factor[u][s]:.4f}",
+                       "weight": 1.0 / k if rank < k else 0.0,
+                       "extended": bool(sc.stressed[s]), "pnl": float(pnl[s])}
+                rows.append(row)
+                if rank == 0:
+                    worst[u] = {"index": int(s), **row}
+        pos = sp.csr_matrix(book.positions)
+        s0 = int(order[0]) if order.size else 0
+        frame = pd.DataFrame({
+            "instrument": [book.instruments[j].name for j in pos.indices],
+            "quantity": pos.data,
+            "mark_usd": prep.table.mark[pos.indices],
+            "priced_by": prep.table.priced_by[pos.indices],
+            "pnl_at_worst": pos.data * prep.risk[pos.indices, s0],
+        }).set_index("instrument")
+        return AccountMargin(
+            model=self.name,
+            margin_currency=book.margin_currency,
+            mode="portfolio",
+            initial_margin=float(res.initial_margin[0]),
+            maintenance_margin=float(res.maintenance_margin[0]),
+            equity=float(res.equity[0]),
+            mc_usd=res.mc_usd,
+            params_digest=self.digest,
+            components={k_: float(v[0]) for k_, v in res.components.items()},
+            by_position=frame,
+            scenarios=pd.DataFrame(rows),
+            risk_matrix=None,
+            worst_scenario=worst or None,
+            greeks={k_: float(v[0]) for k_, v in res.greeks.items()},
+        )

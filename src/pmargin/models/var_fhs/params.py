@@ -1,0 +1,104 @@
+"""Parameters of the VaR/ES margin model by filtered historical simulation (``var-fhs``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pmargin.errors import ParamsError
+from pmargin.overrides import deep_merge
+from pmargin.paramfiles import validate_params
+
+__all__ = ["MODEL_NAME", "StressedPeriod", "VarFhsParams", "load_var_fhs_params"]
+
+MODEL_NAME: Literal["var-fhs"] = "var-fhs"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class StressedPeriod(_Frozen):
+    """Days whose raw (unfiltered) moves are kept as extra scenarios, whatever today's regime."""
+
+    name: str
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StressedPeriod:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class VarFhsParams(_Frozen):
+    """Expected-shortfall margin over filtered historical scenarios.
+
+    IM = ES at ``confidence`` of the account's loss over ``horizon_days`` across every scenario
+    (filtered days rescaled to the current volatility, plus the raw days of the stressed
+    periods), floored at 0, plus open orders; MM = ``mm_fraction`` x IM.
+    """
+
+    schema_version: int = 1
+    name: str
+    model: Literal["var-fhs"]
+    source: str
+    assumptions: list[str] = []
+    confidence: float = Field(gt=0.5, lt=1.0)
+    """ES level (0.99: the mean of the worst 1 % of scenario losses)."""
+    horizon_days: float = Field(gt=0.0, le=30.0)
+    """Margin period of risk; daily moves are scaled by sqrt(horizon) and options age by it."""
+    mm_fraction: float = Field(gt=0.0, le=1.0)
+    filter: Literal["ewma", "garch"]
+    """Volatility filter of daily log returns and log-DVOL changes (fitted with ``arch``)."""
+    ewma_lambda: float = Field(gt=0.0, lt=1.0)
+    current_vol: Literal["filter", "implied", "max"]
+    """Volatility the filtered returns are rescaled to: the filter's one-day forecast, the
+    market's 30-day ATM implied vol (daily: / sqrt(365)), or the larger of the two."""
+    max_history_gap_days: float = Field(gt=0.0)
+    """The filter's forecast counts only if the last known day closed at most this long before
+    the valuation time; otherwise ``filter`` is refused and ``max`` uses implied vol alone."""
+    history_start: date
+    """First day of the look-back (the history is kept whole from here: no rolling window)."""
+    min_scenarios: int = Field(ge=100)
+    """Fewer known days than this (before the valuation time) is an error, not a thin ES."""
+    min_vol: float = Field(gt=0.0)
+    """Floor of any scenario implied vol (decimal)."""
+    stressed_periods: list[StressedPeriod] = []
+
+
+def load_var_fhs_params(name_or_path: str | Path = MODEL_NAME,
+                        overrides: Mapping[str, Any] | None = None) -> VarFhsParams:
+    """Load ``var-fhs`` parameters from the shipped preset or a TOML file.
+
+    Parameters
+    ----------
+    name_or_path : str or Path, default ``"var-fhs"``
+        Shipped preset name or path to a TOML file (read by the project's preset reader).
+    overrides : mapping, optional
+        Nested or dotted-key overrides (``{"confidence": 0.995}``).
+
+    Returns
+    -------
+    VarFhsParams
+        Validated, frozen parameters.
+
+    Raises
+    ------
+    ParamsError
+        If the file is missing, its ``model`` is not ``var-fhs``, or a value is missing, unknown
+        or out of range (the message names the key).
+    """
+    from pmargin.models.params import read_preset
+
+    raw = read_preset(name_or_path)
+    if raw.get("model") != MODEL_NAME:
+        raise ParamsError("model", raw.get("model"), f"must be '{MODEL_NAME}'")
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    return validate_params(VarFhsParams, raw, str(name_or_path))
