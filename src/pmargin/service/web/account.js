@@ -42,13 +42,18 @@
     if (d !== undefined && d !== null) {
       const c = el("div", { class: "card", id: "c-distance" }, el("div", { class: "label", text: "distance to liquidation" }));
       if (typeof d === "object") {
-        for (const [k, v] of Object.entries(d)) {
-          const row = el("div", { class: "value" });
-          if (typeof v === "number") numCell(row, v, "", 4); else row.textContent = String(v);
-          row.className = "value";
-          row.prepend(el("span", { class: "note", text: k + " " }));
-          c.append(row);
+        // per underlying: the index move (percent) at which equity reaches MM, down and up
+        for (const [u, v] of Object.entries(d)) {
+          const line = el("div", { class: "value", "data-underlying": u });
+          if (v !== null && typeof v === "object") {
+            const pct = (k) => typeof v[k] === "number" ? `${v[k] > 0 ? "+" : ""}${fmt(v[k], 1)} %` : "none";
+            line.textContent = `${u}: ${pct("down_pct")} / ${pct("up_pct")}`;
+            line.title = JSON.stringify(v);
+          } else if (typeof v === "number") { numCell(line, v, "", 4); line.className = "value"; line.prepend(u + " "); }
+          else line.textContent = `${u}: ${String(v)}`;
+          c.append(line);
         }
+        c.append(el("div", { class: "note", text: "index move down / up at which equity reaches MM" }));
       } else { const v = el("div", { class: "value" }); numCell(v, d, "", 4); v.className = "value"; c.append(v); }
       cards.push(c);
     } else {
