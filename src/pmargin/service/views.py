@@ -102,7 +102,8 @@ def _ratio(eq: np.ndarray[Any, np.dtype[np.float64]], mm: np.ndarray[Any, np.dty
 
 
 def book_accounts(service: Any, book: str | None, sort: str, order: str, page: int, size: int,
-                  health: list[str] | None = None) -> dict[str, Any]:
+                  health: list[str] | None = None, cache: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
     """One page of a book's accounts, sorted on the server.
 
     Parameters
@@ -121,6 +122,9 @@ def book_accounts(service: Any, book: str | None, sort: str, order: str, page: i
         Rows per page, 1 to :data:`MAX_PAGE_SIZE`.
     health : list of str, optional
         Keep only accounts in these health states.
+    cache : dict, optional
+        Kept by the caller between calls: the health codes, ratios, totals and sort orders of
+        the latest state (sequence number and engine result), reused until either changes.
 
     Returns
     -------
@@ -158,31 +162,47 @@ def book_accounts(service: Any, book: str | None, sort: str, order: str, page: i
     if not bs.accounts or s.market is None:
         return out
     res = s.engine(bid).result
-    eq = np.asarray(res.equity, dtype=float)
-    im = np.asarray(res.initial_margin, dtype=float)
-    mm = np.asarray(res.maintenance_margin, dtype=float)
-    codes = classify(eq, im, mm)
-    ratio = _ratio(eq, mm)
-    counts = np.bincount(codes, minlength=len(HEALTH_NAMES))
-    eq_by = np.bincount(codes, weights=eq, minlength=len(HEALTH_NAMES))
-    out["summary"] = {
-        "accounts": len(eq), "total_equity": float(eq.sum()),
-        "total_initial_margin": float(im.sum()), "total_maintenance_margin": float(mm.sum()),
-        "by_health": {h: {"accounts": int(counts[k]), "equity": float(eq_by[k])}
-                      for k, h in enumerate(HEALTH_NAMES)}}
-    idx = np.arange(len(eq))
-    if health:
-        keep = np.isin(codes, [HEALTH_NAMES.index(h) for h in health])
-        idx = idx[keep]
-    if sort == "account":
-        names = np.asarray(bs.accounts, dtype=object)[idx]
-        ordered = idx[np.argsort(names, kind="stable")]
+    # the arrays and orders of one state are computed once: the overview asks for two tables
+    # (and every open page asks again) after each update; reads run under the service lock
+    stamp = (bid, s.seq, id(res), len(bs.accounts))
+    if cache is None or cache.get("stamp") != stamp:
+        eq = np.asarray(res.equity, dtype=float)
+        im = np.asarray(res.initial_margin, dtype=float)
+        mm = np.asarray(res.maintenance_margin, dtype=float)
+        codes = classify(eq, im, mm)
+        counts = np.bincount(codes, minlength=len(HEALTH_NAMES))
+        eq_by = np.bincount(codes, weights=eq, minlength=len(HEALTH_NAMES))
+        base: dict[str, Any] = {"stamp": stamp, "eq": eq, "im": im, "mm": mm, "codes": codes,
+                "ratio": _ratio(eq, mm), "orders": {}, "summary": {
+                    "accounts": len(eq), "total_equity": float(eq.sum()),
+                    "total_initial_margin": float(im.sum()),
+                    "total_maintenance_margin": float(mm.sum()),
+                    "by_health": {h: {"accounts": int(counts[k]), "equity": float(eq_by[k])}
+                                  for k, h in enumerate(HEALTH_NAMES)}}}
+        if cache is not None:
+            cache.clear()
+            cache.update(base)
     else:
-        key = {"initial_margin": im, "maintenance_margin": mm, "equity": eq,
-               "margin_ratio": ratio, "excess_over_mm": eq - mm}[sort][idx]
-        ordered = idx[np.argsort(-key if order == "desc" else key, kind="stable")]
-    if sort == "account" and order == "desc":
-        ordered = ordered[::-1]
+        base = cache
+    eq, im, mm, codes, ratio = base["eq"], base["im"], base["mm"], base["codes"], base["ratio"]
+    out["summary"] = base["summary"]
+    okey = (sort, order, tuple(sorted(set(health or ()))))
+    ordered = base["orders"].get(okey)
+    if ordered is None:
+        idx = np.arange(len(eq))
+        if health:
+            keep = np.isin(codes, [HEALTH_NAMES.index(h) for h in health])
+            idx = idx[keep]
+        if sort == "account":
+            names = np.asarray(bs.accounts, dtype=object)[idx]
+            ordered = idx[np.argsort(names, kind="stable")]
+            if order == "desc":
+                ordered = ordered[::-1]
+        else:
+            key = {"initial_margin": im, "maintenance_margin": mm, "equity": eq,
+                   "margin_ratio": ratio, "excess_over_mm": eq - mm}[sort][idx]
+            ordered = idx[np.argsort(-key if order == "desc" else key, kind="stable")]
+        base["orders"][okey] = ordered
     total = len(ordered)
     take = ordered[(page - 1) * size: page * size]
     out.update(total=total, pages=(total + size - 1) // size, rows=[{
@@ -313,6 +333,7 @@ def add_view_routes(app: FastAPI, service: Any, auth: Callable[..., tuple[str, s
 
     service.epoch_hooks.append(record_health)
     cache: dict[str, Any] = {}
+    book_cache: dict[str, Any] = {}
 
     @app.get("/v1/book/accounts", responses=errors)
     def book_accounts_route(
@@ -325,7 +346,7 @@ def add_view_routes(app: FastAPI, service: Any, auth: Callable[..., tuple[str, s
         """A book's accounts, sorted and paged on the server (risk)."""
         need(who, "risk")
         with service.lock:
-            return book_accounts(service, book, sort, order, page, size, health)
+            return book_accounts(service, book, sort, order, page, size, health, book_cache)
 
     @app.get("/v1/instruments", responses=errors)
     def instruments(who: Who, q: str = "",

@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,16 @@ def big_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     """`pmargin serve --demo` seeded with ACCOUNTS generated accounts (minutes on first start)."""
     from importlib.resources import files
 
-    tmp = tmp_path_factory.mktemp("big")
+    # PMARGIN_DASHBOARD_REUSE=<folder of an earlier run> restarts on its database (a replay
+    # of the log instead of the seeding)
+    reuse = os.environ.get("PMARGIN_DASHBOARD_REUSE")
+    tmp = Path(reuse) if reuse else tmp_path_factory.mktemp("big")
     shipped = files("pmargin.service").joinpath("venue.toml").read_text()
     assert "accounts = 3000" in shipped
     (tmp / "venue.toml").write_text(shipped.replace("accounts = 3000", f"accounts = {ACCOUNTS}"))
     port = _free_port()
     env = {**os.environ, "PMARGIN_DATABASE_URL": f"sqlite:///{tmp / 'big.db'}"}
-    log = (tmp / "serve.log").open("wb")
+    log = (tmp / "serve.log").open("ab")
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "pmargin.cli", "serve", "--demo", "--port",
                              str(port), "--venue", str(tmp / "venue.toml")], cwd=tmp, env=env,
@@ -97,10 +101,11 @@ def test_overview_of_100k_accounts(browser: Any, big_venue: dict[str, Any], shot
     total = js_json(browser, "document.querySelector('#largest .pager span').textContent")
     assert f"{ACCOUNTS:,}" in total
     lags = []
-    for i, m in enumerate(_moved_markets(5)):
+    for m in _moved_markets(5):
         n = len(js_json(browser, "window.pmOverview.updates"))
         r = httpx.post(f"{url}/v1/market", json=m, timeout=120, headers={
-            "Authorization": f"Bearer {keys['operator']}", "Idempotency-Key": f"bump-{i}"})
+            "Authorization": f"Bearer {keys['operator']}",
+            "Idempotency-Key": f"bump-{uuid.uuid4().hex}"})
         done_ms = time.time() * 1000
         assert r.status_code == 200, r.text
         ups = wait_for(browser, f"window.pmOverview.updates.length > {n} && "

@@ -129,8 +129,8 @@
   // the page falls back to polling.
   let polling = null;
   function startPolling() {
-    if (polling === null) polling = setInterval(poll, 250);
-    mode = "polling /healthz every 250 ms, tables refetched on a new sequence number";
+    if (polling === null) polling = setInterval(poll, 150);
+    mode = "polling /healthz every 150 ms, tables refetched on a new sequence number";
     document.getElementById("st-mode").textContent = mode;
   }
   function listen() {
