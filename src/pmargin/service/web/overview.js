@@ -80,7 +80,9 @@
   }
 
   function tickAge() {
-    document.getElementById("st-age").textContent = valuation ? `${fmt((Date.now() - valuation.getTime()) / 1000, 0)} s` : "—";
+    const s = valuation ? (Date.now() - valuation.getTime()) / 1000 : null;
+    document.getElementById("st-age").textContent = s === null ? "—" : s < 3600 ? `${fmt(s, 0)} s` :
+      s < 172800 ? `${fmt(s / 3600, 1)} h (${fmt(s, 0)} s)` : `${fmt(s / 86400, 1)} days (${fmt(s, 0)} s)`;
   }
 
   async function refresh() {
