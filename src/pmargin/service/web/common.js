@@ -198,14 +198,14 @@ const PM = (() => {
         fill: `rgb(${mix(rgb[0])},${mix(rgb[1])},${mix(rgb[2])})`, "data-price-shock": p,
         "data-vol-shock": v, "data-pnl": x, "data-name": r0.name });
       s("title", {}, `${isWorst ? "worst: " : ""}${r0.name}: P&L ${fmt(r0.pnl)} ${unit} × weight ${r0.weight ?? 1}`, r);
-      s("text", { x: left + i * cw + cw / 2, y: top + j * ch + ch / 2 + 3, "text-anchor": "middle",
+      const t = s("text", { x: left + i * cw + cw / 2, y: top + j * ch + ch / 2 + 3, "text-anchor": "middle",
         fill: a > 0.55 ? "#fff" : "#000" }, (isWorst ? "▼" : "") + fmt(x, Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 1 ? 2 : 3));
-      if (isWorst) worstRect = r;
+      if (isWorst) worstRect = [r, t];
     }));
     if (worstRect) {
-      worstRect.classList.add("worst");
-      worstRect.setAttribute("data-worst", "true");
-      svg.insertBefore(worstRect, null); // drawn last, so its border shows whole
+      worstRect[0].classList.add("worst");
+      worstRect[0].setAttribute("data-worst", "true");
+      svg.append(worstRect[0], worstRect[1]); // drawn last (border whole), its value on top
     }
     const w = worst ? worst[1] : null;
     const text = w ? `Worst scenario (▼, outlined): ${w.name} — price ${priceLabel(w.price_shock)}, ${volLabel(w.vol_shock)}, ` +
