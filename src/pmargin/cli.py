@@ -305,6 +305,9 @@ def margin(
     max_age: Annotated[float | None, typer.Option(
         help="Largest age of the market data at --as-of, seconds (default in "
         "market_data.toml)")] = None,
+    efficiency: Annotated[bool, typer.Option(
+        "--efficiency", help="Add capital-efficiency figures: IM / gross notional, IM / equity, "
+        "free collateral, capital freed versus isolated margin")] = False,
 ) -> None:
     """Compute the initial and maintenance margin of a portfolio."""
     from pmargin.market.loaders import load_market
@@ -319,6 +322,7 @@ def margin(
                         valuation_time=as_of, max_age=max_age), market, "--market")
     pf = _load(load_portfolio, portfolio, "portfolio")
     res = mdl.margin(pf, mkt)
+    eff = _efficiency_row(mdl, pf, mkt) if efficiency else None
     written = None
     if plot is not None:
         from pmargin.reports.plots import plot_margin
@@ -328,13 +332,26 @@ def margin(
     if as_json:
         from pmargin.reports.results import margin_json
 
-        _emit_json(margin_json(res))
+        out = margin_json(res)
+        if eff is not None:
+            out["efficiency"] = eff
+        _emit_json(out)
         return
     from pmargin.reports.tables import print_margin
 
     print_margin(console, res, explain=explain)
+    if eff is not None:
+        from pmargin.reports.systemic import print_efficiency
+
+        print_efficiency(console, [eff])
     if written is not None:
         console.print(f"plot written to {written}", highlight=False)
+
+
+def _efficiency_row(model: Any, portfolio: Any, market: Any) -> dict[str, Any]:
+    from pmargin.analytics.efficiency import account_efficiency
+
+    return account_efficiency(model, portfolio, market)
 
 
 @app.command()
@@ -548,6 +565,84 @@ def bench_book(
         console.print(f"{k:22s} {v}", highlight=False)
 
 
+def _day(text: str | None, option: str) -> Any:
+    """An ISO date or timestamp option as aware UTC (a bare date is 00:00 UTC)."""
+    if text is None:
+        return None
+    from pmargin.conventions import parse_time
+
+    t = text.strip()
+    return parse_time(t + "T00:00:00Z" if len(t) == 10 else t, option)
+
+
+@app.command()
+def backtest(
+    asset: Annotated[str, typer.Option(help="Underlying: BTC or ETH")] = "BTC",
+    start: Annotated[str | None, typer.Option(
+        help="First day, ISO date (default: start of the history, 2018-06-14)")] = None,
+    end: Annotated[str | None, typer.Option(help="Last day, ISO date (default: end)")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help=f"Model (repeatable; default every model: {MODELS_HELP})")] = None,
+    portfolio: Annotated[list[str] | None, typer.Option(
+        "--portfolio", help="Standard portfolio (repeatable; default all)")] = None,
+    horizon: Annotated[list[int] | None, typer.Option(
+        "--horizon", help="Margin period of risk in days (repeatable; default 1 and 2)")] = None,
+    settlement: Annotated[str, typer.Option(
+        help="linear (USDC accounts, every model) or inverse (coin accounts)")] = "linear",
+    jobs: Annotated[int, typer.Option(help="Worker processes", min=1)] = 1,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Write summary.csv, daily.csv.gz, summary.md and figures here")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Backtest margin models on 2018-2026 history: coverage of realised losses.
+
+    Standard portfolios are rolled through history daily; each day every model margins them
+    and the margin is compared with the realised loss over the margin period of risk (full
+    revaluation). See docs/validation.md.
+    """
+    from pmargin.analytics.backtest import BacktestSpec, run_backtest, summarise
+    from pmargin.analytics.portfolios import PORTFOLIOS
+    from pmargin.analytics.report import model_overview, write_report
+
+    if report is not None and (report.exists() and not report.is_dir()):
+        raise InvalidInput("--report", str(report), "is a file; give a folder")
+    if report is not None and not report.parent.is_dir():
+        raise InvalidInput("--report", str(report),
+                           f"folder {str(report.parent)!r} does not exist")
+    spec = BacktestSpec(
+        asset=asset, start=_day(start, "--start"), end=_day(end, "--end"),
+        horizons_days=tuple(horizon) if horizon else (1, 2),
+        models=tuple(model) if model else None,
+        portfolios=tuple(portfolio) if portfolio else PORTFOLIOS, settlement=settlement)
+    result = run_backtest(spec, jobs=jobs)
+    summary = summarise(result)
+    written = write_report(result, report) if report is not None else []
+    over = model_overview(summary)
+    if as_json:
+        from pmargin.reports.jsonout import to_jsonable
+
+        _emit_json(to_jsonable({
+            "asset": result.spec.asset, "days": len(result.dates),
+            "first_day": result.dates[0].isoformat(), "last_day": result.dates[-1].isoformat(),
+            "models": over.to_dict(orient="records"),
+            "portfolios": summary.to_dict(orient="records"),
+            "skipped": result.skipped, "errors": result.errors,
+            "seconds": {"wall": result.wall_seconds, "stages_wall": result.timings,
+                        "stages_cpu": result.cpu_seconds},
+            "report": [str(p) for p in written]}))
+        return
+    from pmargin.reports.tables import print_frame
+
+    print_frame(console, over.set_index(["model", "horizon_days"]).round(1),
+                f"IM coverage by model, {result.spec.asset} "
+                f"{result.dates[0].date()}..{result.dates[-1].date()} ({len(result.dates)} days)")
+    for m, why in result.skipped.items():
+        typer.echo(f"skipped {m}: {why}")
+    typer.echo(f"{result.wall_seconds:.1f} s with {result.jobs} worker(s)")
+    for p in written:
+        typer.echo(f"written {p}")
+
+
 Execution = Literal["market", "takeover", "auction"]
 
 
@@ -640,6 +735,208 @@ def stress(
         console.print(f"plot written to {written}", highlight=False)
 
 
+@app.command()
+def audit(
+    book: Annotated[Path | None, typer.Argument(
+        help="Book JSON ({\"accounts\": [portfolio, ...]}) or one portfolio", exists=True,
+        dir_okay=False, readable=True)] = None,
+    generate: Annotated[int | None, typer.Option(
+        "--generate", help="Audit a generated book of this many accounts instead", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="Generator seed", min=0)] = 1,
+    market: OptionalMarketOpt = None,
+    models: Annotated[str | None, typer.Option(
+        "--models", help=f"Comma-separated models (default: those of audit.toml); {MODELS_HELP}"
+    )] = None,
+    scenarios: Annotated[Path | None, typer.Option(
+        help="Scenario file replacing the shipped audit.toml", exists=True, dir_okay=False,
+        readable=True)] = None,
+    fund: Annotated[float | None, typer.Option(
+        "--fund", help="Insurance fund in USD for Cover-1/Cover-2 (default: cascade.toml)")]
+    = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="Audit a book of the margin service: its database (read, never written)")] = None,
+    service_book: Annotated[str | None, typer.Option(
+        help="With --database-url: the service's book id (e.g. BTC)")] = None,
+    venue: Annotated[Path | None, typer.Option(
+        help="With --database-url: the service's venue TOML (default: shipped)")] = None,
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """Stress-audit a book under every methodology (see docs/systemic.md).
+
+    Standard scenarios (audit.toml) and the liquidation-proximity curve.
+    """
+    from pmargin.analytics.audit import load_audit_params, run_audit
+
+    check_output_path(plot, "--plot", _image_types if plot is not None else None)
+    sources = [x for x in (book, generate, database_url) if x is not None]
+    if len(sources) != 1:
+        raise InvalidInput("BOOK", str(book) if book else None,
+                           "give exactly one of a BOOK file, --generate N or --database-url")
+    params = load_audit_params(scenarios) if scenarios is not None else None
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    if models is not None and not names:
+        raise InvalidInput("--models", models, "must name at least one model")
+    if database_url is not None:
+        bk, mkt = _service_book(database_url, service_book, venue)
+    else:
+        mkt = _market_or_demo(market)
+        if generate is not None:
+            from pmargin.analytics.books import generated_book
+
+            bk = generated_book(mkt, generate, seed)
+        else:
+            from pmargin.analytics.books import load_book
+
+            assert book is not None
+            bk = _load(load_book, book, "BOOK")
+    report = run_audit(bk, mkt, names, params, fund)
+    data = report.to_dict()
+    written = None
+    if plot is not None:
+        from pmargin.reports.systemic import audit_figure, save_figure
+
+        written = save_figure(audit_figure(data), plot)
+    if as_json:
+        _emit_json(data)
+        return
+    from pmargin.reports.systemic import print_audit
+
+    print_audit(console, data)
+    if written is not None:
+        console.print(f"plot written to {written}", highlight=False)
+
+
+@app.command("replay-crash")
+def replay_crash(
+    episode: Annotated[str, typer.Argument(
+        help="Episode of crash_replay.toml (covid-2020, may-2021, june-2022, ftx-2022) or 'all'")],
+    book: Annotated[Path | None, typer.Option(
+        "--book", help="Book JSON to replay (coin-margined in the asset; default: generated)",
+        exists=True, dir_okay=False, readable=True)] = None,
+    asset: Annotated[str | None, typer.Option(
+        help="BTC or ETH (default: both; a --book sets it to its margin currency)")] = None,
+    accounts: Annotated[int | None, typer.Option(
+        help="Accounts of the generated book (default: crash_replay.toml)", min=1)] = None,
+    regimes: Annotated[str | None, typer.Option(
+        help=f"Comma-separated models (default: crash_replay.toml); {MODELS_HELP}")] = None,
+    loss_mode: Annotated[Literal["adl", "socialise"], typer.Option(
+        help="Who covers a deficit once the insurance fund is empty")] = "adl",
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """Replay a crash hour by hour under each margin regime (docs/systemic.md)."""
+    from pmargin.analytics.crash_replay import load_replay_params, replay_episode
+    from pmargin.liquidation.cascade import load_cascade_params
+
+    check_output_path(plot, "--plot", _image_types if plot is not None else None)
+    p = load_replay_params()
+    eps = list(p.episodes) if episode == "all" else [p.episode(episode)]
+    bk = None
+    if book is not None:
+        from pmargin.analytics.books import load_book
+
+        bk = _load(load_book, book, "--book")
+        if asset is not None and asset.upper() != bk.margin_currency.upper():
+            raise InvalidInput("--asset", asset, f"the book is margined in {bk.margin_currency}")
+        assets = [bk.margin_currency.upper()]
+    elif asset is not None:
+        if asset.upper() not in ("BTC", "ETH"):
+            raise InvalidInput("--asset", asset, "must be BTC or ETH")
+        assets = [asset.upper()]
+    else:
+        assets = ["BTC", "ETH"]
+    names = [m.strip() for m in regimes.split(",") if m.strip()] if regimes else None
+    if regimes is not None and not names:
+        raise InvalidInput("--regimes", regimes, "must name at least one model")
+    cascade = load_cascade_params().model_copy(update={"loss_mode": loss_mode})
+    rows = [o.to_dict() for e in eps for a in assets
+            for o in replay_episode(e, a, p, names, accounts, bk, cascade)]
+    written = None
+    if plot is not None:
+        from pmargin.reports.systemic import save_figure, tradeoff_figure
+
+        written = save_figure(tradeoff_figure(rows), plot)
+    if as_json:
+        _emit_json({"replays": rows})
+        return
+    from pmargin.reports.systemic import print_replays
+
+    print_replays(console, rows)
+    if written is not None:
+        console.print(f"plot written to {written}", highlight=False)
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write")],
+    accounts: Annotated[int, typer.Option(help="Accounts of the generated book", min=1)] = 2000,
+    replay_accounts: Annotated[int, typer.Option(help="Accounts of each replayed book", min=1)]
+    = 1000,
+    episodes: Annotated[str, typer.Option(
+        help="Comma-separated crash episodes ('none' for no replay)")]
+    = "covid-2020,may-2021,june-2022,ftx-2022",
+    assets: Annotated[str, typer.Option(help="Assets replayed")] = "BTC,ETH",
+    models: Annotated[str, typer.Option(help=f"Methodologies compared; {MODELS_HELP}")]
+    = "deribit-sm-isolated,deribit-sm,deribit-pm,okx-pm,span,pmargin",
+    regimes: Annotated[str | None, typer.Option(
+        help="Regimes of the replays (default: crash_replay.toml)")] = None,
+    bates: Annotated[bool, typer.Option(help="Also calibrate Bates (slower)")] = True,
+    paths: Annotated[int | None, typer.Option(help="Simulated paths (default stochvol.toml)",
+                                              min=100)] = None,
+) -> None:
+    """Write one self-contained HTML page: efficiency, audit, stochastic-vol stress, replays."""
+    from pmargin.reports.html import ReportOptions, collect_report, render_html
+
+    check_output_path(out, "--out", lambda: ["html", "htm"])
+
+    def names(text: str, option: str) -> tuple[str, ...]:
+        got = tuple(x.strip() for x in text.split(",") if x.strip())
+        if not got:
+            raise InvalidInput(option, text, "must name at least one item")
+        return got
+
+    eps = () if episodes.strip().lower() == "none" else names(episodes, "--episodes")
+    opts = ReportOptions(accounts, names(models, "--models"), replay_accounts, eps,
+                         tuple(a.upper() for a in names(assets, "--assets")),
+                         names(regimes, "--regimes") if regimes else (), bates, paths)
+    out.write_text(render_html(collect_report(opts)), encoding="utf-8")
+    console.print(f"report written to {out}", highlight=False)
+
+
+def _market_or_demo(market: Path | None) -> Any:
+    if market is not None:
+        from pmargin.market.loaders import load_market
+
+        return _load(load_market, market, "--market")
+    from pmargin.demo import demo_market
+
+    return demo_market()[0]
+
+
+def _service_book(url: str, book_id: str | None, venue: Path | None) -> tuple[Any, Any]:
+    """The held book and market of a service database, rebuilt by replaying its event log."""
+    import sqlalchemy as sa
+
+    from pmargin.service.app import Service
+    from pmargin.service.config import load_venue
+    from pmargin.service.database import connect
+    from pmargin.service.store import Store
+
+    if book_id is None:
+        raise InvalidInput("--service-book", None, "is required with --database-url")
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise InvalidInput("--database-url", url, "no database there")
+    svc = Service(load_venue(venue), Store(connect(url)))
+    if book_id not in svc.state.books:
+        raise InvalidInput("--service-book", book_id,
+                           f"not a book of this service ({', '.join(sorted(svc.state.books))})")
+    if svc.state.market is None:
+        raise InvalidInput("--database-url", url, "the service has no market yet")
+    return svc.state.held_book(book_id), svc.state.market
+
+
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
                       lineno: int, line: str | None = None) -> str:
     """Warnings on the command line are one line, like errors (no source line)."""
@@ -668,11 +965,16 @@ def serve(
     venue: Annotated[Path | None, typer.Option(help="Venue TOML (default: shipped)")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Seed the demo venue on first start")]
     = False,
+    books: Annotated[str | None, typer.Option(
+        envvar="PMARGIN_BOOKS",
+        help="Comma-separated books this instance serves (default all; sharding)")] = None,
+    peer: Annotated[list[str] | None, typer.Option(
+        help="BOOK=URL of the instance serving another book (hint in 421 answers)")] = None,
 ) -> None:
     """Run the margin service (HTTP API; docs at /docs)."""
     from pmargin.service.server import run
 
-    run(host, port, database_url, venue, demo)
+    run(host, port, database_url, venue, demo, books, peer)
 
 
 @keys_app.command("create")

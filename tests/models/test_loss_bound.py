@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -227,27 +228,35 @@ def test_bound_hand_calculations_coin_margin() -> None:
                 max_size=10),
        st.lists(st.floats(-3.0, 3.0), min_size=1, max_size=10), st.sampled_from(["BTC", "USDC"]))
 def test_numba_bound_equals_the_numpy_reference(structs, signs, mc) -> None:
-    from pmargin.models._bound_kernel import loss_bound_rows
+    """The cap computed inside the fused book pass (_pm_kernels.book_pass, ``bound``) equals
+    :func:`loss_bound` bit for bit (same sums in the same order), serial and on threads."""
+    from pmargin.models import _pm_kernels as kernels
     from pmargin.models.portfolio_margin import build_risk_units
     from pmargin.models.valuation import build_table
 
+    if not kernels.NUMBA_ENABLED:
+        pytest.skip("numba not installed")
     # flip and scale structures so short and unbounded ones are covered too
     legs = [[(n, q * signs[i % len(signs)]) for n, q in s] for i, s in enumerate(structs)]
     legs.append([("BTC-PERPETUAL", 1.0), *legs[0]])
     book = _book(legs, mc)
     t = build_table(book.instruments, _market(), mc)
-    unit = build_risk_units(book, t, _market(), load_model("pmargin").params)[0]
+    units = build_risk_units(book, t, _market(), load_model("pmargin").params)
+    unit = units[0]
     assert unit.bound is not None
     pos = book.positions
     rows = np.arange(book.n_accounts)
     ref = loss_bound(pos.indptr, pos.indices, pos.data, unit.colmap, unit.bound, rows)
-    fast = loss_bound_rows(pos.indptr, pos.indices, pos.data, unit.colmap, unit.bound, rows)
-    if fast is None:
-        pytest.skip("numba not installed")
     assert ref[-1] == np.inf
-    np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-12)
-    # enough rows to be cut into several blocks run on threads: the same row, the same bound
-    many = np.tile(rows, 1 + 2048 // rows.size)
-    fast_many = loss_bound_rows(pos.indptr, pos.indices, pos.data, unit.colmap, unit.bound, many)
-    assert fast_many is not None
-    np.testing.assert_array_equal(fast_many, np.tile(fast, 1 + 2048 // rows.size))
+    z = np.zeros(t.n)
+    packed = kernels.pack_units(units, t.n, 0, np.zeros((t.n, kernels.N_GREEKS)), z, z, z)
+    coll = np.zeros((book.n_accounts, 0))
+    bound = kernels.AGGREGATES.index("bound")
+    fast = kernels.book_pass(packed, pos.indptr, pos.indices, pos.data, coll)[0][bound, 0]
+    np.testing.assert_array_equal(fast, ref)
+    # enough rows to be split between threads: the same row, the same bound
+    reps = 1 + kernels.PARALLEL_MIN_ROWS // rows.size
+    many = sp.vstack([pos] * reps, format="csr")
+    fast_many = kernels.book_pass(packed, many.indptr, many.indices, many.data,
+                                  np.zeros((many.shape[0], 0)))[0][bound, 0]
+    np.testing.assert_array_equal(fast_many, np.tile(ref, reps))

@@ -12,6 +12,7 @@ from pmargin.book import Book
 from pmargin.models import _pm_kernels as kernels
 from pmargin.models import load_model
 from pmargin.models.accounts import GREEKS, greek_weights, position_values
+from pmargin.models.loss_bound import loss_bound
 from pmargin.portfolio import portfolio_from_dict
 from pmargin.synthetic import Archetypes, chain_universe, generate_book
 from tests.factories import expiry_code, make_market
@@ -42,11 +43,29 @@ def usdc_book(seed: int, n: int = 40) -> Book:
     return Book.from_portfolios(pfs)
 
 
+def bound_reference(unit, pos, coll, gross):
+    """The cap of every row by the NumPy specification: ``loss_bound`` plus the collateral's
+    worst loss in the unit's grid (as ``portfolio_margin._capped``); inf where no cap applies
+    (a future or perpetual of the unit held, or no finite bound for the unit in this book)."""
+    n = pos.shape[0]
+    out = np.full(n, np.inf)
+    if unit.bound is None or not unit.bound.bounded:
+        return out
+    rows = np.flatnonzero(gross == 0.0)
+    cap = loss_bound(pos.indptr, pos.indices, pos.data, unit.colmap, unit.bound, rows)
+    if coll.shape[1] and unit.collateral_risk.any():
+        cap = cap + np.maximum(0.0, -(coll[rows] @ unit.collateral_risk).min(axis=1))
+    out[rows] = cap
+    return out
+
+
 def numpy_reference(model, prep, book):
     """Per-unit aggregates, values and Greeks by the NumPy path (the specification)."""
     pos = sp.csr_matrix(book.positions)
     coll = np.ascontiguousarray(book.collateral, dtype=np.float64)
     aggs = [model._unit_aggregates(u, pos, coll, need_pnl=True)[0] for u in prep.units]
+    for u, agg in zip(prep.units, aggs, strict=True):
+        agg["bound"] = bound_reference(u, pos, coll, agg["gross"])
     cells = position_values(pos, book.entry_notional, prep.table)
     # each row's cell values added in stored order (scipy's own row sum uses another order)
     values = np.array([sum(cells.data[cells.indptr[r]:cells.indptr[r + 1]].tolist())
@@ -78,7 +97,7 @@ def test_fused_pass_equals_numpy_path(preset, make):
     single_currency = book.collateral.shape[1] == 1
     for u, ref in enumerate(aggs):
         for k, name in enumerate(kernels.AGGREGATES):
-            if name == "worst_case" and single_currency:
+            if name in ("worst_case", "bound") and single_currency:
                 # same products added in the same order: bit for bit
                 assert np.array_equal(agg[k, u], ref[name]), name
             else:
@@ -88,6 +107,59 @@ def test_fused_pass_equals_numpy_path(preset, make):
                                            err_msg=name)
     assert np.array_equal(got_values, values)
     assert np.array_equal(got_sums, sums.T)
+    # the cap is exercised: some rows have a finite bound, some none
+    bounds = agg[kernels.AGGREGATES.index("bound")]
+    if any(u.bound is not None and u.bound.bounded for u in prep.units):
+        assert np.isfinite(bounds).any()
+        assert np.isinf(bounds).any()
+
+
+def random_option_book(seed: int, n: int, mc: str) -> Book:
+    """Random option books with many bounded ones: long options, debit and credit verticals,
+    short legs, expired options, zero quantities, futures in a few, coin collateral."""
+    rng = np.random.default_rng(seed)
+    opts = [i.name for i in chain_universe(MARKET, "BTC") if i.is_option]
+    lin = [i.name for i in chain_universe(MARKET, "BTC") if not i.is_option]
+    pfs = []
+    for a in range(n):
+        k = int(rng.integers(0, 9))
+        names = list(rng.choice(opts, size=k, replace=False))
+        qty = rng.choice([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0], size=k,
+                         p=[0.05, 0.1, 0.05, 0.05, 0.25, 0.35, 0.15])
+        if rng.random() < 0.1:
+            names.append(str(rng.choice(lin)))
+            qty = np.append(qty, rng.choice([-1.0, 1.0]))
+        coll = {"BTC": float(rng.uniform(0, 2))}
+        if mc == "USDC":
+            coll["USDC"] = float(rng.uniform(0, 5e4))
+        pfs.append(portfolio_from_dict({
+            "margin_currency": mc, "collateral": coll, "account_id": f"r{a}",
+            "positions": [{"instrument": x, "quantity": float(q)}
+                          for x, q in zip(names, qty, strict=True)]}))
+    return Book.from_portfolios(pfs)
+
+
+@needs_numba
+@pytest.mark.parametrize("preset", PM_PRESETS)
+@pytest.mark.parametrize("mc", ["BTC", "USDC"])
+@pytest.mark.parametrize("n", [50, 2500])  # serial rows, and rows split between threads
+def test_fused_loss_bound_cap_equals_numpy_path(preset, mc, n):
+    """The cap folded into the fused pass gives the margins of the NumPy specification
+    (``_unit_aggregates`` + ``_capped`` with ``loss_bound``), on random option books."""
+    model = load_model(preset)
+    book = random_option_book(11, n, mc)
+    prep = model.prepare(book, MARKET)
+    fast = model.evaluate(prep, book)
+    ref = model._evaluate(prep, book, need_pnl=True)[0]  # the NumPy path
+    relief = ref.components["loss_bound_relief"]
+    if preset != "paradex-pm":  # paradex-pm's minimum delta charge keeps it under the bound
+        assert (relief > 0).sum() >= n // 50, "the cap must bind on some accounts"
+    np.testing.assert_array_equal(fast.components["loss_bound_relief"] > 0, relief > 0)
+    for got, want in ((fast.initial_margin, ref.initial_margin),
+                      (fast.maintenance_margin, ref.maintenance_margin),
+                      (fast.components["loss_bound_relief"], relief)):
+        # equal but for the roll shock's BLAS dot in the NumPy path (rounding)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0.0)
 
 
 @needs_numba

@@ -65,11 +65,13 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     admin: str = ""
     keys: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # more `pmargin serve` options
 
     def start(self) -> None:
         env = {**os.environ, "PMARGIN_DATABASE_URL": self.db_url}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port),
+             *self.args],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ The formats and every rule are described in ``docs/market-data.md``.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import math
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from pmargin.errors import MarketDataError, UnknownInstrument
 from pmargin.instruments import InstrumentKind, parse_instrument
@@ -223,23 +223,67 @@ def load_market_json(
                           policy=ValuationPolicy(price_unlisted, settle_expired))
 
 
+_NA_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+                       "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+                       "nan", "null"})
+"""Cells read as missing (the spellings of a missing value that CSV writers use)."""
+
+
+def _read_csv(p: Path) -> dict[str, list[str]]:
+    """Columns of a CSV file (``.gz``: gzip-compressed) as lists of cell strings.
+
+    Blank lines are skipped; a row shorter than the header is padded with empty (missing)
+    cells; a longer row is an error.
+    """
+    opener: Any = gzip.open if p.name.lower().endswith(".gz") else open
+    with opener(p, "rt", encoding="utf-8-sig", newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r]
+    if not rows:
+        raise MarketDataError("market", str(p), "is empty (no CSV header)")
+    header = rows[0]
+    n = len(header)
+    for i, r in enumerate(rows[1:]):
+        if len(r) > n:
+            raise MarketDataError("market", str(p), f"cannot be read as a CSV: expected {n} "
+                                  f"fields in data row {i + 1}, saw {len(r)}")
+        if len(r) < n:
+            r.extend([""] * (n - len(r)))
+    body = zip(*rows[1:], strict=True) if len(rows) > 1 else ([] for _ in header)
+    return {name: list(col) for name, col in zip(header, body, strict=True)}
+
+
+def _numbers(cells: list[str]) -> tuple[np.ndarray, int | None]:
+    """Cells as float64 (missing cells: NaN) and the index of the first non-numeric cell."""
+    nan = math.nan
+    # float() also accepts digit separators ("1_000"), which a number column does not
+    if "_" not in "".join(cells):
+        try:
+            return np.array([nan if c in _NA_CELLS else float(c) for c in cells]), None
+        except ValueError:
+            pass
+    out = np.empty(len(cells))
+    bad: int | None = None
+    for i, c in enumerate(cells):
+        try:
+            out[i] = nan if c in _NA_CELLS else float(c.replace("_", "?"))
+        except ValueError:
+            out[i] = nan
+            bad = i if bad is None else bad
+    return out, bad
+
+
 def _first_bad(mask: np.ndarray) -> int | None:
     bad = np.flatnonzero(mask)
     return int(bad[0]) if bad.size else None
 
 
-def _check_column(df: pd.DataFrame, names: np.ndarray, column: str, key: str,
+def _check_column(cols: Mapping[str, list[str]], names: np.ndarray, column: str, key: str,
                   allow_missing: bool, positive: bool, unit: str) -> np.ndarray:
-    """Return ``df[column]`` as floats after checking it row by row (vectorised)."""
-    try:
-        v = pd.to_numeric(df[column], errors="raise").to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raw = df[column].to_numpy()
-        num = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
-        i = _first_bad(np.isnan(num) & pd.notna(raw))
-        j = 0 if i is None else i
-        raise MarketDataError(f"market.instruments[{names[j]!r}].{key}", raw[j],
-                              f"CSV column {column} must be a number") from exc
+    """Return a CSV column as floats after checking it row by row (vectorised)."""
+    v, j = _numbers(cols[column])
+    if j is not None:
+        raise MarketDataError(f"market.instruments[{names[j]!r}].{key}", cols[column][j],
+                              f"CSV column {column} must be a number")
     missing = np.isnan(v)
     bad = ~missing & (~np.isfinite(v) | ((v <= 0.0) if positive else (v < 0.0)))
     if not allow_missing:
@@ -250,6 +294,23 @@ def _check_column(df: pd.DataFrame, names: np.ndarray, column: str, key: str,
         raise MarketDataError(f"market.instruments[{names[i]!r}].{key}", float(v[i]),
                               f"CSV column {column} ({unit}) must be finite and {what}")
     return v
+
+
+def _medians(keys: list[str], values: np.ndarray) -> dict[str, float]:
+    """Median of the values of each key, keys in sorted order.
+
+    Missing values are skipped; missing keys are left out.
+    """
+    groups: dict[str, list[float]] = {}
+    for k, x in zip(keys, values.tolist(), strict=True):
+        if k not in _NA_CELLS:
+            groups.setdefault(k, []).append(x)
+    out = {}
+    for k in sorted(groups):
+        g = np.asarray(groups[k])
+        g = g[~np.isnan(g)]
+        out[k] = float(np.median(g)) if g.size else math.nan
+    return out
 
 
 def load_deribit_csv(
@@ -303,41 +364,42 @@ def load_deribit_csv(
     """
     p = Path(path)
     try:
-        df = pd.read_csv(p, dtype={"instrument_name": str, "timestamp": str,
-                                   "futures_instrument_name": str, "currency": str})
-    except pd.errors.EmptyDataError as exc:
-        raise MarketDataError("market", str(p), "is empty (no CSV header)") from exc
+        cols = _read_csv(p)
     except UnicodeDecodeError as exc:
         raise MarketDataError("market", str(p),
                               "is not UTF-8 text: is it a binary file?") from exc
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise MarketDataError("market", str(p),
                               f"is a truncated or corrupt gzip file ({exc})") from exc
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+    except (OSError, ValueError, csv.Error) as exc:
         raise MarketDataError("market", str(p), f"cannot be read as a CSV: {exc}") from exc
-    missing = [c for c in _CSV_REQUIRED if c not in df.columns]
+    missing = [c for c in _CSV_REQUIRED if c not in cols]
     if missing:
         raise MarketDataError("market.columns", missing,
                               f"{p.name} lacks required Deribit columns")
-    if df.empty:
+    n_rows = len(cols["instrument_name"])
+    if n_rows == 0:
         raise MarketDataError("market.instruments", str(p), "the CSV has no rows")
     for c in _CSV_OPTIONAL:
-        if c not in df.columns:
-            df[c] = np.nan
-    names = df["instrument_name"].astype(str).to_numpy()
-    data_time = check_time(str(df["timestamp"].iloc[0]))
+        if c not in cols:
+            cols[c] = [""] * n_rows
 
-    und = _check_column(df, names, "underlying", "underlying_price", False, True, "USD")
-    strike = _check_column(df, names, "strike", "strike", False, True, "USD")
-    mark = _check_column(df, names, "mark_price", "mark_price", True, False, "coin")
-    bid = _check_column(df, names, "bid_price", "bid_price", True, False, "coin")
-    ask = _check_column(df, names, "ask_price", "ask_price", True, False, "coin")
-    iv = pd.to_numeric(df["implied_volatility"], errors="coerce").to_numpy(dtype=np.float64)
-    oi = pd.to_numeric(df["open_interest"], errors="coerce").to_numpy(dtype=np.float64)
-    vol = pd.to_numeric(df["volume"], errors="coerce").to_numpy(dtype=np.float64)
+    def text(c: str) -> str:  # a missing name reads as "nan", as pandas' astype(str) did
+        return "nan" if c in _NA_CELLS else c
 
-    index_px = pd.to_numeric(df["index_price"], errors="coerce")
-    index = {str(c): float(v) for c, v in index_px.groupby(df["currency"]).median().items()}
+    names = np.array([text(c) for c in cols["instrument_name"]], dtype=object)
+    data_time = check_time(text(cols["timestamp"][0]))
+
+    und = _check_column(cols, names, "underlying", "underlying_price", False, True, "USD")
+    strike = _check_column(cols, names, "strike", "strike", False, True, "USD")
+    mark = _check_column(cols, names, "mark_price", "mark_price", True, False, "coin")
+    bid = _check_column(cols, names, "bid_price", "bid_price", True, False, "coin")
+    ask = _check_column(cols, names, "ask_price", "ask_price", True, False, "coin")
+    iv = _numbers(cols["implied_volatility"])[0]
+    oi = _numbers(cols["open_interest"])[0]
+    vol = _numbers(cols["volume"])[0]
+
+    index = _medians(cols["currency"], _numbers(cols["index_price"])[0])
 
     def opt(x: float) -> float | None:
         return None if math.isnan(x) else x
@@ -359,12 +421,11 @@ def load_deribit_csv(
         )
     _check_strikes(instruments, strike)
 
-    fut_names = df["futures_instrument_name"]
-    listed = fut_names.notna() & ~fut_names.astype(str).str.startswith("SYN.")
-    if listed.any():
-        fut_px = pd.to_numeric(df.loc[listed, "futures_price"], errors="coerce")
-        for fname, px in fut_px.groupby(fut_names[listed].astype(str)).median().items():
-            fkey = str(fname)
+    fut = [(n, x) for n, x in zip(cols["futures_instrument_name"], cols["futures_price"],
+                                  strict=True) if n not in _NA_CELLS and not n.startswith("SYN.")]
+    if fut:
+        fut_px = _medians([n for n, _ in fut], _numbers([x for _, x in fut])[0])
+        for fkey, px in fut_px.items():
             if fkey in instruments:
                 raise MarketDataError(f"market.instruments[{fkey!r}]", fkey,
                                       "is both an option row and a listed future")

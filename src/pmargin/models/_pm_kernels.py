@@ -4,9 +4,12 @@
 short and stays in cache), accumulates the scenario P&L vector (positions @ risk + collateral @
 collateral risk), the net coin delta per expiry bucket, the net quantity per (expiry, strike)
 group, the gross futures notional and the long/short delta sums; then it applies the
-extended-scenario dampener and takes the unit's worst loss. The first unit's traversal also sums
-the row's position values and Greeks. The accounts x scenarios P&L matrix is never built: each
-row's P&L lives in a per-thread scratch vector, and only per-account figures are written.
+extended-scenario dampener and takes the unit's worst loss. In the same traversal it gathers the
+unit's live option cells of the row, from which it takes the defined-risk loss bound (the cap of
+:mod:`pmargin.models.loss_bound`, plus the worst loss of the row's collateral in the unit's grid)
+while the row is still in cache: no second pass over the rows. The first unit's traversal also
+sums the row's position values and Greeks. The accounts x scenarios P&L matrix is never built:
+each row's P&L lives in a per-thread scratch vector, and only per-account figures are written.
 
 Rows are split between threads (``prange``, thread count from ``NUMBA_NUM_THREADS``) from
 :data:`PARALLEL_MIN_ROWS` rows up, else run in order on the calling thread. The sums within one
@@ -31,8 +34,14 @@ __all__ = ["AGGREGATES", "NUMBA_ENABLED", "PackedUnits", "book_pass", "pack_unit
 
 from pmargin._numba import NUMBA_ENABLED, numba  # the package's one switch
 
-AGGREGATES = ("worst_case", "roll", "net", "naked", "gross", "long", "short")
-"""Per-unit outputs of :func:`book_pass`, in the order of its first output axis."""
+AGGREGATES = ("worst_case", "roll", "net", "naked", "gross", "long", "short", "bound")
+"""Per-unit outputs of :func:`book_pass`, in the order of its first output axis.
+
+``bound`` is the cap of the unit's requirement: the loss bound of the row's options
+(:func:`pmargin.models.loss_bound.loss_bound`) plus the worst scenario loss of its collateral;
+``inf`` where there is no cap (unbounded loss, a future or perpetual of the unit held, no bound
+for this unit in this book).
+"""
 
 N_GREEKS = 5
 """Greek columns the kernel sums (``accounts.GREEKS``)."""
@@ -45,8 +54,9 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
              data: Any, e_indptr: Any, e_indices: Any, e_data: Any, with_values: bool,
              col_unit: Any, risk: Any, n_scen: Any, coll: Any, coll_risk: Any, damp: Any,
              use_damp: Any, delta: Any, bucket: Any, rate: Any, bucket_off: Any, group: Any,
-             is_lin: Any, gw: Any, va: Any, vb: Any, mark: Any, agg: Any, values: Any,
-             gsum: Any) -> None:
+             is_lin: Any, gw: Any, va: Any, vb: Any, mark: Any, b_on: Any, b_coin: Any,
+             b_usd: Any, b_coll: Any, b_exp: Any, b_strike: Any, b_call: Any, b_value: Any,
+             b_settled: Any, agg: Any, values: Any, gsum: Any) -> None:
     """Aggregate every row (see the module docstring) into the outputs' row columns.
 
     ``parallel`` splits the rows between ``n_threads`` threads; otherwise they run in order on
@@ -54,17 +64,90 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
     compile flags).
     """
     n_units = n_scen.size
+    n_rows = indptr.size - 1
     n_c = coll.shape[1]
     n_s = risk.shape[1]
+    width = 0
+    for r in range(n_rows):
+        width = max(width, indptr[r + 1] - indptr[r])
     # per-thread scratch; ``ng`` starts at zero and each row clears what it used
     pnl_t = np.empty((n_threads, n_s))
     nb_t = np.empty((n_threads, rate.size))
     ng_t = np.empty((n_threads, n_groups))
+    ks_t = np.empty((n_threads, width), np.int64)
+    qs_t = np.empty((n_threads, width))
     for t in range(n_threads):
         for g in range(n_groups):
             ng_t[t, g] = 0.0
 
-    def one_row(r: int, pnl: Any, nb: Any, ng: Any) -> None:
+    def bound(ks: Any, qs: Any, m: int, coin: bool, usd_per_mc: float) -> float:
+        """Loss bound of the gathered cells (the loss_bound specification, same order)."""
+        # stable insertion sort by expiry: blocks in ascending expiry, row order within one
+        for i in range(1, m):
+            kj = ks[i]
+            qj = qs[i]
+            ej = b_exp[kj]
+            p = i - 1
+            while p >= 0 and b_exp[ks[p]] > ej:
+                ks[p + 1] = ks[p]
+                qs[p + 1] = qs[p]
+                p -= 1
+            ks[p + 1] = kj
+            qs[p + 1] = qj
+        total = 0.0
+        i0 = 0
+        while i0 < m:
+            e = b_exp[ks[i0]]
+            i1 = i0 + 1
+            while i1 < m and b_exp[ks[i1]] == e:
+                i1 += 1
+            v = 0.0
+            slope = 0.0
+            calls = 0.0
+            at_zero = 0.0
+            near0 = 0.0
+            scale = 0.0
+            for i in range(i0, i1):
+                k = ks[i]
+                q = qs[i]
+                v += q * b_value[k]
+                scale += abs(q) * b_strike[k]
+                if b_call[k]:
+                    slope += q
+                    calls += abs(q)
+                else:
+                    at_zero += q * b_strike[k]
+                    near0 -= q
+            lowest = np.inf
+            for jj in range(i0, i1):  # the payoff at each strike held (kinks)
+                s_k = b_strike[ks[jj]]
+                pay = 0.0
+                for i in range(i0, i1):
+                    k = ks[i]
+                    if b_call[k]:
+                        pay += qs[i] * max(s_k - b_strike[k], 0.0)
+                    else:
+                        pay += qs[i] * max(b_strike[k] - s_k, 0.0)
+                if coin:
+                    pay = pay / s_k
+                lowest = min(lowest, pay)
+            if coin:  # the limits S -> inf and S -> 0 of usd(S) / S
+                lowest = min(lowest, slope)
+                tol = 1e-12 * max(scale, 1.0)
+                if at_zero < -tol:
+                    lowest = -np.inf
+                elif at_zero <= tol:
+                    lowest = min(lowest, near0)
+            else:
+                lowest = min(lowest, at_zero)
+                if slope < -1e-12 * calls:
+                    lowest = -np.inf
+                lowest = lowest / usd_per_mc
+            total += max(v - lowest, 0.0)
+            i0 = i1
+        return total
+
+    def one_row(r: int, pnl: Any, nb: Any, ng: Any, ks: Any, qs: Any) -> None:
         a0 = indptr[r]
         a1 = indptr[r + 1]
         aligned = with_values and e_indptr[r] == a0 and e_indptr[r + 1] == a1
@@ -89,6 +172,9 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
             sd = 0.0
             g_lin = 0.0
             add_values = with_values and u == 0
+            capped = u < n_units and b_on[u]
+            m_b = 0  # live option cells of the unit gathered for the loss bound
+            unbounded = False
             for k in range(a0, a1):
                 j = indices[k]
                 q = data[k]
@@ -127,6 +213,13 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
                     ng[g] += q
                 if is_lin[j]:
                     g_lin += abs(q)
+                if capped and q != 0.0 and not b_settled[j]:
+                    if b_exp[j] < 0:
+                        unbounded = True
+                    else:
+                        ks[m_b] = j
+                        qs[m_b] = q
+                        m_b += 1
             if u >= n_units:
                 break
             nk = 0.0
@@ -164,6 +257,21 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
             agg[4, u, r] = g_lin
             agg[5, u, r] = ld
             agg[6, u, r] = sd
+            # the cap applies to rows without futures/perpetuals of the unit (gross 0)
+            bd = np.inf
+            if capped and g_lin == 0.0 and not unbounded:
+                bd = bound(ks, qs, m_b, b_coin[u], b_usd[u])
+                if b_coll[u] and ns > 0:
+                    cm = 0.0
+                    for s in range(ns):
+                        cs = 0.0
+                        for c in range(n_c):
+                            cs += coll[r, c] * coll_risk[u, c, s]
+                        if s == 0 or cs < cm or cs != cs:
+                            cm = cs
+                    neg = -cm  # np.maximum(0, -min): NaN propagates
+                    bd = bd + (neg if neg > 0.0 or neg != neg else 0.0)
+            agg[7, u, r] = bd
         if with_values:
             values[r] = v
             gsum[0, r] = g0
@@ -173,12 +281,12 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
             gsum[4, r] = g4
 
     if parallel:
-        for r in numba.prange(indptr.size - 1):
-            t = numba.get_thread_id()  # type: ignore[attr-defined]
-            one_row(r, pnl_t[t], nb_t[t], ng_t[t])
+        for r in numba.prange(n_rows):
+            t = numba.get_thread_id()  # type: ignore[attr-defined,unused-ignore]
+            one_row(r, pnl_t[t], nb_t[t], ng_t[t], ks_t[t], qs_t[t])
     else:
-        for r in range(indptr.size - 1):
-            one_row(r, pnl_t[0], nb_t[0], ng_t[0])
+        for r in range(n_rows):
+            one_row(r, pnl_t[0], nb_t[0], ng_t[0], ks_t[0], qs_t[0])
 
 
 if NUMBA_ENABLED:  # pragma: no branch - compiled lazily, on first call
@@ -212,6 +320,14 @@ class PackedUnits:
     gw, va, vb, mark : ndarray
         Greek weights, shape (columns, Greeks); position-value weights (value = ``q va + entry
         vb``) and the mark (USD), shape (columns,).
+    b_on, b_coin, b_usd, b_coll : ndarray, shape (units,)
+        Loss-bound cap of each unit: whether it applies (a finite bound exists in this book),
+        coin margin (payoffs ``usd(S) / S``), USD per unit of margin currency (stablecoin
+        margin), and whether the collateral's worst loss is added (any collateral risk).
+    b_exp, b_strike, b_call, b_value, b_settled : ndarray, shape (columns,)
+        Loss-bound inputs per column (:class:`~pmargin.models.loss_bound.BoundTerms` laid out
+        per book column): expiry index within the unit (-1: future, perpetual or no unit),
+        strike (USD), option right, value per unit held at the mark (margin currency), expired.
     """
 
     col_unit: IntArray
@@ -231,6 +347,15 @@ class PackedUnits:
     va: FloatArray
     vb: FloatArray
     mark: FloatArray
+    b_on: BoolArray
+    b_coin: BoolArray
+    b_usd: FloatArray
+    b_coll: BoolArray
+    b_exp: IntArray
+    b_strike: FloatArray
+    b_call: BoolArray
+    b_value: FloatArray
+    b_settled: BoolArray
 
 
 def pack_units(units: Sequence[Any], n_cols: int, n_coll: int, gw: FloatArray,
@@ -240,7 +365,8 @@ def pack_units(units: Sequence[Any], n_cols: int, n_coll: int, gw: FloatArray,
     Parameters
     ----------
     units : sequence of RiskUnit
-        Risk units of the prepared market.
+        Risk units of the prepared market (their ``bound`` terms, when given, are laid out for
+        the loss-bound cap).
     n_cols, n_coll : int
         Book columns and collateral currencies.
     gw : ndarray, shape (n_cols, N_GREEKS)
@@ -269,6 +395,15 @@ def pack_units(units: Sequence[Any], n_cols: int, n_coll: int, gw: FloatArray,
     rates: list[FloatArray] = []
     bucket_off = np.zeros(n_u + 1, np.int64)
     n_groups = 0
+    b_on = np.zeros(n_u, np.bool_)
+    b_coin = np.zeros(n_u, np.bool_)
+    b_usd = np.ones(n_u)
+    b_coll = np.zeros(n_u, np.bool_)
+    b_exp = np.full(n_cols, -1, np.int64)
+    b_strike = np.zeros(n_cols)
+    b_call = np.zeros(n_cols, np.bool_)
+    b_value = np.zeros(n_cols)
+    b_settled = np.zeros(n_cols, np.bool_)
     for k, u in enumerate(units):
         cols = np.asarray(u.columns, dtype=np.int64)
         ns = int(n_scen[k])
@@ -286,13 +421,25 @@ def pack_units(units: Sequence[Any], n_cols: int, n_coll: int, gw: FloatArray,
             g = np.asarray(u.group, dtype=np.int64)
             group[cols] = np.where(g >= 0, g + n_groups, -1)
             n_groups += u.n_groups
+        bt = getattr(u, "bound", None)
+        if bt is not None and bt.bounded:
+            b_on[k] = True
+            b_coin[k] = bt.coin_margin
+            b_usd[k] = bt.usd_per_mc
+            b_coll[k] = n_coll > 0 and bool(np.any(u.collateral_risk))
+            b_exp[cols] = bt.expiry
+            b_strike[cols] = bt.strike
+            b_call[cols] = bt.is_call
+            b_value[cols] = bt.value
+            b_settled[cols] = bt.settled
     use_damp = np.array([bool(np.any(u.damp)) for u in units], dtype=np.bool_)
     return PackedUnits(col_unit, risk, n_scen, coll_risk, damp, use_damp, delta, is_lin, bucket,
                        np.concatenate(rates) if rates else np.zeros(0), bucket_off, group,
                        n_groups, np.ascontiguousarray(gw, dtype=np.float64),
                        np.ascontiguousarray(va, dtype=np.float64),
                        np.ascontiguousarray(vb, dtype=np.float64),
-                       np.ascontiguousarray(mark, dtype=np.float64))
+                       np.ascontiguousarray(mark, dtype=np.float64),
+                       b_on, b_coin, b_usd, b_coll, b_exp, b_strike, b_call, b_value, b_settled)
 
 
 def book_pass(packed: PackedUnits, indptr: IntArray, indices: IntArray, data: FloatArray,
@@ -335,7 +482,8 @@ def book_pass(packed: PackedUnits, indptr: IntArray, indices: IntArray, data: Fl
     _rows(parallel, numba.get_num_threads() if parallel else 1, p.n_groups, indptr, indices,
           data, e_ptr, e_idx, e_dat, entry is not None, p.col_unit, p.risk, p.n_scen, coll,
           p.coll_risk, p.damp, p.use_damp, p.delta, p.bucket, p.rate, p.bucket_off, p.group,
-          p.is_lin, p.gw, p.va, p.vb, p.mark, agg, values, gsum)
+          p.is_lin, p.gw, p.va, p.vb, p.mark, p.b_on, p.b_coin, p.b_usd, p.b_coll, p.b_exp,
+          p.b_strike, p.b_call, p.b_value, p.b_settled, agg, values, gsum)
     if entry is None:
         return agg, None, None
     return agg, values, gsum

@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from pmargin._typing import FloatArray, IntArray
@@ -46,7 +45,7 @@ from pmargin.errors import InvalidInput
 from pmargin.market import MarketSnapshot
 from pmargin.models.base import MarginModel
 from pmargin.models.health import HEALTH_NAMES
-from pmargin.models.result import AccountMargin, BookMarginResult
+from pmargin.models.result import AccountMargin, BookMarginResult, Columns
 from pmargin.portfolio import Portfolio, Position
 
 __all__ = ["IsolatedBook", "IsolatedMarginModel", "IsolatedPrepared"]
@@ -321,7 +320,7 @@ class IsolatedMarginModel(MarginModel):
         res, iso, sub = self._evaluate(prep, book, assigned)
         cells = iso.cell >= 0
         coll_value = sub.equity - _position_value(sub, iso, self, prep)
-        frame = pd.DataFrame({
+        frame = Columns({
             "instrument": [book.instruments[j].name for j in pos.indices[iso.cell[cells]]],
             "quantity": pos.data[iso.cell[cells]],
             "priced_by": self.table(book, market).priced_by[pos.indices[iso.cell[cells]]],
@@ -331,7 +330,7 @@ class IsolatedMarginModel(MarginModel):
             "isolated_collateral": coll_value[cells],
             "isolated_equity": sub.equity[cells],
             "isolated_health": [HEALTH_NAMES[int(h)] for h in sub.health[cells]],
-        }).set_index("instrument")
+        }, index="instrument")
         comps = {k: float(v[0]) for k, v in res.components.items()}
         comps["free_collateral"] = float(coll_value[~cells].sum())
         return AccountMargin(

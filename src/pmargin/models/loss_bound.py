@@ -24,7 +24,9 @@ Currently implemented
 
 The bound is evaluated over the pairs of cells of each (account, expiry) block, i.e. ``O(sum of
 block sizes squared)`` work, and only for accounts that hold options and no linear instrument of
-the unit. It is computed outside the fused kernels, so the NumPy and Numba paths share it.
+the unit. This function is the specification (the NumPy path); with Numba the fused book pass
+(:func:`pmargin.models._pm_kernels.book_pass`) computes the same bound, with the same sums in the
+same order, while it traverses each account row for the scenario P&L (no second pass).
 """
 
 from __future__ import annotations

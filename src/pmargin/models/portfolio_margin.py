@@ -22,13 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
-from pmargin.models._bound_kernel import loss_bound_rows
 from pmargin.models._pm_kernels import (
     AGGREGATES,
     NUMBA_ENABLED,
@@ -50,7 +48,7 @@ from pmargin.models.base import MarginModel
 from pmargin.models.grid import ScenarioGrid, build_grid, shocked_vol
 from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.models.params import PMParams, UnderlyingPMParams
-from pmargin.models.result import AccountMargin, BookMarginResult
+from pmargin.models.result import AccountMargin, BookMarginResult, Columns
 from pmargin.models.revaluation import bound_terms, option_columns, revalue
 from pmargin.models.valuation import (
     KIND_FUTURE,
@@ -250,7 +248,10 @@ def _damped(pnl: FloatArray, damp: FloatArray) -> FloatArray:
 
 
 def _total(first: FloatArray, *terms: FloatArray | None) -> FloatArray:
-    """``first`` plus the given terms, added left to right into one new array (None: skipped)."""
+    """``first`` plus the given terms, added left to right into one new array (None: skipped).
+
+    ``first`` itself is returned when there is nothing to add (callers pass an array they own).
+    """
     out: FloatArray | None = None
     for x in terms:
         if x is not None:
@@ -258,7 +259,7 @@ def _total(first: FloatArray, *terms: FloatArray | None) -> FloatArray:
                 out = first + x
             else:
                 out += x
-    return first.copy() if out is None else out
+    return first if out is None else out
 
 
 def _tiered(raw: FloatArray, tiers: list[tuple[float, float]]) -> FloatArray:
@@ -272,14 +273,17 @@ def _tiered(raw: FloatArray, tiers: list[tuple[float, float]]) -> FloatArray:
 
 
 def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
-            gross_linear: FloatArray, im: FloatArray, mm: FloatArray, numpy_path: bool
-            ) -> tuple[FloatArray, FloatArray, FloatArray]:
+            gross_linear: FloatArray, im: FloatArray, mm: FloatArray,
+            cap: FloatArray | None = None) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Cap IM and MM of one unit at the largest possible loss (see :mod:`.loss_bound`).
 
-    Only accounts with a requirement and no future or perpetual of the unit are evaluated. The
-    cap is the options' bound plus the worst scenario loss of the account's collateral in the
-    unit's grid (collateral revalued in the margin currency). The bound runs in Numba
-    (:mod:`._bound_kernel`) unless ``numpy_path`` (the reference, used with the P&L matrix).
+    Only accounts with a requirement and no future or perpetual of the unit are capped. The cap
+    is the options' bound plus the worst scenario loss of the account's collateral in the unit's
+    grid (collateral revalued in the margin currency). Without ``cap`` it is computed here with
+    :func:`~.loss_bound.loss_bound` (the NumPy specification); the fused Numba pass
+    (:func:`._pm_kernels.book_pass`) computes it in its traversal of the rows and passes it as
+    ``cap`` (``inf`` where no cap applies, including rows with futures or perpetuals), and
+    ``im`` and ``mm`` are then capped in place.
 
     Returns
     -------
@@ -289,13 +293,18 @@ def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
     relief = np.zeros(im.shape)
     if unit.bound is None or not unit.bound.bounded or im.size == 0:
         return im, mm, relief
+    if cap is not None:  # from the fused pass, for every row
+        charged = im > 0.0
+        np.subtract(im, cap, out=relief, where=charged)
+        np.maximum(relief, 0.0, out=relief)
+        np.minimum(im, cap, out=im, where=charged)
+        np.minimum(mm, cap, out=mm, where=charged)
+        return im, mm, relief
     rows = np.flatnonzero((im > 0.0) & (gross_linear == 0.0))
     if rows.size == 0:
         return im, mm, relief
-    args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data), unit.colmap,
-            unit.bound, rows)
-    fast = None if numpy_path else loss_bound_rows(*args)
-    cap = loss_bound(*args) if fast is None else fast
+    cap = loss_bound(np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data),
+                     unit.colmap, unit.bound, rows)
     if coll.shape[1] and unit.collateral_risk.any():
         c_pnl = coll[rows] @ unit.collateral_risk
         cap = cap + np.maximum(0.0, -c_pnl.min(axis=1)) if c_pnl.shape[1] else cap
@@ -361,7 +370,9 @@ class PortfolioMarginModel(MarginModel):
                    ) -> tuple[FloatArray, FloatArray, dict[str, FloatArray], FloatArray | None]:
         """IM and MM of one risk unit for every account, with components (and the P&L).
 
-        ``agg`` are the unit's aggregates if already computed (by the fused kernel).
+        ``agg`` are the unit's aggregates if already computed (by the fused kernel); they are
+        consumed: the add-ons are computed in place in their arrays (one account row of 1M
+        accounts is 8 MB per array, so each temporary saved is a page-faulted allocation).
         """
         pnl: FloatArray | None = None
         if agg is None:
@@ -370,20 +381,37 @@ class PortfolioMarginModel(MarginModel):
         p = unit.params
         c2m = unit.coin_to_mc
         worst = agg["worst_case"]
-        comps: dict[str, FloatArray] = {"worst_case": worst, "roll_shock": agg["roll"] * c2m}
+        # same operations in the same order as the plain expressions in the comments
+        roll = agg["roll"]
+        comps: dict[str, FloatArray] = {"worst_case": worst,
+                                        "roll_shock": np.multiply(roll, c2m, out=roll)}
         if p.delta_shock is not None:
             ds = p.delta_shock
+            # pct = min(max_delta_shock, m_inc * max(0, |net| - threshold)); pct * |net| * c2m
             ad = np.abs(agg["net"])
-            pct = np.minimum(ds.max_delta_shock,
-                             ds.m_inc * np.maximum(0.0, ad - ds.threshold_usd / unit.index))
-            comps["delta_shock"] = pct * ad * c2m
+            pct = np.subtract(ad, ds.threshold_usd / unit.index)
+            np.maximum(0.0, pct, out=pct)
+            np.multiply(ds.m_inc, pct, out=pct)
+            np.minimum(ds.max_delta_shock, pct, out=pct)
+            np.multiply(pct, ad, out=pct)
+            comps["delta_shock"] = np.multiply(pct, c2m, out=pct)
         else:
             comps["delta_shock"] = np.zeros(n)
-        comps["naked_short"] = (agg["naked"] * p.naked_short.rate * c2m
-                                if p.naked_short is not None else np.zeros(n))
-        comps["perp_contingency"] = (agg["gross"] * p.perp_contingency.rate * c2m
-                                     if p.perp_contingency is not None else np.zeros(n))
-        risk = worst + sum(comps[k] for k in ADDONS)
+        if p.naked_short is not None:  # naked * rate * c2m
+            naked = np.multiply(agg["naked"], p.naked_short.rate)
+            comps["naked_short"] = np.multiply(naked, c2m, out=naked)
+        else:
+            comps["naked_short"] = np.zeros(n)
+        if p.perp_contingency is not None:  # gross * rate * c2m (gross is read again below)
+            perp = np.multiply(agg["gross"], p.perp_contingency.rate)
+            comps["perp_contingency"] = np.multiply(perp, c2m, out=perp)
+        else:
+            comps["perp_contingency"] = np.zeros(n)
+        # worst + (((roll + delta) + naked) + perp), the order of worst + sum(add-ons)
+        addons = np.add(comps[ADDONS[0]], comps[ADDONS[1]])
+        for k in ADDONS[2:]:
+            addons += comps[k]
+        risk = np.add(worst, addons, out=addons)
         if p.min_delta is not None:
             hedged = np.minimum(agg["long"], agg["short"])
             md = (p.min_delta.net_rate * np.abs(agg["long"] - agg["short"])
@@ -400,8 +428,9 @@ class PortfolioMarginModel(MarginModel):
             im, mm = risk, comp.factor * risk
         else:
             im, mm = comp.factor * risk, risk
+        # im and mm are new arrays here (the fused path caps them in place)
         im, mm, comps["loss_bound_relief"] = _capped(unit, pos, coll, agg["gross"], im, mm,
-                                                     numpy_path=pnl is not None)
+                                                     agg.get("bound"))
         return im, mm, comps, pnl
 
     def _packed(self, prep: PMPrepared) -> PackedUnits:
@@ -642,19 +671,18 @@ class PortfolioMarginModel(MarginModel):
         for n_, j in enumerate(pos.indices):
             unit, k, s_star = col_unit[int(j)]
             contrib[n_] = pos.data[n_] * unit.risk[k, s_star]
-        scen = pd.DataFrame(rows)
         vals = position_values(pos, book.entry_notional, t).data
-        frame = pd.DataFrame({
+        frame = Columns({
             "instrument": [book.instruments[j].name for j in pos.indices],
             "quantity": pos.data,
             "mark_usd": t.mark[pos.indices],
             "priced_by": t.priced_by[pos.indices],
             "value": vals,
             "pnl_at_worst": contrib,
-        }).set_index("instrument")
-        std = scen[~scen["extended"]] if len(scen) else scen
-        matrix = (std.pivot_table(index=["underlying", "price_shock"], columns="vol_shock",
-                                  values="pnl", aggfunc="first") if len(std) else None)
+        }, index="instrument")
+        std = [r for r in rows if not r["extended"]]
+        matrix = (Columns.from_records(std, pivot=(["underlying", "price_shock"], "vol_shock",
+                                                   "pnl")) if std else None)
         return AccountMargin(
             model=self.name,
             margin_currency=book.margin_currency,
@@ -666,7 +694,7 @@ class PortfolioMarginModel(MarginModel):
             params_digest=self.digest,
             components={k: float(v[0]) for k, v in res.components.items()},
             by_position=frame,
-            scenarios=scen,
+            scenarios=Columns.from_records(rows),
             risk_matrix=matrix,
             worst_scenario=worst or None,
             greeks={k: float(v[0]) for k, v in res.greeks.items()},

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from pmargin._typing import FloatArray
@@ -37,7 +36,7 @@ from pmargin.models.accounts import (
 )
 from pmargin.models.base import MarginModel
 from pmargin.models.params import SMParams
-from pmargin.models.result import AccountMargin, BookMarginResult
+from pmargin.models.result import AccountMargin, BookMarginResult, Columns
 from pmargin.models.valuation import KIND_OPTION, InstrumentTable
 from pmargin.portfolio import Portfolio
 
@@ -209,7 +208,7 @@ class StandardMarginModel(MarginModel):
         im_c, mm_c = self.cell_requirements(pos, t)
         vals = position_values(pos, book.entry_notional, t).data
         names = [book.instruments[j].name for j in pos.indices]
-        frame = pd.DataFrame({
+        frame = Columns({
             "instrument": names,
             "quantity": pos.data,
             "mark_usd": t.mark[pos.indices],
@@ -217,7 +216,7 @@ class StandardMarginModel(MarginModel):
             "value": vals,
             "initial_margin": im_c,
             "maintenance_margin": mm_c,
-        }).set_index("instrument")
+        }, index="instrument")
         return AccountMargin(
             model=self.name,
             margin_currency=book.margin_currency,

@@ -13,14 +13,15 @@ import sqlalchemy as sa
 from pmargin.service import tables as T
 from pmargin.service.app import Service, create_app, market_from_payload
 from pmargin.service.config import VenueConfig, load_venue
-from pmargin.service.database import connect, database_url, instance_lock, migrate
+from pmargin.service.database import connect, database_url, migrate
 from pmargin.service.state import Effect
 from pmargin.service.store import Store, digest_of, now_iso
 
 __all__ = ["create_key", "demo_keys", "open_service", "run", "seed_demo"]
 
 
-def open_service(url: str | None = None, venue: str | Path | None = None) -> Service:
+def open_service(url: str | None = None, venue: str | Path | None = None,
+                 books: str | None = None, peers: list[str] | None = None) -> Service:
     """Connect, migrate, replay: the service as stored.
 
     Parameters
@@ -29,13 +30,22 @@ def open_service(url: str | None = None, venue: str | Path | None = None) -> Ser
         Database URL (default ``PMARGIN_DATABASE_URL`` or SQLite under ``./var/``).
     venue : str or Path, optional
         Venue TOML (default: the shipped one).
+    books : str, optional
+        Comma-separated ids of the books this instance serves (default: every book of the
+        venue; see :mod:`pmargin.service.sharding`).
+    peers : list of str, optional
+        ``BOOK=URL`` of the instances serving other books (hints in 421 answers).
 
     Returns
     -------
     Service
         Ready to serve.
     """
+    from pmargin.service.sharding import Shard, parse_books, parse_peers
+
     cfg = load_venue(venue)
+    ids = [b.id for b in cfg.books]
+    shard = Shard(parse_books(books, ids), frozenset(ids), parse_peers(peers or (), ids))
     engine = connect(database_url(url))
     migrate(engine)
     store = Store(engine)
@@ -43,7 +53,7 @@ def open_service(url: str | None = None, venue: str | Path | None = None) -> Ser
         svc_model = __import__("pmargin.models", fromlist=["load_model"]).load_model(b.model)
         store.save_params(b.id, b.model, svc_model.digest,
                           svc_model.params.model_dump(mode="json"))
-    return Service(cfg, store)
+    return Service(cfg, store, shard)
 
 
 def _demo_market_payload() -> dict[str, Any]:
@@ -192,14 +202,25 @@ def _usd_mark(mkt: Any, name: str) -> float:
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, url: str | None = None,
-        venue: str | Path | None = None, demo: bool = False) -> None:
-    """Start the service (blocking) with uvicorn; Ctrl-C stops it cleanly."""
+        venue: str | Path | None = None, demo: bool = False, books: str | None = None,
+        peers: list[str] | None = None) -> None:
+    """Start the service (blocking) with uvicorn; Ctrl-C stops it cleanly.
+
+    ``books`` (comma-separated ids) makes this instance serve only those books of the venue,
+    ``peers`` (``BOOK=URL``) says where the others are served (sharding on one database).
+    """
     import uvicorn
+
+    from pmargin.service.sharding import book_locks
 
     t0 = time.perf_counter()
     _check_port(host, port)
-    svc = open_service(url, venue)
-    _lock = instance_lock(svc.store.engine)  # held until the process ends
+    if books:  # a wrong id is refused before any database work
+        from pmargin.service.sharding import parse_books
+
+        parse_books(books, [b.id for b in load_venue(venue).books])
+    svc = open_service(url, venue, books, peers)
+    _lock = book_locks(svc.store.engine, svc.shard.owned)  # held until the process ends
     if demo and svc.state.seq == 0:
         print(f"seeding the demo venue ({svc.cfg.demo.accounts} accounts)...", flush=True)
         seed_demo(svc)

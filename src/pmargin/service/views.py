@@ -314,7 +314,7 @@ def account_events(service: Any, account: str, after: int, limit: int) -> list[d
     return out
 
 
-def add_view_routes(app: FastAPI, service: Any, auth: Callable[..., tuple[str, str | None, str]],
+def add_view_routes(app: FastAPI, service: Any, auth: Callable[..., Any],
                     need: Callable[..., None], errors: dict[int | str, dict[str, Any]]) -> None:
     """Add the dashboard's read routes to the app (roles checked by ``need``)."""
     from pmargin.models import list_models

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from pmargin._typing import FloatArray, IntArray
@@ -38,7 +37,7 @@ from pmargin.models.base import MarginModel
 from pmargin.models.derive.adapter import DeriveColumns, account_inputs, derive_columns
 from pmargin.models.derive.params import DeriveAccountParams, DerivePM2Params
 from pmargin.models.derive.pm2 import DerivePM2Inputs, DerivePM2Result, compute_derive_pm2
-from pmargin.models.result import AccountMargin, BookMarginResult
+from pmargin.models.result import AccountMargin, BookMarginResult, Columns
 from pmargin.portfolio import Portfolio
 
 __all__ = ["COMPONENTS", "DerivePM2Model", "DerivePrepared"]
@@ -242,10 +241,10 @@ class DerivePM2Model(MarginModel):
                 "extended": s.kind == "tail",
                 "pnl": float(pnl) * f,
             })
-        scen = pd.DataFrame(rows)
-        regular = scen[scen["kind"] == "regular"]
-        matrix = regular.pivot_table(index=["underlying", "price_shock"], columns="vol_shock",
-                                     values="pnl", aggfunc="first") if len(regular) else None
+        scen = Columns.from_records(rows)
+        regular = [r for r in rows if r["kind"] == "regular"]
+        matrix = (Columns.from_records(regular, pivot=(["underlying", "price_shock"],
+                                                       "vol_shock", "pnl")) if regular else None)
         if native.worst_all_scenarios == "fwd_contingency":
             worst: dict[str, Any] = {"name": "basis contingency", "kind": "fwd_contingency",
                                      "pnl": native.forward_contingency * f}
@@ -254,14 +253,14 @@ class DerivePM2Model(MarginModel):
             worst = {"index": k, **{c: rows[k][c] for c in ("name", "kind", "price_shock",
                                                              "vol_shock", "weight", "pnl")}}
         vals = position_values(pos, book.entry_notional, t).data
-        frame = pd.DataFrame({
+        frame = Columns({
             "instrument": [book.instruments[j].name for j in pos.indices],
             "quantity": pos.data,
             "mark_usd": t.mark[pos.indices],
             "priced_by": t.priced_by[pos.indices],
             "value": vals,
             "derive_mark_vol": prep.columns.mark_vol[pos.indices],
-        }).set_index("instrument")
+        }, index="instrument")
         return AccountMargin(
             model=self.name,
             margin_currency=book.margin_currency,

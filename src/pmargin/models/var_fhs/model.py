@@ -18,7 +18,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from pmargin._typing import FloatArray
@@ -35,7 +34,7 @@ from pmargin.models.accounts import (
 )
 from pmargin.models.base import MarginModel
 from pmargin.models.loss_bound import BoundTerms, loss_bound
-from pmargin.models.result import AccountMargin, BookMarginResult
+from pmargin.models.result import AccountMargin, BookMarginResult, Columns
 from pmargin.models.revaluation import bound_terms, option_columns, revalue
 from pmargin.models.valuation import InstrumentTable, is_stable
 from pmargin.models.var_fhs.params import VarFhsParams
@@ -344,13 +343,13 @@ class VarFhsModel(MarginModel):
                     worst[u] = {"index": int(s), **row}
         pos = sp.csr_matrix(book.positions)
         s0 = int(order[0]) if order.size else 0
-        frame = pd.DataFrame({
+        frame = Columns({
             "instrument": [book.instruments[j].name for j in pos.indices],
             "quantity": pos.data,
             "mark_usd": prep.table.mark[pos.indices],
             "priced_by": prep.table.priced_by[pos.indices],
             "pnl_at_worst": pos.data * prep.risk[pos.indices, s0],
-        }).set_index("instrument")
+        }, index="instrument")
         return AccountMargin(
             model=self.name,
             margin_currency=book.margin_currency,
@@ -362,7 +361,7 @@ class VarFhsModel(MarginModel):
             params_digest=self.digest,
             components={k_: float(v[0]) for k_, v in res.components.items()},
             by_position=frame,
-            scenarios=pd.DataFrame(rows),
+            scenarios=Columns.from_records(rows),
             risk_matrix=None,
             worst_scenario=worst or None,
             greeks={k_: float(v[0]) for k_, v in res.greeks.items()},
