@@ -122,6 +122,8 @@ class SimulateIn(_Body):
 
     portfolio: dict[str, Any]
     models: list[str] = Field(min_length=1, max_length=12)
+    explain: bool = Field(False, description="add each model's explanation (as the CLI's "
+                          "`pmargin margin --json`: scenarios, worst scenario, positions)")
 
 
 class ErrorOut(BaseModel):
@@ -203,6 +205,8 @@ class Service:
 
         self.stream = StreamHub(self.cfg.stream.queue_size)
         self.enforcer = Enforcer(self)
+        self.epoch_hooks: list[Callable[[], None]] = []
+        """Called (under the writer locks) after every market update's epoch summary is stored."""
         self.replay()
 
     def books_of(self, accounts: Iterable[str]) -> list[str] | None:
@@ -630,6 +634,11 @@ class Service:
 
             model, market = row[0], row[1]
             out["explain"] = margin_json(model.margin(pf, market))
+            if pf.positions:  # each position's Greeks (as `pmargin greeks --json`)
+                from pmargin.reports.greeks import portfolio_greeks
+                from pmargin.reports.results import greeks_json
+
+                out["position_greeks"] = greeks_json(portfolio_greeks(pf, market), row[3])
         return out
 
     def _account_copy(self, account: str) -> tuple[dict[str, Any], tuple[Any, ...]]:
@@ -710,6 +719,8 @@ class Service:
                 bid, s.seq, s.market_digest, bs.model.digest, summary)
         self.attest()
         self.metrics.epoch_done(by_health, self.accepted_at)
+        for hook in self.epoch_hooks:
+            hook()
 
     def attest(self) -> None:
         """Attest the current epoch (docs/attestations.md); a failure is logged, not raised.
@@ -1030,6 +1041,10 @@ def create_app(service: Service) -> FastAPI:
                 res.maintenance_margin, "equity": res.equity, "health": res.health,
                 "margin_currency": res.margin_currency,
                 "components": {k: _finite(float(v)) for k, v in res.components.items()}}
+            if body.explain:
+                from pmargin.reports.results import margin_json
+
+                out["results"][name]["explain"] = margin_json(res)
         return out
 
     def what_if_now(account_id: str, body: WhatIfIn, blocking: bool = True
@@ -1137,6 +1152,11 @@ def create_app(service: Service) -> FastAPI:
 
     attestations.register_routes(app, service, Who, need, ERRORS)
     observability.install(app, service)
+    from pmargin.service.dashboard import add_web_routes
+    from pmargin.service.views import add_view_routes
+
+    add_view_routes(app, service, auth, need, ERRORS)
+    add_web_routes(app)
     return app
 
 
