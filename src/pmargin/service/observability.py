@@ -164,17 +164,17 @@ def install(app: FastAPI, svc: Service) -> None:
     def readyz() -> JSONResponse:
         """Ready to serve: database reachable, log replayed, market present (else 503)."""
         checks: dict[str, Any] = {}
-        try:
-            from pmargin.service import tables as T
+        from pmargin.service import tables as T
 
-            with svc.store.engine.connect() as c:
-                last = c.execute(sa.select(sa.func.max(T.events.c.seq))).scalar()
-            checks["database"] = True
-        except Exception as exc:  # any driver error: not ready, say why
-            checks["database"] = False
-            checks["database_error"] = f"{type(exc).__name__}: {exc}"[:200]
-            last = None
-        with svc.lock:
+        with svc.lock:  # no write between reading the log's end and the state's position
+            try:
+                with svc.store.engine.connect() as c:
+                    last = c.execute(sa.select(sa.func.max(T.events.c.seq))).scalar()
+                checks["database"] = True
+            except Exception as exc:  # any driver error: not ready, say why
+                checks["database"] = False
+                checks["database_error"] = f"{type(exc).__name__}: {exc}"[:200]
+                last = None
             seq = svc.state.seq
             checks["market"] = svc.state.market is not None
         checks["replayed"] = checks["database"] and int(last or 0) == seq
