@@ -97,6 +97,20 @@ def test_a_good_market_and_the_wrapped_form_pass() -> None:
     check_prices(block(bid_price=100_010.0))
 
 
+def test_a_worthless_option_may_mark_at_zero_but_not_its_vol() -> None:
+    b = block()
+    b["instruments"]["BTC-27MAR26-20000-P"] = {"mark_price": 0.0, "bid_price": 0.0,
+                                               "ask_price": 5.0, "underlying_price": 100_000.0}
+    check_prices(b)  # a far out-of-the-money put: no bid, marked at 0
+    b["instruments"]["BTC-27MAR26-20000-P"]["mark_iv"] = 0.0
+    with pytest.raises(InvalidInput) as e:
+        check_prices(b)
+    assert e.value.field == "market.instruments['BTC-27MAR26-20000-P'].mark_iv"
+    b["instruments"]["BTC-27MAR26-20000-P"] = {"mark_price": -1.0}
+    with pytest.raises(InvalidInput, match="negative"):
+        check_prices(b)
+
+
 # ------------------------------------------------------------------ jump band
 def test_moves_within_the_band_apply_and_beyond_it_are_held() -> None:
     g, _ = guard()

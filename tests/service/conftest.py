@@ -84,6 +84,8 @@ class Server:
         env = {**os.environ, "PMARGIN_DATABASE_URL": self.db_url}
         if self.attest_key:
             env["PMARGIN_ATTEST_KEY"] = self.attest_key
+        # crash-sized moves apply at once unless a test brings its own guards (tests/feeds)
+        env.setdefault("PMARGIN_FEED_GUARDS", str(Path(__file__).with_name("guards-wide.toml")))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port),
              *self.args],

@@ -37,6 +37,8 @@ class VenueServer(Server):
 
     def start(self) -> None:
         env = {**os.environ, "PMARGIN_DATABASE_URL": self.db_url}
+        # crash-sized moves apply at once (the jump band is tested in tests/feeds/)
+        env.setdefault("PMARGIN_FEED_GUARDS", str(Path(__file__).with_name("guards-wide.toml")))
         args = [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port)]
         if self.venue is not None:
             args += ["--venue", str(self.venue)]

@@ -181,17 +181,20 @@ def test_account_events_and_health_history(server: Server) -> None:
         body = c.get(f"/v1/accounts/{acct}/events").json()
         page = c.get(f"/v1/accounts/{acct}/events", params={"limit": 1}).json()
     assert before == "healthy"
-    assert after in ("liquidation", "bankrupt")
+    # the crash took it below MM; automatic liquidation (on in the shipped venue) may already
+    # have acted on it, so the health read now may be any state but the history says so
+    assert after in ("liquidation", "bankrupt", "margin_call", "healthy")
     kinds = [e["kind"] for e in body["events"]]
-    assert kinds == ["account", "deposit", "fill"]
+    assert kinds[:3] == ["account", "deposit", "fill"]
+    assert set(kinds[3:]) <= {"health", "liquidation"}
     assert page["events"] == body["events"][:1]
     assert page["next_after"] == body["events"][0]["seq"]
     dep = body["events"][1]
     assert {"account": f"acct:{acct}", "currency": "BTC", "units": BTC_UNITS} in dep["postings"]
     for e in body["events"]:
         assert sum(p["units"] for p in e["postings"]) == 0  # double entry
-    assert body["health_history"][-1]["from"] == "healthy"
-    assert body["health_history"][-1]["to"] == after
+    assert any(h["from"] == "healthy" and h["to"] in ("liquidation", "bankrupt")
+               for h in body["health_history"])
     # back to the first market level for the other tests of the module
     assert server.post("operator", "/v1/market", market_json(minutes=7)).status_code == 200
 

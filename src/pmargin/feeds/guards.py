@@ -42,6 +42,9 @@ MAX_HELD = 64
 """Held updates kept at most (the oldest are forgotten first)."""
 
 _PRICE_FIELDS = ("mark_price", "bid_price", "ask_price", "underlying_price", "mark_iv")
+_ZERO_ALLOWED = ("mark_price", "bid_price", "ask_price")
+"""Fields that may be exactly 0 on an option: a worthless far out-of-the-money option marks at 0
+and a 0 bid means no bid. Never on an index, a future, a perpetual or an implied vol."""
 
 
 class _Strict(BaseModel):
@@ -103,8 +106,8 @@ def load_guard_params(path: str | Path | None = None) -> GuardParams:
 
 
 # ------------------------------------------------------------------ bad prices
-def _bad(value: Any) -> str | None:
-    """Why a price is unacceptable (None if it is a positive finite number)."""
+def _bad(value: Any, zero_ok: bool = False) -> str | None:
+    """Why a price is unacceptable (None if it is a positive finite number, or 0 if allowed)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None  # types are the loader's to refuse (with its own message)
     x = float(value)
@@ -112,7 +115,7 @@ def _bad(value: Any) -> str | None:
         return "is NaN"
     if math.isinf(x):
         return "is infinite"
-    if x == 0:
+    if x == 0 and not zero_ok:
         return "is zero"
     if x < 0:
         return "is negative"
@@ -121,6 +124,8 @@ def _bad(value: Any) -> str | None:
 
 def check_prices(market: Mapping[str, Any] | MarketSnapshot | None) -> None:
     """Refuse a market with a NaN, infinite, zero, negative or crossed price.
+
+    An option's mark, bid or ask may be exactly 0 (worthless; no bid); nothing else may.
 
     Parameters
     ----------
@@ -158,8 +163,9 @@ def check_prices(market: Mapping[str, Any] | MarketSnapshot | None) -> None:
     for name, q in insts.items():
         if not isinstance(q, Mapping):
             continue
+        option = isinstance(name, str) and name.endswith(("-C", "-P"))
         for f in _PRICE_FIELDS:
-            why = _bad(q.get(f))
+            why = _bad(q.get(f), zero_ok=option and f in _ZERO_ALLOWED)
             if why:
                 raise InvalidInput(f"market.instruments[{name!r}].{f}", q.get(f), why)
         bid, ask = q.get("bid_price"), q.get("ask_price")
