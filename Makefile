@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CORE_VENV  ?= .venv-core
 CORE_STAMP := $(CORE_VENV)/.installed
 
-.PHONY: run test test-core bench lint env clean conformance lock browser
+.PHONY: run test test-core bench bench-backtest lint env clean conformance lock browser
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test-core: $(CORE_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# Only the full backtest (issue 12 target), written into docs/benchmarks.md.
+bench-backtest: $(STAMP)
+	$(BIN)/python benchmarks/run.py backtest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -148,6 +148,7 @@ def main() -> None:
     lines += ["", "Raw JSON of each run:", "", "```"] + [json.dumps(r) for r in rows] + ["```", ""]
     lines += liquidation_section()
     lines += cli_latency_section(cli_latency())
+    lines += backtest_section()
     lines += service_section()
     lines += var_fhs_section()
     notes = ROOT / "docs" / "benchmarks-notes.md"
@@ -189,6 +190,52 @@ def liquidation_section(accounts: int = 10_000) -> list[str]:
         "```",
         "",
     ]
+
+
+BACKTEST_HEADER = "## Backtest: every portfolio x every model x 2018-2026 daily"
+
+
+def backtest_section(rows: list[dict[str, Any]] | None = None,
+                     args: list[str] | None = None) -> list[str]:
+    """The full backtest (``benchmarks/backtest.py``, its own process), where the time goes.
+
+    Parameters
+    ----------
+    rows : list of dict, optional
+        Figures already measured (one per asset); default: run the driver now (BTC, 2 jobs).
+    args : list of str, optional
+        Arguments of the driver.
+    """
+    if rows is None:
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "backtest.py"), *(args or ["BTC"])],
+            check=True, capture_output=True, text=True, cwd=ROOT)
+        rows = [json.loads(x) for x in out.stdout.splitlines() if x.strip().startswith("{")]
+    lines = [
+        BACKTEST_HEADER,
+        "",
+        "`run_backtest` (`pmargin backtest`): each day one history market (standard instruments "
+        "plus the positions still held), the standard portfolios as one book, every model "
+        "margining the book at once, then full revaluation of the books of the previous two "
+        "days (1- and 2-day margin periods of risk). Target (issue 12): <= 10 minutes on the "
+        "2-core machine. *where the time goes* = CPU seconds (user + system) of each stage "
+        "summed over the worker processes, as shares; *CPU s* = their sum; on an idle "
+        "2-core machine the wall time is about CPU s / 2.",
+        "",
+        "| asset | days x models x portfolios x horizons | jobs | wall s | CPU s "
+        "| load average | where the time goes (share of the stage sum) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        st = r["stages_s"]
+        total = sum(st.values()) or 1.0
+        top = ", ".join(f"{k} {v / total:.0%}" for k, v in list(st.items())[:8])
+        lines.append(
+            f"| {r['asset']} | {r['days']:,} x {r['models']} x {r['portfolios']} x "
+            f"{len(r['horizons'])} | {r['jobs']} | {r['wall_s']:.0f} | {total:.0f} | "
+            f"{r['load_average_start']:.1f}-{r['load_average_end']:.1f} | {top} |")
+    lines += ["", "```"] + [json.dumps(r) for r in rows] + ["```", ""]
+    return lines
 
 
 def var_fhs_section(accounts: int = 100_000) -> list[str]:
@@ -323,7 +370,19 @@ def write_section(lines: list[str], header: str) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["cli"]:  # only the CLI latency section, printed
+    if sys.argv[1:2] == ["backtest"]:
+        # only the backtest section: `python benchmarks/run.py backtest [--from FILE] [driver
+        # args]` writes it into docs/benchmarks.md (FILE: JSON lines of backtest.py)
+        rest = sys.argv[2:]
+        if rest[:1] == ["--from"]:
+            rows = [json.loads(x) for x in Path(rest[1]).read_text().splitlines()
+                    if x.strip().startswith("{")]
+            sec = backtest_section(rows)
+        else:
+            sec = backtest_section(args=rest or None)
+        write_section(sec, BACKTEST_HEADER)
+        print("\n".join(sec))
+    elif sys.argv[1:] == ["cli"]:  # only the CLI latency section, printed
         print("\n".join(cli_latency_section(cli_latency())))
     elif sys.argv[1:2] == ["service"]:
         # only the service section: `python benchmarks/run.py service [--from FILE] [driver
