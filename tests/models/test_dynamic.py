@@ -66,8 +66,7 @@ def test_regime_is_the_atm_vol_over_the_reference():
 
 BOOK = Book.from_portfolios([
     pf("BTC", [(f"BTC-{expiry_code(30)}-72000-P", -1.0)], {"BTC": 1.0}),
-    pf("USDC", [("BTC_USDC-PERPETUAL", -2.0), (f"BTC-{expiry_code(7)}-80000-C", -3.0)],
-       {"USDC": 90000.0}),
+    pf("BTC", [(f"BTC-{expiry_code(7)}-80000-C", -3.0)], {"BTC": 2.0}),
 ])
 
 

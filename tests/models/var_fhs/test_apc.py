@@ -130,7 +130,7 @@ def apc_model(**apc) -> VarFhsModel:
 
 BOOK = Book.from_portfolios([
     pf("BTC", [(f"BTC-{expiry_code(30)}-72000-P", -1.0)], {"BTC": 1.0}),
-    pf("USDC", [("BTC_USDC-PERPETUAL", -2.0)], {"USDC": 50000.0}),
+    pf("BTC", [(f"BTC-{expiry_code(7)}-80000-C", -2.0)], {"BTC": 1.0}),
 ])
 
 
@@ -165,7 +165,7 @@ def test_model_stressed_weight_equals_weighted_es_of_its_scenarios():
     assert n_s == 41 and prep.weights is not None
     assert prep.weights[sc.stressed].sum() == pytest.approx(0.25)
     pnl = m.pnl(prep, BOOK)
-    # the perpetual's ES (row 1) by hand: sort its losses, accumulate the weights to 1 %
+    # the short call's ES (row 1) by hand: sort its losses, accumulate the weights to 1 %
     loss = -pnl[1]
     order = np.argsort(-loss)
     acc, tot = 0.0, 0.0

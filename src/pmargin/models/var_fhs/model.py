@@ -187,7 +187,8 @@ class VarFhsModel(MarginModel):
         vol alone when the history is stale).
         """
         p = self.params
-        s = self._given.get(asset) or _series(asset)
+        given = self._given.get(asset)
+        s = given if given is not None else _series(asset)
         prev = f.day - np.timedelta64(1, "D")
         i = np.clip(np.searchsorted(s.day, prev), 0, s.day.size - 1)
         iv = np.where(s.day[i] == prev, s.dvol[i], np.nan) / math.sqrt(365.0)
