@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import timedelta
 
@@ -233,5 +234,5 @@ def test_dynamic_overlay_scale_is_carried_day_to_day(gen_series, tpl, tmp_path, 
     assert r.errors == {}
     s = [d["BTC"] for d in seen]
     assert len(s) == len(r.dates)
-    assert all(b <= a * 1.01 * (1 + 1e-12) for a, b in zip(s, s[1:], strict=False))
+    assert all(b <= a * 1.01 * (1 + 1e-12) for a, b in itertools.pairwise(s))
     assert len(set(s)) > 1

@@ -81,13 +81,15 @@ def test_procyclicality_of_a_backtest_result():
     # the run covers 2022-11-01..10: history and the FTX window (2022-11-07..10) only
     assert sorted(set(pc["window"])) == ["FTX collapse", "history"]
     a = pc[(pc.model == "a") & (pc.window == "history")].iloc[0]
-    assert a.peak_to_trough == pytest.approx(3.0) and a.max_1d_increase == pytest.approx(1.0)
+    assert a.peak_to_trough == pytest.approx(3.0)
+    assert a.max_1d_increase == pytest.approx(1.0)
     assert a.days == 10
     ftx = pc[(pc.model == "a") & (pc.window == "FTX collapse")].iloc[0]
     assert (ftx.start, ftx.end, ftx.peak_to_trough) == ("2022-11-07", "2022-11-10",
                                                         pytest.approx(2.0))
     flat = pc[(pc.model == "flat") & (pc.window == "history")].iloc[0]
-    assert flat.peak_to_trough == 1.0 and flat.max_5d_increase == 0.0
+    assert flat.peak_to_trough == 1.0
+    assert flat.max_5d_increase == 0.0
     with pytest.raises(InvalidInput, match="margin"):
         procyclicality(_result(), margin="XM")
 

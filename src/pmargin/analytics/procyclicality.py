@@ -1,5 +1,4 @@
-"""Procyclicality of margin (issue 12.4): how hard a margin series swings, over history and in
-each crash episode.
+"""Procyclicality of margin (issue 12.4): how hard margin swings, over history and in crashes.
 
 For a margin series ``m_t`` (one model, one portfolio, USD, one value per day):
 

@@ -236,8 +236,10 @@ class UnderlyingPMParams(_Frozen):
 
 
 class DynamicParams(_Frozen):
-    """Dynamic overlay: every grid's price range times a vol-regime scale
-    (:mod:`pmargin.models.dynamic`; off in the venue presets)."""
+    """Dynamic overlay: every grid's price range times a vol-regime scale.
+
+    See :mod:`pmargin.models.dynamic`; off in the venue presets.
+    """
 
     reference_vol: float = Field(gt=0.0)
     """ATM implied vol (decimal) at which the preset's ranges apply unscaled."""

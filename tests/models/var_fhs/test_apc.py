@@ -49,7 +49,8 @@ def test_weighted_es_stressed_weight_by_hand():
     stressed = np.zeros(100, bool)
     stressed[90:] = True
     w = scenario_weights(stressed, 0.25)
-    assert w[90] == pytest.approx(0.025) and w[0] == pytest.approx(1 / 120)
+    assert w[90] == pytest.approx(0.025)
+    assert w[0] == pytest.approx(1 / 120)
     pnl = np.zeros((2, 100))
     pnl[0, 95] = -50.0                         # worst is stressed: 0.025 >= 0.01 covers the tail
     pnl[1, 3], pnl[1, 95] = -50.0, -40.0       # worst is calm (1/120), then a stressed 40
@@ -162,7 +163,8 @@ def test_model_stressed_weight_equals_weighted_es_of_its_scenarios():
     prep = m.prepare(BOOK, MARKET)
     sc = prep.scenarios
     n_s = int(sc.stressed.sum())
-    assert n_s == 41 and prep.weights is not None
+    assert n_s == 41
+    assert prep.weights is not None
     assert prep.weights[sc.stressed].sum() == pytest.approx(0.25)
     pnl = m.pnl(prep, BOOK)
     # the short call's ES (row 1) by hand: sort its losses, accumulate the weights to 1 %

@@ -64,7 +64,7 @@ def scenario_weights(stressed: BoolArray, stressed_weight: float) -> FloatArray:
 def _tail_count(weights: FloatArray, alpha: float) -> int:
     """Most scenarios any tail of mass ``alpha`` can hold (the lightest weights first)."""
     c = np.cumsum(np.sort(weights))
-    return int(min(weights.size, np.searchsorted(c, alpha * (1 - 1e-12)) + 1))
+    return min(int(weights.size), int(np.searchsorted(c, alpha * (1 - 1e-12))) + 1)
 
 
 def weighted_expected_shortfall(pnl: FloatArray, weights: FloatArray,
@@ -189,6 +189,6 @@ def lookback_shortfall_years(first_day: np.datetime64, last_day: np.datetime64,
     float
         ``max(0, floor_years - days / 365.25)`` with ``days = last - first + 1``.
     """
-    days = int((np.datetime64(last_day, "D") - np.datetime64(first_day, "D"))
-               / np.timedelta64(1, "D")) + 1
+    span = np.asarray(last_day, "datetime64[D]") - np.asarray(first_day, "datetime64[D]")
+    days = int(span.astype(np.int64)) + 1
     return max(0.0, floor_years - days / DAYS_PER_YEAR)

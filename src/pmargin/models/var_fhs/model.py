@@ -284,8 +284,10 @@ class VarFhsModel(MarginModel):
     # ------------------------------------------------------------------ evaluate
     def _es(self, prep: VarFhsPrepared, pos: sp.csr_matrix, coll: FloatArray
             ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """ES per account and ES plus the APC buffer, each capped at the account's largest
-        possible loss, and the IM the cap removed from the buffered figure."""
+        """ES, and ES plus the APC buffer, per account, each capped at the largest possible loss.
+
+        Also returns the IM the cap removed from the buffered figure.
+        """
         n = pos.shape[0]
         out = np.zeros(n)
         for a in range(0, n, CHUNK_ROWS):

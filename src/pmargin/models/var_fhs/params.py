@@ -37,7 +37,7 @@ class StressedPeriod(_Frozen):
 
 
 class ApcParams(_Frozen):
-    """EMIR Article 28 anti-procyclicality tools (all off at their defaults; docs/models/var-fhs.md).
+    """EMIR Article 28 anti-procyclicality tools (all off by default; docs/models/var-fhs.md).
 
     (a) ``buffer``: IM = ES x (1 + buffer), released (IM = ES) while the current volatility of
     some underlying is above the ``stress_quantile`` quantile of the same measure over the
