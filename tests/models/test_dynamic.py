@@ -97,3 +97,16 @@ def test_model_equals_the_preset_with_scaled_ranges(reference, prev, scale):
     assert got.maintenance_margin == pytest.approx(want.maintenance_margin, rel=1e-12)
     # and it differs from the unscaled preset (the test can fail)
     assert got.initial_margin[0] != pytest.approx(_static(1.0).initial_margin[0], rel=1e-6)
+
+
+def test_example_presets_in_docs_load():
+    from pathlib import Path
+
+    ex = Path(__file__).resolve().parents[2] / "docs" / "examples"
+    dyn = load_model(ex / "pmargin-dynamic.toml")
+    assert isinstance(dyn, PortfolioMarginModel)
+    assert dyn.params.dynamic is not None
+    assert dyn.params.dynamic.max_increase == 0.1
+    apc = load_model(ex / "var-fhs-apc.toml")
+    a = apc.params.apc  # type: ignore[attr-defined]
+    assert (a.buffer, a.stressed_weight, a.lookback_floor_years) == (0.25, 0.25, 10.0)
