@@ -43,9 +43,11 @@ def bench(asset: str, jobs: int, report: Path | None) -> dict[str, object]:
         "load_average_start": la0, "load_average_end": os.getloadavg()[0],
         "skipped": res.skipped, "errors": res.errors,
     }
+    print(json.dumps(out), flush=True)  # the figures first: a report failure cannot lose them
     if report is not None:
         from pmargin.analytics.report import write_report
 
+        report.mkdir(parents=True, exist_ok=True)
         write_report(res, report / asset.lower())
     return out
 
@@ -62,7 +64,7 @@ def main(argv: list[str]) -> None:
         else:
             assets.append(a.upper())
     for asset in assets or ["BTC"]:
-        print(json.dumps(bench(asset, jobs, report)), flush=True)
+        bench(asset, jobs, report)
 
 
 if __name__ == "__main__":

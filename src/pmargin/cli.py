@@ -305,6 +305,9 @@ def margin(
     max_age: Annotated[float | None, typer.Option(
         help="Largest age of the market data at --as-of, seconds (default in "
         "market_data.toml)")] = None,
+    efficiency: Annotated[bool, typer.Option(
+        "--efficiency", help="Add capital-efficiency figures: IM / gross notional, IM / equity, "
+        "free collateral, capital freed versus isolated margin")] = False,
 ) -> None:
     """Compute the initial and maintenance margin of a portfolio."""
     from pmargin.market.loaders import load_market
@@ -319,6 +322,7 @@ def margin(
                         valuation_time=as_of, max_age=max_age), market, "--market")
     pf = _load(load_portfolio, portfolio, "portfolio")
     res = mdl.margin(pf, mkt)
+    eff = _efficiency_row(mdl, pf, mkt) if efficiency else None
     written = None
     if plot is not None:
         from pmargin.reports.plots import plot_margin
@@ -328,13 +332,26 @@ def margin(
     if as_json:
         from pmargin.reports.results import margin_json
 
-        _emit_json(margin_json(res))
+        out = margin_json(res)
+        if eff is not None:
+            out["efficiency"] = eff
+        _emit_json(out)
         return
     from pmargin.reports.tables import print_margin
 
     print_margin(console, res, explain=explain)
+    if eff is not None:
+        from pmargin.reports.systemic import print_efficiency
+
+        print_efficiency(console, [eff])
     if written is not None:
         console.print(f"plot written to {written}", highlight=False)
+
+
+def _efficiency_row(model: Any, portfolio: Any, market: Any) -> dict[str, Any]:
+    from pmargin.analytics.efficiency import account_efficiency
+
+    return account_efficiency(model, portfolio, market)
 
 
 @app.command()
@@ -718,6 +735,208 @@ def stress(
         console.print(f"plot written to {written}", highlight=False)
 
 
+@app.command()
+def audit(
+    book: Annotated[Path | None, typer.Argument(
+        help="Book JSON ({\"accounts\": [portfolio, ...]}) or one portfolio", exists=True,
+        dir_okay=False, readable=True)] = None,
+    generate: Annotated[int | None, typer.Option(
+        "--generate", help="Audit a generated book of this many accounts instead", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="Generator seed", min=0)] = 1,
+    market: OptionalMarketOpt = None,
+    models: Annotated[str | None, typer.Option(
+        "--models", help=f"Comma-separated models (default: those of audit.toml); {MODELS_HELP}"
+    )] = None,
+    scenarios: Annotated[Path | None, typer.Option(
+        help="Scenario file replacing the shipped audit.toml", exists=True, dir_okay=False,
+        readable=True)] = None,
+    fund: Annotated[float | None, typer.Option(
+        "--fund", help="Insurance fund in USD for Cover-1/Cover-2 (default: cascade.toml)")]
+    = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="Audit a book of the margin service: its database (read, never written)")] = None,
+    service_book: Annotated[str | None, typer.Option(
+        help="With --database-url: the service's book id (e.g. BTC)")] = None,
+    venue: Annotated[Path | None, typer.Option(
+        help="With --database-url: the service's venue TOML (default: shipped)")] = None,
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """Stress-audit a book under every methodology (see docs/systemic.md).
+
+    Standard scenarios (audit.toml) and the liquidation-proximity curve.
+    """
+    from pmargin.analytics.audit import load_audit_params, run_audit
+
+    check_output_path(plot, "--plot", _image_types if plot is not None else None)
+    sources = [x for x in (book, generate, database_url) if x is not None]
+    if len(sources) != 1:
+        raise InvalidInput("BOOK", str(book) if book else None,
+                           "give exactly one of a BOOK file, --generate N or --database-url")
+    params = load_audit_params(scenarios) if scenarios is not None else None
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    if models is not None and not names:
+        raise InvalidInput("--models", models, "must name at least one model")
+    if database_url is not None:
+        bk, mkt = _service_book(database_url, service_book, venue)
+    else:
+        mkt = _market_or_demo(market)
+        if generate is not None:
+            from pmargin.analytics.books import generated_book
+
+            bk = generated_book(mkt, generate, seed)
+        else:
+            from pmargin.analytics.books import load_book
+
+            assert book is not None
+            bk = _load(load_book, book, "BOOK")
+    report = run_audit(bk, mkt, names, params, fund)
+    data = report.to_dict()
+    written = None
+    if plot is not None:
+        from pmargin.reports.systemic import audit_figure, save_figure
+
+        written = save_figure(audit_figure(data), plot)
+    if as_json:
+        _emit_json(data)
+        return
+    from pmargin.reports.systemic import print_audit
+
+    print_audit(console, data)
+    if written is not None:
+        console.print(f"plot written to {written}", highlight=False)
+
+
+@app.command("replay-crash")
+def replay_crash(
+    episode: Annotated[str, typer.Argument(
+        help="Episode of crash_replay.toml (covid-2020, may-2021, june-2022, ftx-2022) or 'all'")],
+    book: Annotated[Path | None, typer.Option(
+        "--book", help="Book JSON to replay (coin-margined in the asset; default: generated)",
+        exists=True, dir_okay=False, readable=True)] = None,
+    asset: Annotated[str | None, typer.Option(
+        help="BTC or ETH (default: both; a --book sets it to its margin currency)")] = None,
+    accounts: Annotated[int | None, typer.Option(
+        help="Accounts of the generated book (default: crash_replay.toml)", min=1)] = None,
+    regimes: Annotated[str | None, typer.Option(
+        help=f"Comma-separated models (default: crash_replay.toml); {MODELS_HELP}")] = None,
+    loss_mode: Annotated[Literal["adl", "socialise"], typer.Option(
+        help="Who covers a deficit once the insurance fund is empty")] = "adl",
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """Replay a crash hour by hour under each margin regime (docs/systemic.md)."""
+    from pmargin.analytics.crash_replay import load_replay_params, replay_episode
+    from pmargin.liquidation.cascade import load_cascade_params
+
+    check_output_path(plot, "--plot", _image_types if plot is not None else None)
+    p = load_replay_params()
+    eps = list(p.episodes) if episode == "all" else [p.episode(episode)]
+    bk = None
+    if book is not None:
+        from pmargin.analytics.books import load_book
+
+        bk = _load(load_book, book, "--book")
+        if asset is not None and asset.upper() != bk.margin_currency.upper():
+            raise InvalidInput("--asset", asset, f"the book is margined in {bk.margin_currency}")
+        assets = [bk.margin_currency.upper()]
+    elif asset is not None:
+        if asset.upper() not in ("BTC", "ETH"):
+            raise InvalidInput("--asset", asset, "must be BTC or ETH")
+        assets = [asset.upper()]
+    else:
+        assets = ["BTC", "ETH"]
+    names = [m.strip() for m in regimes.split(",") if m.strip()] if regimes else None
+    if regimes is not None and not names:
+        raise InvalidInput("--regimes", regimes, "must name at least one model")
+    cascade = load_cascade_params().model_copy(update={"loss_mode": loss_mode})
+    rows = [o.to_dict() for e in eps for a in assets
+            for o in replay_episode(e, a, p, names, accounts, bk, cascade)]
+    written = None
+    if plot is not None:
+        from pmargin.reports.systemic import save_figure, tradeoff_figure
+
+        written = save_figure(tradeoff_figure(rows), plot)
+    if as_json:
+        _emit_json({"replays": rows})
+        return
+    from pmargin.reports.systemic import print_replays
+
+    print_replays(console, rows)
+    if written is not None:
+        console.print(f"plot written to {written}", highlight=False)
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write")],
+    accounts: Annotated[int, typer.Option(help="Accounts of the generated book", min=1)] = 2000,
+    replay_accounts: Annotated[int, typer.Option(help="Accounts of each replayed book", min=1)]
+    = 1000,
+    episodes: Annotated[str, typer.Option(
+        help="Comma-separated crash episodes ('none' for no replay)")]
+    = "covid-2020,may-2021,june-2022,ftx-2022",
+    assets: Annotated[str, typer.Option(help="Assets replayed")] = "BTC,ETH",
+    models: Annotated[str, typer.Option(help=f"Methodologies compared; {MODELS_HELP}")]
+    = "deribit-sm-isolated,deribit-sm,deribit-pm,okx-pm,span,pmargin",
+    regimes: Annotated[str | None, typer.Option(
+        help="Regimes of the replays (default: crash_replay.toml)")] = None,
+    bates: Annotated[bool, typer.Option(help="Also calibrate Bates (slower)")] = True,
+    paths: Annotated[int | None, typer.Option(help="Simulated paths (default stochvol.toml)",
+                                              min=100)] = None,
+) -> None:
+    """Write one self-contained HTML page: efficiency, audit, stochastic-vol stress, replays."""
+    from pmargin.reports.html import ReportOptions, collect_report, render_html
+
+    check_output_path(out, "--out", lambda: ["html", "htm"])
+
+    def names(text: str, option: str) -> tuple[str, ...]:
+        got = tuple(x.strip() for x in text.split(",") if x.strip())
+        if not got:
+            raise InvalidInput(option, text, "must name at least one item")
+        return got
+
+    eps = () if episodes.strip().lower() == "none" else names(episodes, "--episodes")
+    opts = ReportOptions(accounts, names(models, "--models"), replay_accounts, eps,
+                         tuple(a.upper() for a in names(assets, "--assets")),
+                         names(regimes, "--regimes") if regimes else (), bates, paths)
+    out.write_text(render_html(collect_report(opts)), encoding="utf-8")
+    console.print(f"report written to {out}", highlight=False)
+
+
+def _market_or_demo(market: Path | None) -> Any:
+    if market is not None:
+        from pmargin.market.loaders import load_market
+
+        return _load(load_market, market, "--market")
+    from pmargin.demo import demo_market
+
+    return demo_market()[0]
+
+
+def _service_book(url: str, book_id: str | None, venue: Path | None) -> tuple[Any, Any]:
+    """The held book and market of a service database, rebuilt by replaying its event log."""
+    import sqlalchemy as sa
+
+    from pmargin.service.app import Service
+    from pmargin.service.config import load_venue
+    from pmargin.service.database import connect
+    from pmargin.service.store import Store
+
+    if book_id is None:
+        raise InvalidInput("--service-book", None, "is required with --database-url")
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise InvalidInput("--database-url", url, "no database there")
+    svc = Service(load_venue(venue), Store(connect(url)))
+    if book_id not in svc.state.books:
+        raise InvalidInput("--service-book", book_id,
+                           f"not a book of this service ({', '.join(sorted(svc.state.books))})")
+    if svc.state.market is None:
+        raise InvalidInput("--database-url", url, "the service has no market yet")
+    return svc.state.held_book(book_id), svc.state.market
+
+
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
                       lineno: int, line: str | None = None) -> str:
     """Warnings on the command line are one line, like errors (no source line)."""
@@ -746,11 +965,19 @@ def serve(
     venue: Annotated[Path | None, typer.Option(help="Venue TOML (default: shipped)")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Seed the demo venue on first start")]
     = False,
+    books: Annotated[str | None, typer.Option(
+        envvar="PMARGIN_BOOKS",
+        help="Comma-separated books this instance serves (default all; sharding)")] = None,
+    peer: Annotated[list[str] | None, typer.Option(
+        help="BOOK=URL of the instance serving another book (hint in 421 answers)")] = None,
+    attest_key: Annotated[Path | None, typer.Option(
+        help="Attestation signing key (default PMARGIN_ATTEST_KEY, else the venue's "
+             "[attest] key_path); generated on first start")] = None,
 ) -> None:
     """Run the margin service (HTTP API; docs at /docs)."""
     from pmargin.service.server import run
 
-    run(host, port, database_url, venue, demo)
+    run(host, port, database_url, venue, demo, books, peer, attest_key)
 
 
 @keys_app.command("create")
@@ -764,6 +991,82 @@ def keys_create(
     from pmargin.service.server import create_key
 
     typer.echo(create_key(role, account, database_url))
+
+
+def _read_json(path: Path, option: str) -> Any:
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(option, str(path), "no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(option, str(path), "is a directory, not a JSON file") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(option, str(path), f"is not JSON ({exc})") from None
+
+
+@app.command()
+def verify(
+    attestation: Annotated[Path, typer.Argument(help="Attestation JSON (GET "
+                                                "/v1/attestations/{epoch})")],
+    proof: Annotated[Path | None, typer.Option(help="Inclusion proof JSON (GET "
+                                               "/v1/accounts/{id}/proof)")] = None,
+    recompute: Annotated[bool, typer.Option(
+        "--recompute", help="Re-run the engine on --inputs and compare the root")] = False,
+    inputs: Annotated[Path | None, typer.Option(
+        help="Inputs JSON (GET /v1/attestations/{epoch}/inputs), or a folder holding "
+             "inputs.json")] = None,
+    public_key: Annotated[Path | None, typer.Option(
+        help="The venue's public key: 64 hex digits, PEM, or the JSON of GET "
+             "/v1/attestations/public-key (default: the key in the document, which proves "
+             "integrity only)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an attestation: signature, inclusion of a leaf, and (--recompute) the root.
+
+    Exit status 0 when every check passes, 1 when one fails (named), 2 on bad input.
+    """
+    from pmargin.attest.signing import read_public_key
+    from pmargin.attest.verify import Report, check_attestation, check_proof, check_recompute
+
+    doc = _read_json(attestation, "ATTESTATION")
+    if not isinstance(doc, dict):
+        raise InvalidInput("ATTESTATION", str(attestation), "must hold a JSON object")
+    if recompute and inputs is None:
+        raise InvalidInput("--inputs", None, "--recompute needs the exported inputs")
+    pub = None
+    if public_key is not None:
+        try:
+            text = public_key.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InvalidInput("--public-key", str(public_key), "no such file") from None
+        pub = read_public_key(text, "--public-key")
+    report = Report()
+    check_attestation(doc, pub, report)
+    if proof is not None:
+        pf = _read_json(proof, "--proof")
+        if not isinstance(pf, dict):
+            raise InvalidInput("--proof", str(proof), "must hold a JSON object")
+        check_proof(doc, pf, report)
+    if recompute:
+        assert inputs is not None
+        path = inputs / "inputs.json" if inputs.is_dir() else inputs
+        data = _read_json(path, "--inputs")
+        if not isinstance(data, dict):
+            raise InvalidInput("--inputs", str(path), "must hold a JSON object")
+        check_recompute(doc, data, report)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for c in report.checks:
+            typer.echo(f"{'ok  ' if c.passed else 'FAIL'} {c.name}: {c.detail}")
+        failed = [c.name for c in report.checks if not c.passed]
+        typer.echo("valid" if report.valid else f"INVALID: {', '.join(failed)} failed")
+    if not report.valid:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

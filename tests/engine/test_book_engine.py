@@ -216,3 +216,26 @@ def test_dask_resident_chunks_follow_book_changes():
         assert ex._resident.keys() != first.keys()  # the changed book was sent again
     assert rel_diff(full.initial_margin, incremental[0]) <= 1e-12
     assert rel_diff(full.equity, incremental[1]) <= 1e-12
+
+
+@pytest.mark.parametrize("preset", ["deribit-pm", "okx-pm", "deribit-sm"])
+def test_check_account_equals_the_account_margined_alone(preset):
+    # check_account takes the model's one-row kernel when it has one: same figures as
+    # margining the hypothetical account alone
+    from pmargin.portfolio import portfolio_from_dict
+
+    model = load_model(preset)
+    book = random_book(4, n=12)
+    eng = BookEngine(model, book, MARKET)
+    for r in range(book.n_accounts):
+        p = book.portfolio(r)
+        pos = {x.instrument.name: (x.quantity * 2.0, np.nan) for x in p.positions}
+        coll = {"BTC": 0.7}
+        v = eng.check_account(book.account_ids[r], pos, coll)
+        alone = model.margin(portfolio_from_dict({
+            "margin_currency": "BTC", "collateral": coll,
+            "positions": [{"instrument": k, "quantity": q} for k, (q, _) in pos.items()]}),
+            MARKET)
+        assert rel_diff(v.initial_margin, alone.initial_margin) <= 1e-9
+        assert rel_diff(v.maintenance_margin, alone.maintenance_margin) <= 1e-9
+        assert rel_diff(v.equity, alone.equity) <= 1e-9

@@ -62,3 +62,12 @@ def test_dumps_always_gives_strict_json(obj):
     text = dumps(obj)
     # strict parse: a NaN or Infinity token would be rejected
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+def test_zeros_print_as_zero():
+    # a quantized Decimal zero (0E-18, as a ledger conservation error) and negative zeros
+    assert to_jsonable(Decimal("0E-18")) == "0"
+    assert to_jsonable(Decimal("-0.000")) == "0"
+    assert to_jsonable(Decimal("-1E-18")) == "-1E-18"  # a non-zero keeps every digit
+    out = to_jsonable({"a": -0.0, "b": np.float64(-0.0), "c": [-0.0]})
+    assert json.dumps(out) == '{"a": 0.0, "b": 0.0, "c": [0.0]}'

@@ -35,3 +35,12 @@ def test_margin_ratio_of_an_account_without_equity_says_why():
     text = _text(lambda c: print_margin(c, res))
     row = next(line for line in text.splitlines() if "margin ratio" in line)
     assert "inf (equity <= 0)" in row
+
+
+def test_zero_cells_never_print_minus_zero():
+    import pandas as pd
+
+    frame = pd.DataFrame({"pnl": [-0.0, 1.5, -2.0]}, index=["a", "b", "c"])
+    text = _text(lambda c: print_frame(c, frame, "pnl"))
+    assert "-0" not in text
+    assert "-2" in text  # a true negative keeps its sign

@@ -55,6 +55,18 @@ def market_json(index: float = 80000.0, minutes: int = 0) -> dict[str, Any]:
 OPTION = f"BTC-{expiry_code(30)}-80000-P"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _attest_key_outside_the_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Services opened in the test process keep their signing key in a temporary folder."""
+    old = os.environ.get("PMARGIN_ATTEST_KEY")
+    os.environ["PMARGIN_ATTEST_KEY"] = str(tmp_path_factory.mktemp("key") / "attest-key.pem")
+    yield
+    if old is None:
+        os.environ.pop("PMARGIN_ATTEST_KEY", None)
+    else:
+        os.environ["PMARGIN_ATTEST_KEY"] = old
+
+
 @dataclass
 class Server:
     """A running `pmargin serve` process and an admin key."""
@@ -65,11 +77,16 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     admin: str = ""
     keys: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # more `pmargin serve` options
+    attest_key: str = ""  # the server's signing key file (in the test's temporary folder)
 
     def start(self) -> None:
         env = {**os.environ, "PMARGIN_DATABASE_URL": self.db_url}
+        if self.attest_key:
+            env["PMARGIN_ATTEST_KEY"] = self.attest_key
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port),
+             *self.args],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -139,7 +156,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
     db_url, pg_name = _db_url(request.param, tmp_path)
     port = _free_port()
-    srv = Server(f"http://127.0.0.1:{port}", db_url, port)
+    srv = Server(f"http://127.0.0.1:{port}", db_url, port,
+                 attest_key=str(tmp_path / "attest-key.pem"))
     from pmargin.service.database import connect, migrate
 
     migrate(connect(db_url))  # the database exists before the first key (keys create checks)

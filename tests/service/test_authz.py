@@ -50,6 +50,14 @@ ROUTES = [
     ("GET", "/v1/events", None, {"risk"}),
     ("GET", "/v1/state", None, {"risk"}),
     ("POST", "/v1/keys", lambda own, other: {"role": "risk"}, {"admin"}),
+    ("GET", "/v1/attestations/latest", None, set(ROLES)),
+    ("GET", "/v1/attestations/public-key", None, set(ROLES)),
+    ("GET", "/v1/attestations/{epoch}", None, set(ROLES)),
+    ("GET", "/v1/attestations/{epoch}/inputs", None, {"risk"}),
+    ("GET", "/v1/accounts/{own}/proof", None, {"trader", "risk"}),
+    ("GET", "/v1/accounts/{other}/proof", None, {"risk"}),
+    # allowed: 422 (the breaker is not tripped) is the answer of an allowed role here
+    ("POST", "/v1/books/{book_id}/breaker/reset", None, {"risk"}),
 ]
 
 
@@ -64,10 +72,10 @@ def test_every_route_with_every_role(server: Server) -> None:
     listed = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
     table = {(m, p.replace("{own}", "{account_id}").replace("{other}", "{account_id}"))
              for m, p, _, _ in ROUTES}
-    assert listed - {("GET", "/healthz")} == table
+    assert listed - {("GET", "/healthz"), ("GET", "/readyz")} == table
     minute = 1
     for method, template, body, allowed in ROUTES:
-        path = template.format(own=own, other=other)
+        path = template.format(own=own, other=other, epoch=1, book_id="BTC")
         for role in (*ROLES, None):
             payload = body(own, other) if body else None
             if template == "/v1/market" and payload is not None:
@@ -80,6 +88,9 @@ def test_every_route_with_every_role(server: Server) -> None:
                               timeout=60)
             if role is None:
                 assert r.status_code == 401, (method, path, r.text)
+            elif role in allowed and "breaker" in path:
+                assert r.status_code == 422, (method, path, role, r.text)
+                assert r.json()["field"] == "book"
             elif role in allowed:
                 assert r.status_code == 200, (method, path, role, r.text)
             else:

@@ -119,6 +119,7 @@ class BookEngine:
         self.result: BookMarginResult
         self._overlay: dict[int, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
         self._chunks: list[Book] | None = None
+        self._distance_cache: Any = None
         self.update_market(market)
 
     # ------------------------------------------------------------------ full recompute
@@ -385,6 +386,29 @@ class BookEngine:
         return WhatIf(self.book.account_ids[r], im, mm, eq, before_im, before_eq, bool(ok),
                       eq - im)
 
+    def liquidation_distance(self, account_id: str, tol: float = 1e-4) -> dict[str, Any]:
+        """Index moves that take one account's equity to MM (see :mod:`pmargin.engine.distance`).
+
+        Parameters
+        ----------
+        account_id : str
+            Account.
+        tol : float, optional
+            Width of the final bracket (relative move).
+
+        Returns
+        -------
+        dict of str to Distance
+            By underlying (restricted markets cached for the market in use).
+        """
+        from pmargin.engine.distance import MarketCache, liquidation_distance
+
+        r = self.row(account_id)
+        if self._distance_cache is None or self._distance_cache.market is not self.market:
+            self._distance_cache = MarketCache(self.market)
+        return liquidation_distance(self.model, self.market, self._account_book(r), 0, tol=tol,
+                                    cache=self._distance_cache)
+
     # ------------------------------------------------------------------ mutations
     def _store_row(self, r: int, pos: sp.csr_matrix, ent: sp.csr_matrix) -> None:
         """Keep the new row in an overlay (O(row)); merged into the CSR at the next recompute."""
@@ -469,6 +493,9 @@ class BookEngine:
         """
         r = self.row(account_id)
         pos, ent, coll = self._hypothetical_row(r, positions, collateral)
+        fast = self._fast_row(r, pos.indices, pos.data, ent.data, coll)
+        if fast is not None:  # the model's one-row kernel (same figures as evaluate)
+            return self._verdict_values(r, fast[0], fast[1], fast[2], allow_risk_reducing)
         res = self.model.evaluate(self.prep, self._account_book(r, pos, ent, coll))
         return self._verdict(r, res, allow_risk_reducing)
 

@@ -799,6 +799,44 @@ class MarketSnapshot:
                               data_time=self._data_time, max_age=self._max_age,
                               policy=self._policy)
 
+    def restricted_to(self, instruments: Iterable[Instrument | str]) -> MarketSnapshot:
+        """A smaller snapshot that values ``instruments`` exactly as this one does.
+
+        Kept: every index and collateral price, every future and perpetual (the forward
+        curves' futures pillars are unchanged), and every option (call and put, inverse and
+        linear) at the underlying, expiry and strike of an option in ``instruments``: a marked
+        option's vol is its smile's pillar at its strike, and the pillar is chosen among the
+        options at that strike, so it is unchanged. Settlement prices, explicit vol surfaces,
+        ages and the policy are kept as they are. Used to re-price one account under many spot
+        moves (:func:`pmargin.engine.distance.liquidation_distance`) without rebuilding every
+        smile. Not exact when an expiry's forward is the median of its options'
+        ``underlying_price`` and those differ, nor for an unlisted option (priced from the
+        surface under ``policy.price_unlisted``): callers check the result on their
+        instruments (the distance search compares margins on both markets first).
+
+        Parameters
+        ----------
+        instruments : iterable of Instrument or str
+            Instruments to keep valuing.
+
+        Returns
+        -------
+        MarketSnapshot
+            The restricted snapshot (same valuation time).
+        """
+        cells = {(i.underlying, i.expiry, i.strike) for i in map(self._inst, instruments)
+                 if i.kind is InstrumentKind.OPTION}
+        quotes = {name: q for name, q in self._quotes.items()
+                  if self._instruments[name].kind is not InstrumentKind.OPTION
+                  or (self._instruments[name].underlying, self._instruments[name].expiry,
+                      self._instruments[name].strike) in cells}
+        return MarketSnapshot(self._valuation_time, self._index, quotes,
+                              self._collateral, vol_surfaces=self._explicit_surfaces,
+                              source=self._source, settlement_prices=self._settlement_keys(),
+                              index_perpetuals=self._index_perpetuals,
+                              data_time=self._data_time, max_age=self._max_age,
+                              policy=self._policy)
+
     def to_dict(self) -> dict[str, Any]:
         """The market data in the JSON ``market`` format (explicit inputs only).
 

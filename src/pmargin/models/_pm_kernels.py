@@ -282,7 +282,7 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
 
     if parallel:
         for r in numba.prange(n_rows):
-            t = numba.get_thread_id()  # type: ignore[attr-defined]
+            t = numba.get_thread_id()  # type: ignore[attr-defined,unused-ignore]
             one_row(r, pnl_t[t], nb_t[t], ng_t[t], ks_t[t], qs_t[t])
     else:
         for r in range(n_rows):

@@ -4,7 +4,8 @@ Rules (documented in ``docs/cli.md``):
 
 * every number is a JSON number, except **exact decimal amounts** (ledger figures computed with
   :class:`decimal.Decimal`), which are JSON strings holding a plain decimal number such as
-  ``"0"``, ``"-12.5"`` or ``"1.2E-7"`` so that no digit is lost;
+  ``"0"``, ``"-12.5"`` or ``"1.2E-7"`` so that no digit is lost; a zero is always ``"0"``
+  (never ``"0E-18"`` or ``"-0"``) and a float zero is never ``-0.0``;
 * a value that does not exist (an infinite ratio, a NaN, a missing figure) is ``null``, never the
   string ``"inf"`` or ``"None"``; where the reason is not obvious the object carries a
   ``<field>_reason`` string next to it;
@@ -44,9 +45,11 @@ def to_jsonable(obj: Any) -> Any:
     if obj is None or isinstance(obj, bool | str | int):
         return obj
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        return obj + 0.0 if math.isfinite(obj) else None  # + 0.0: -0.0 becomes 0.0
     if isinstance(obj, Decimal):
-        return str(obj) if obj.is_finite() else None
+        if not obj.is_finite():
+            return None
+        return "0" if obj == 0 else str(obj)  # not "0E-18" (a quantized zero) nor "-0"
     if isinstance(obj, enum.Enum):
         return to_jsonable(obj.value)
     if isinstance(obj, dict):

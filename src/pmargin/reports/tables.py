@@ -15,9 +15,12 @@ __all__ = ["print_conformance", "print_frame", "print_margin"]
 
 
 def _fmt(x: object) -> str:
-    """Format a table cell: floats to 8 significant digits, NaN (no value) as an empty cell."""
+    """Format a table cell: floats to 8 significant digits, NaN (no value) as an empty cell.
+
+    A zero prints as ``0``, never ``-0`` (``x + 0.0`` turns -0.0 into 0.0).
+    """
     if isinstance(x, float):
-        return "" if x != x else f"{x:,.8g}"
+        return "" if x != x else f"{x + 0.0:,.8g}"
     return str(x)
 
 

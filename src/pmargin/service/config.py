@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -52,11 +53,40 @@ class MarketConfig(_Strict):
     option_price_band_abs: float = Field(ge=0)
 
 
+class EnforcementConfig(_Strict):
+    """Automatic liquidation (``[enforcement]`` of the venue TOML; docs/realtime.md)."""
+
+    enabled: bool
+    method: Literal["market", "takeover", "auction"]
+    loss_method: Literal["adl", "socialised"]
+    breaker_share: float = Field(gt=0, le=1)
+    breaker_min_accounts: int = Field(ge=1)
+    step_delay_seconds: float = Field(ge=0, le=60)
+    insurance_fund_seed: Decimal = Field(ge=0)
+    liquidator_account: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class StreamConfig(_Strict):
+    """The WebSocket stream (``[stream]`` of the venue TOML)."""
+
+    queue_size: int = Field(ge=1, le=100_000)
+    socket_buffer_bytes: int = Field(ge=4096, le=16 * 1024 * 1024)
+    auth_timeout_seconds: float = Field(gt=0, le=60)
+
+
 class DemoConfig(_Strict):
     """The generated demo book seeded on first start."""
 
     accounts: int = Field(ge=1, le=100_000)
     seed: int
+
+
+class AttestConfig(_Strict):
+    """Attestations (docs/attestations.md): the signing key and the proofs kept in memory."""
+
+    key_path: str = Field(default="var/attest-key.pem", min_length=1)
+    keep_epochs: int = Field(default=4, ge=1, le=1000)
+    workers: int = Field(default=1, ge=1, le=64)
 
 
 class VenueConfig(_Strict):
@@ -69,6 +99,10 @@ class VenueConfig(_Strict):
     money: MoneyConfig
     market: MarketConfig
     demo: DemoConfig
+    # optional so that venue files written before attestations still load (defaults above)
+    attest: AttestConfig = AttestConfig()
+    enforcement: EnforcementConfig
+    stream: StreamConfig
 
     def book(self, book_id: str) -> BookConfig:
         """Return the book named ``book_id``."""

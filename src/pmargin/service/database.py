@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -13,7 +12,8 @@ from alembic.config import Config
 
 from pmargin.errors import InvalidInput
 
-__all__ = ["DEFAULT_SQLITE", "connect", "database_url", "instance_lock", "migrate"]
+__all__ = ["DEFAULT_SQLITE", "connect", "database_url", "migrate"]
+# the lock of one service per book is pmargin.service.sharding.book_locks
 
 DEFAULT_SQLITE = "sqlite:///var/pmargin.db"
 
@@ -67,46 +67,3 @@ def migrate(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-
-
-_LOCK_ID = 0x706D617267696E  # "pmargin": the advisory lock key of one service per database
-
-
-def instance_lock(engine: sa.Engine) -> Any:
-    """Take the database's one-service lock, or refuse to start.
-
-    One service process owns a database (its state lives in memory): a second one on the same
-    database would drift from the first. SQLite: an exclusive ``flock`` on ``<db>.lock``;
-    PostgreSQL: a session advisory lock held by a dedicated connection.
-
-    Returns
-    -------
-    object
-        The handle that holds the lock; keep a reference for the life of the process.
-
-    Raises
-    ------
-    InvalidInput
-        When another service holds the lock.
-    """
-    url = engine.url
-    if url.get_backend_name() == "sqlite":
-        import fcntl
-
-        path = Path(f"{url.database}.lock")
-        handle = path.open("w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise InvalidInput("database_url", str(url), "another pmargin service is running on "
-                               "this database (one service per database)") from None
-        return handle
-    conn = engine.connect()
-    got = conn.execute(sa.text("select pg_try_advisory_lock(:k)"), {"k": _LOCK_ID}).scalar()
-    if not got:
-        conn.close()
-        raise InvalidInput("database_url", url.render_as_string(hide_password=True),
-                           "another pmargin service is running on this database "
-                           "(one service per database)")
-    return conn

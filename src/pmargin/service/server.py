@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -13,14 +14,16 @@ import sqlalchemy as sa
 from pmargin.service import tables as T
 from pmargin.service.app import Service, create_app, market_from_payload
 from pmargin.service.config import VenueConfig, load_venue
-from pmargin.service.database import connect, database_url, instance_lock, migrate
+from pmargin.service.database import connect, database_url, migrate
 from pmargin.service.state import Effect
 from pmargin.service.store import Store, digest_of, now_iso
 
 __all__ = ["create_key", "demo_keys", "open_service", "run", "seed_demo"]
 
 
-def open_service(url: str | None = None, venue: str | Path | None = None) -> Service:
+def open_service(url: str | None = None, venue: str | Path | None = None,
+                 books: str | None = None, peers: list[str] | None = None,
+                 attest_key: str | Path | None = None) -> Service:
     """Connect, migrate, replay: the service as stored.
 
     Parameters
@@ -29,13 +32,25 @@ def open_service(url: str | None = None, venue: str | Path | None = None) -> Ser
         Database URL (default ``PMARGIN_DATABASE_URL`` or SQLite under ``./var/``).
     venue : str or Path, optional
         Venue TOML (default: the shipped one).
+    books : str, optional
+        Comma-separated ids of the books this instance serves (default: every book of the
+        venue; see :mod:`pmargin.service.sharding`).
+    peers : list of str, optional
+        ``BOOK=URL`` of the instances serving other books (hints in 421 answers).
+    attest_key : str or Path, optional
+        Attestation signing key (default ``PMARGIN_ATTEST_KEY``, else ``[attest] key_path``
+        of the venue); generated on first start.
 
     Returns
     -------
     Service
         Ready to serve.
     """
+    from pmargin.service.sharding import Shard, parse_books, parse_peers
+
     cfg = load_venue(venue)
+    ids = [b.id for b in cfg.books]
+    shard = Shard(parse_books(books, ids), frozenset(ids), parse_peers(peers or (), ids))
     engine = connect(database_url(url))
     migrate(engine)
     store = Store(engine)
@@ -43,7 +58,16 @@ def open_service(url: str | None = None, venue: str | Path | None = None) -> Ser
         svc_model = __import__("pmargin.models", fromlist=["load_model"]).load_model(b.model)
         store.save_params(b.id, b.model, svc_model.digest,
                           svc_model.params.model_dump(mode="json"))
-    return Service(cfg, store)
+    svc = Service(cfg, store, shard)
+    from pmargin.service.attestations import Attestor
+
+    key = attest_key or os.environ.get(ATTEST_KEY_ENV) or cfg.attest.key_path
+    svc.attestor = Attestor(engine, key, keep=cfg.attest.keep_epochs,
+                            workers=cfg.attest.workers)
+    return svc
+
+
+ATTEST_KEY_ENV = "PMARGIN_ATTEST_KEY"
 
 
 def _demo_market_payload() -> dict[str, Any]:
@@ -94,6 +118,7 @@ def seed_demo(svc: Service, accounts: int | None = None) -> int:
                     {"seq": seq, "account": a, "currency": ccy, "units": u}
                     for a, ccy, u in eff.postings])
             state.apply(eff, seq)
+            svc.enforcer.observe(kind, eff.book, payload, seq)
             written += 1
 
         c.execute(sa.insert(T.market_snapshots).values(
@@ -159,14 +184,27 @@ def _usd_mark(mkt: Any, name: str) -> float:
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, url: str | None = None,
-        venue: str | Path | None = None, demo: bool = False) -> None:
-    """Start the service (blocking) with uvicorn; Ctrl-C stops it cleanly."""
+        venue: str | Path | None = None, demo: bool = False, books: str | None = None,
+        peers: list[str] | None = None, attest_key: str | Path | None = None) -> None:
+    """Start the service (blocking) with uvicorn; Ctrl-C stops it cleanly.
+
+    ``books`` (comma-separated ids) makes this instance serve only those books of the venue,
+    ``peers`` (``BOOK=URL``) says where the others are served (sharding on one database).
+    """
     import uvicorn
+
+    from pmargin.service.observability import setup_json_logs
+    from pmargin.service.sharding import book_locks
 
     t0 = time.perf_counter()
     _check_port(host, port)
-    svc = open_service(url, venue)
-    _lock = instance_lock(svc.store.engine)  # held until the process ends
+    if books:  # a wrong id is refused before any database work
+        from pmargin.service.sharding import parse_books
+
+        parse_books(books, [b.id for b in load_venue(venue).books])
+    setup_json_logs()
+    svc = open_service(url, venue, books, peers, attest_key)
+    _lock = book_locks(svc.store.engine, svc.shard.owned)  # held until the process ends
     if demo and svc.state.seq == 0:
         print(f"seeding the demo venue ({svc.cfg.demo.accounts} accounts)...", flush=True)
         seed_demo(svc)
@@ -180,6 +218,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, url: str | None = None,
         for b in svc.state.books:
             if svc.state.books[b].accounts:
                 svc.state.engine(b)
+        if svc.attestor is not None and svc.attestor.needs_start_epoch(svc):
+            with svc.lock:  # the market in use has no attestation yet (seeded, or a crash)
+                svc.attest()
     n = sum(len(b.accounts) for b in svc.state.books.values())
     print(f"pmargin service: {n} accounts, seq {svc.state.seq}, state "
           f"{svc.state.state_hash()[:16]}, ready in {time.perf_counter() - t0:.1f} s "

@@ -29,7 +29,8 @@ from pmargin.service.config import BookConfig, VenueConfig
 from pmargin.service.money import from_units, to_units
 from pmargin.service.positions import fill_effect
 
-__all__ = ["BookState", "Effect", "UnknownAccount", "VenueState", "external", "user"]
+__all__ = ["BookState", "Effect", "HashView", "UnknownAccount", "VenueState", "external",
+           "user"]
 
 Posting = tuple[str, str, int]  # (ledger account, currency, signed units)
 
@@ -240,7 +241,9 @@ class VenueState:
             touched.add((acct, eff.book))
         for acct, book in touched:
             self._sync_row(self.books[book], acct)
-        self.seq = seq
+        # writes of different books commit side by side: the state is at the highest seq
+        # applied (events of one book are applied in their order)
+        self.seq = max(self.seq, seq)
 
     # ------------------------------------------------------------------ engine
     def _row(self, bs: BookState, account: str) -> tuple[dict[str, tuple[float, float]],
@@ -312,22 +315,71 @@ class VenueState:
         return h
 
     def _state_hash(self) -> str:
-        doc: dict[str, Any] = {
-            "accounts": sorted(self.account_book.items()),
-            "balances": sorted([a, c, u] for (a, c), u in self.balances.items() if u != 0),
-            "positions": sorted(
-                [a, i, u, str(e)] for bs in self.books.values()
-                for a, row in bs.positions.items() for i, (u, e) in row.items()),
-            "market": self.market_digest,
-        }
-        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        return _hash_of(self.account_book, self.balances,
+                        [bs.positions for bs in self.books.values()], self.market_digest)
 
     def conservation(self) -> dict[str, int]:
         """Sum of all ledger balances per currency (0 everywhere when money is conserved)."""
-        tot: dict[str, int] = defaultdict(int)
-        for (_, ccy), u in self.balances.items():
-            tot[ccy] += u
-        return dict(tot)
+        return _sums(self.balances)
+
+    def copy_for_hash(self) -> HashView:
+        """A copy of what the state hash covers (shallow: O(entries), no hashing).
+
+        Taken under the service's view lock; the hash is then computed from the copy without
+        any lock (and cached in this state for its sequence number).
+        """
+        if self._hash is not None and self._hash[0] == self.seq:
+            return HashView(self.seq, {}, dict(self.balances), [], None, self, self._hash[1])
+        return HashView(self.seq, dict(self.account_book), dict(self.balances),
+                        [{a: dict(row) for a, row in bs.positions.items()}
+                         for bs in self.books.values()], self.market_digest, self)
+
+
+@dataclass
+class HashView:
+    """A copied state for :meth:`VenueState.state_hash` computed outside the view lock."""
+
+    seq: int
+    accounts: dict[str, str]
+    balances: dict[tuple[str, str], int]
+    positions: list[dict[str, dict[str, tuple[int, Decimal]]]]
+    market_digest: str | None
+    owner: VenueState
+    known: str | None = None
+
+    def state_hash(self) -> str:
+        """Same value as :meth:`VenueState.state_hash` at ``seq``."""
+        if self.known is None:
+            self.known = _hash_of(self.accounts, self.balances, self.positions,
+                                  self.market_digest)
+            if self.owner.seq == self.seq:
+                self.owner._hash = (self.seq, self.known)
+        return self.known
+
+    def conservation(self) -> dict[str, int]:
+        """Sum of the copied ledger balances per currency."""
+        return _sums(self.balances)
+
+
+def _hash_of(accounts: dict[str, str], balances: dict[tuple[str, str], int],
+             positions: list[dict[str, dict[str, tuple[int, Decimal]]]],
+             market_digest: str | None) -> str:
+    doc: dict[str, Any] = {
+        "accounts": sorted(accounts.items()),
+        "balances": sorted([a, c, u] for (a, c), u in balances.items() if u != 0),
+        "positions": sorted(
+            [a, i, u, str(e)] for book in positions
+            for a, row in book.items() for i, (u, e) in row.items()),
+        "market": market_digest,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _sums(balances: dict[tuple[str, str], int]) -> dict[str, int]:
+    tot: dict[str, int] = defaultdict(int)
+    for (_, ccy), u in balances.items():
+        tot[ccy] += u
+    return dict(tot)
 
 
 def _append_account(engine: BookEngine, account: str) -> None:

@@ -60,6 +60,13 @@ class Store:
         self.engine = engine
         self._keys: dict[str, tuple[str, str | None, str]] = {}
 
+    def account_book(self, account: str) -> str | None:
+        """Book of a stored account (any instance's), or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(T.accounts.c.book).where(T.accounts.c.id == account)
+                            ).first()
+        return None if row is None else str(row[0])
+
     # ------------------------------------------------------------------ idempotency
     def remembered(self, key: str) -> tuple[str, int, dict[str, Any]] | None:
         """The stored (request digest, status, response) of an idempotency key, if any."""
@@ -238,6 +245,10 @@ class Store:
                 id=kid, key_hash=hashlib.sha256(key.encode()).hexdigest(), role=role,
                 account=account, created_at=now_iso()))
         return key
+
+    def known_key(self, key: str) -> tuple[str, str | None, str] | None:
+        """(role, account, key id) of a key already found (memory only), or None."""
+        return self._keys.get(hashlib.sha256(key.encode()).hexdigest())
 
     def key_info(self, key: str) -> tuple[str, str | None, str] | None:
         """(role, account, key id) of a key, or None.

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 __all__ = [
     "accounts",
     "api_keys",
+    "attestation_layouts",
+    "attestations",
     "balances",
     "events",
     "idempotency",
@@ -111,4 +113,22 @@ api_keys = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("account", sa.String(64), nullable=True),
     sa.Column("created_at", sa.String(40), nullable=False),
+)
+
+attestations = sa.Table(
+    "attestations", metadata,
+    sa.Column("epoch", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("market_digest", sa.String(64), nullable=False),
+    sa.Column("merkle_root", sa.String(64), nullable=False),
+    sa.Column("log_hash", sa.String(64), nullable=False),
+    sa.Column("layout_digest", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("document", sa.Text(), nullable=False),
+)
+
+attestation_layouts = sa.Table(
+    "attestation_layouts", metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("payload", sa.Text(), nullable=False),
 )

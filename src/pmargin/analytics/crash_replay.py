@@ -1,0 +1,350 @@
+"""Crash replays: a generated book carried hour by hour through a real crash.
+
+Each margin regime is run with the liquidation cascade's liquidity and price impact.
+
+For each regime (isolated standard, cross standard, each portfolio-margin preset):
+
+1. **Funding.** The same positions; every account with positions holds collateral of
+   ``funding_multiple x IM`` under that regime at the episode's start (:func:`fund_book`). The
+   sum of those IMs is *the capital the regime demanded before the crash*. Under isolated
+   margin the accounts are first split into one sub-account per position
+   (:meth:`~pmargin.models.isolated.IsolatedMarginModel.isolate_portfolios`).
+2. **Hours.** At every hour of the window the market is the history market of that hour
+   (:func:`pmargin.analytics.history.market_at`, listing the book's instruments); every account
+   is margined; accounts in margin call are counted; if any account is under maintenance margin,
+   one cascade (:func:`pmargin.liquidation.cascade.run_cascade`, shock 0 at that hour) plans and
+   executes every liquidation, moves the index by its impact, covers bankruptcies from the
+   insurance fund and then by ADL (or socialised loss), in a Decimal ledger whose conservation
+   error must be exactly 0. The fund carries to the next hour in the margin currency.
+
+Figures per regime (USD at the hour they happen): margin calls (accounts ever in margin call),
+accounts liquidated (ever under MM with positions), liquidated notional, bad debt (losses beyond
+the account's own collateral), insurance-fund use and drawdown, ADL and socialised loss, losses
+no one covered, and the capital demanded before the crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from pmargin.analytics.settings import FrozenSettings, load_settings
+from pmargin.book import Book
+from pmargin.errors import InvalidInput
+from pmargin.liquidation.cascade import CascadeParams, load_cascade_params, run_cascade
+from pmargin.liquidation.planner import PlannerParams
+from pmargin.market import MarketSnapshot
+from pmargin.models import load_model
+from pmargin.models.base import MarginModel
+from pmargin.models.health import HealthState
+from pmargin.models.isolated import IsolatedMarginModel
+
+__all__ = [
+    "Episode",
+    "RegimeOutcome",
+    "ReplayParams",
+    "fund_book",
+    "load_replay_params",
+    "replay_episode",
+    "replay_markets",
+]
+
+
+class Episode(FrozenSettings):
+    """A crash window of ``crash_replay.toml`` (hours from ``start`` to ``end`` inclusive)."""
+
+    name: str = Field(min_length=1)
+    title: str
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="after")
+    def _order(self) -> Episode:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end must be UTC times (with Z)")
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        return self
+
+    def hours(self) -> list[datetime]:
+        """Every hour of the window, start first."""
+        n = int((self.end - self.start) / timedelta(hours=1))
+        return [self.start + timedelta(hours=h) for h in range(n + 1)]
+
+
+class ReplayParams(FrozenSettings):
+    """Settings of ``crash_replay.toml``."""
+
+    schema_version: int = 1
+    name: str
+    source: str
+    assumptions: tuple[str, ...] = ()
+    regimes: tuple[str, ...] = Field(min_length=1)
+    funding_multiple: float = Field(ge=1.0)
+    book_tenors_days: tuple[int, ...] = Field(min_length=1)
+    accounts: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    episodes: tuple[Episode, ...] = Field(min_length=1)
+
+    def episode(self, name: str) -> Episode:
+        """The episode called ``name`` (InvalidInput naming the known ones otherwise)."""
+        for e in self.episodes:
+            if e.name == name:
+                return e
+        raise InvalidInput("EPISODE", name,
+                           f"unknown episode (known: {', '.join(e.name for e in self.episodes)})")
+
+
+def load_replay_params(path: str | Path | None = None) -> ReplayParams:
+    """Load ``crash_replay.toml`` (or a user file)."""
+    return load_settings(ReplayParams, "crash_replay", path)
+
+
+def fund_book(book: Book, model: MarginModel, market: MarketSnapshot, multiple: float
+              ) -> tuple[Book, float]:
+    """The book with each account's margin-currency cash set so that equity = multiple x IM.
+
+    Accounts without positions keep their cash; cash is never set below 0 (an account whose
+    positions alone are worth more than ``multiple x IM`` keeps 0 cash).
+
+    Parameters
+    ----------
+    book : Book
+        Accounts (the margin currency must be a collateral column).
+    model : MarginModel
+        Regime whose IM is funded.
+    market : MarketSnapshot
+        Market at the episode's start.
+    multiple : float
+        Funding multiple (>= 1).
+
+    Returns
+    -------
+    Book
+        A copy with new cash.
+    float
+        Sum of the regime's IM over the book, USD (the capital demanded).
+    """
+    if not np.isfinite(multiple) or multiple < 1.0:
+        raise InvalidInput("funding_multiple", multiple, "must be at least 1")
+    res = model.compute(book, market)
+    k = [c.upper() for c in book.collateral_currencies].index(book.margin_currency.upper())
+    active = np.diff(book.positions.tocsr().indptr) > 0
+    coll = book.collateral.copy()
+    target = coll[:, k] + multiple * res.initial_margin - res.equity
+    coll[:, k] = np.where(active, np.maximum(target, 0.0), coll[:, k])
+    out = Book(book.margin_currency, list(book.account_ids), list(book.instruments),
+               book.positions.copy(), book.entry_notional.copy(),
+               list(book.collateral_currencies), coll, book.orders)
+    return out, float(res.initial_margin.sum() * res.mc_usd)
+
+
+@dataclass
+class RegimeOutcome:
+    """What one regime went through in one episode (USD)."""
+
+    episode: str
+    asset: str
+    regime: str
+    accounts: int
+    capital_demanded_usd: float
+    hours: int = 0
+    margin_calls: int = 0
+    accounts_liquidated: int = 0
+    liquidated_notional_usd: float = 0.0
+    penalties_usd: float = 0.0
+    bad_debt_usd: float = 0.0
+    insurance_fund_used_usd: float = 0.0
+    insurance_fund_start_usd: float = 0.0
+    insurance_fund_end_usd: float = 0.0
+    insurance_fund_min_usd: float = 0.0
+    adl_usd: float = 0.0
+    socialised_usd: float = 0.0
+    uncovered_usd: float = 0.0
+    cascades: int = 0
+    conservation_error: str = "0"
+    ledger_equity_max_error: float = 0.0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def losses_not_covered_usd(self) -> float:
+        """Losses beyond the defaulters' own collateral (bad debt), whoever then paid them."""
+        return self.bad_debt_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        d = asdict(self)
+        d["losses_not_covered_usd"] = self.losses_not_covered_usd
+        return d
+
+
+def _active(book: Book) -> np.ndarray:
+    return np.asarray(np.diff(book.positions.tocsr().indptr) > 0)
+
+
+def replay_markets(book: Book, markets: Sequence[MarketSnapshot], model: MarginModel,
+                   underlying: str, outcome: RegimeOutcome, cascade: CascadeParams | None = None,
+                   planner: PlannerParams | None = None) -> Book:
+    """Carry a (funded) book through a sequence of hourly markets under one model.
+
+    The cascade of hour ``h`` starts from hour ``h - 1``'s market moved to hour ``h``'s index
+    (vols of ``h - 1``, sticky to strike): the ledger then opens at the previous hour's equity,
+    so auto-deleveraging draws on the profits made over the hour, as a venue's ADL ranking of
+    unrealised profit would.
+
+    Parameters
+    ----------
+    book : Book
+        Funded accounts (sub-accounts for isolated margin).
+    markets : sequence of MarketSnapshot
+        The market at the start, then at each hour (``len(markets) - 1`` hours).
+    model : MarginModel
+        Regime.
+    underlying : str
+        Coin whose index the cascade's price impact moves.
+    outcome : RegimeOutcome
+        Filled in place (totals in USD).
+    cascade : CascadeParams, optional
+        Cascade settings (default ``cascade.toml``); its fund is the opening balance.
+    planner : PlannerParams, optional
+        Planner settings (default ``planner.toml``).
+
+    Returns
+    -------
+    Book
+        The accounts after the last hour.
+    """
+    cp = cascade or load_cascade_params()
+    if len(markets) < 2:
+        raise InvalidInput("markets", len(markets), "need the start and at least one hour")
+    fund_coin = cp.insurance_fund_usd / markets[0].collateral_price(book.margin_currency)
+    called: set[str] = set()
+    liquidated: set[str] = set()
+    cons = Decimal(0)
+    outcome.insurance_fund_start_usd = cp.insurance_fund_usd
+    fund_min = cp.insurance_fund_usd
+    last_px = 0.0
+    for h in range(1, len(markets)):
+        prev, mkt = markets[h - 1], markets[h]
+        px = mkt.collateral_price(book.margin_currency)
+        last_px = px
+        res = model.compute(book, mkt)
+        health = res.health
+        act = _active(book)
+        ids = book.account_ids
+        for i in np.flatnonzero((health == HealthState.MARGIN_CALL) & act):
+            called.add(ids[i])
+        under = np.flatnonzero((health >= HealthState.LIQUIDATION) & act)
+        outcome.hours += 1
+        if under.size == 0:
+            continue
+        for i in under:
+            liquidated.add(ids[i])
+        # the cascade converts its opening fund at the price of the market it starts from
+        prev_px = prev.collateral_price(book.margin_currency)
+        params = cp.model_copy(update={"insurance_fund_usd": fund_coin * prev_px})
+        move = mkt.index_price(underlying) / prev.index_price(underlying) - 1.0
+        r = run_cascade(book, prev, model, move, underlying, params, planner,
+                        label=f"{outcome.regime} hour {h}")
+        outcome.cascades += 1
+        cons += abs(r.conservation_error)
+        outcome.ledger_equity_max_error = max(outcome.ledger_equity_max_error,
+                                              r.ledger_equity_max_error)
+        for rd in r.rounds:
+            rate = rd.index if book.margin_currency.upper() == underlying.upper() else px
+            fund_coin += (rd.penalties_usd - rd.insurance_fund_used_usd) / rate
+            outcome.liquidated_notional_usd += rd.liquidated_notional_usd
+            outcome.penalties_usd += rd.penalties_usd
+            outcome.bad_debt_usd += rd.bad_debt_usd
+            outcome.insurance_fund_used_usd += rd.insurance_fund_used_usd
+            outcome.adl_usd += rd.adl_usd
+            outcome.socialised_usd += rd.socialised_usd
+            outcome.uncovered_usd += rd.uncovered_usd
+            fund_min = min(fund_min, fund_coin * rate)
+        assert r.final_book is not None
+        book = r.final_book
+    outcome.margin_calls = len(called)
+    outcome.accounts_liquidated = len(liquidated)
+    outcome.conservation_error = str(cons)
+    outcome.insurance_fund_end_usd = fund_coin * last_px
+    outcome.insurance_fund_min_usd = fund_min
+    return book
+
+
+def regime_book(book: Book, model: MarginModel, market: MarketSnapshot) -> Book:
+    """The accounts a regime margins: the book, or its isolated sub-accounts."""
+    if isinstance(model, IsolatedMarginModel):
+        pfs = [book.portfolio(r) for r in range(book.n_accounts)]
+        return Book.from_portfolios(model.isolate_portfolios(pfs, market))
+    return book
+
+
+def replay_episode(episode: Episode, asset: str, params: ReplayParams | None = None,
+                   regimes: Sequence[str] | None = None, accounts: int | None = None,
+                   book: Book | None = None, cascade: CascadeParams | None = None
+                   ) -> list[RegimeOutcome]:
+    """Replay one episode on one asset under every regime.
+
+    Parameters
+    ----------
+    episode : Episode
+        Window.
+    asset : str
+        ``"BTC"`` or ``"ETH"``.
+    params : ReplayParams, optional
+        Settings (default ``crash_replay.toml``).
+    regimes : sequence of str, optional
+        Models (default ``params.regimes``).
+    accounts : int, optional
+        Generated accounts (default ``params.accounts``); ignored with ``book``.
+    book : Book, optional
+        A coin-margined book of ``asset`` to replay instead of a generated one (its instruments
+        must not expire inside the window).
+    cascade : CascadeParams, optional
+        Cascade settings.
+
+    Returns
+    -------
+    list of RegimeOutcome
+        One per regime.
+    """
+    import time
+
+    from pmargin.analytics.history import load_series, load_template, market_at
+    from pmargin.synthetic import chain_universe, generate_book
+
+    p = params or load_replay_params()
+    a = asset.upper()
+    series = load_series(a)
+    template = load_template(a)
+    start = market_at(a, episode.start, series=series, template=template,
+                      tenors_days=p.book_tenors_days)
+    if book is None:
+        book = generate_book(start, chain_universe(start, a), accounts or p.accounts,
+                             seed=p.seed, margin_currency=a)
+    elif book.margin_currency.upper() != a:
+        raise InvalidInput("book.margin_currency", book.margin_currency,
+                           f"must be {a} for a {a} replay")
+    insts = list(book.instruments)
+    markets = [market_at(a, t, series=series, template=template, instruments=insts,
+                         tenors_days=p.book_tenors_days) for t in episode.hours()]
+    start = markets[0]
+    out = []
+    for name in regimes or p.regimes:
+        t0 = time.perf_counter()
+        model = load_model(name)
+        funded, capital = fund_book(book, model, start, p.funding_multiple)
+        accts = regime_book(funded, model, start)
+        o = RegimeOutcome(episode.name, a, name, accts.n_accounts, capital)
+        replay_markets(accts, markets, model, a, o, cascade)
+        o.seconds = time.perf_counter() - t0
+        out.append(o)
+    return out
