@@ -435,7 +435,7 @@ def params_show(
 
 
 PARAM_KINDS = ("auto", "preset", "venue", "auction", "bidders", "cascade", "ledger", "liquidity",
-               "planner")
+               "planner", "guards")
 
 
 def _param_kind(path: Path, kind: str) -> str:
@@ -452,13 +452,14 @@ def params_validate(
     kind: Annotated[str, typer.Option(
         help="File kind: auto (from the file name: venue.toml, auction.toml, ...; else a "
              "margin preset), preset, venue, auction, bidders, cascade, ledger, liquidity, "
-             "planner")] = "auto",
+             "planner, guards (feed guards)")] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Validate parameter TOML files: margin presets, the venue file, liquidation settings.
 
     Exit status 2 when any is invalid.
     """
+    from pmargin.feeds.guards import load_guard_params
     from pmargin.liquidation.settings import SETTINGS_LOADERS
     from pmargin.models import load_model
     from pmargin.service.config import load_venue
@@ -473,6 +474,8 @@ def params_validate(
                 load_model(p)
             elif k == "venue":
                 load_venue(p)
+            elif k == "guards":
+                load_guard_params(p)
             else:
                 SETTINGS_LOADERS[k](p)
             results.append({"path": str(p), "kind": k, "valid": True, "error": None})
@@ -978,6 +981,65 @@ def serve(
     from pmargin.service.server import run
 
     run(host, port, database_url, venue, demo, books, peer, attest_key)
+
+
+@app.command()
+def replay(
+    url: Annotated[str, typer.Option(help="Base URL of a running service")],
+    key: Annotated[str, typer.Option(envvar="PMARGIN_KEY",
+                                     help="Operator API key (or PMARGIN_KEY)")],
+    asset: Annotated[str, typer.Option(help="BTC or ETH")] = "BTC",
+    start: Annotated[str, typer.Option("--from", help="First hour: a date or ISO time (UTC)")]
+    = "2025-01-01",
+    end: Annotated[str, typer.Option("--to", help="Last hour (a bare date: its last hour)")]
+    = "2025-12-31",
+    speed: Annotated[str, typer.Option(
+        help="Seconds of history per second (3600: an hour a second), or max")] = "max",
+    step_hours: Annotated[int, typer.Option(min=1, max=24 * 31, help="Hours between updates")]
+    = 1,
+    instruments: Annotated[Path | None, typer.Option(
+        help="Instruments listed in every market besides the standard ones (one name a line: "
+        "those the service's accounts hold)", exists=True, dir_okay=False, readable=True)]
+    = None,
+    source: Annotated[str | None, typer.Option(
+        help="Source id of the updates (default replay:<ASSET>-history)")] = None,
+    workers: Annotated[int, typer.Option(min=0, max=8, help="Processes building the markets "
+                                         "ahead of the sender (0: none)")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Play history (hourly index, DVOL, Deribit smile) into a running service."""
+    from datetime import timedelta
+
+    from pmargin.feeds.replay import (
+        ReplayFeed,
+        history_builder,
+        parse_speed,
+        parse_when,
+        replay_into,
+        replay_times,
+    )
+
+    pace = parse_speed(speed)
+    times = replay_times(parse_when(start, "--from"), parse_when(end, "--to", end_of_day=True),
+                         timedelta(hours=step_hours))
+    names = ([ln.strip() for ln in instruments.read_text().splitlines() if ln.strip()]
+             if instruments is not None else [])
+    feed = ReplayFeed(times, history_builder(asset, names),
+                      source or f"replay:{asset.strip().upper()}-history", workers=workers)
+    if not as_json:
+        typer.echo(f"replaying {len(times):,} {asset.upper()} markets {times[0]:%Y-%m-%d %H:%M}"
+                   f" -> {times[-1]:%Y-%m-%d %H:%M} UTC into {url} at "
+                   f"{'max speed' if pace is None else f'{pace:g}x'}", err=True)
+    out = replay_into(feed, url, key, pace).summary()
+    if as_json:
+        _emit_json(out)
+        return
+    typer.echo(f"sent {out['sent']:,}: accepted {out['accepted']:,}, held {out['held']:,}, "
+               f"refused {out['refused']:,} in {out['wall_s']:.1f} s "
+               f"({out['accepted_per_s'] or 0:.1f} accepted/s); epoch latency p50 "
+               f"{out['latency_p50_ms']} ms, p99 {out['latency_p99_ms']} ms")
+    for r in out["refusals"]:
+        typer.echo(f"  {r['time']}: HTTP {r['status']} {str(r['body'])[:200]}")
 
 
 @keys_app.command("create")

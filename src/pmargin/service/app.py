@@ -7,14 +7,13 @@ is a 409.
 """
 
 
-import base64
 import contextlib
-import gzip
 import json
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +34,9 @@ from pydantic import (
 )
 
 from pmargin.errors import InvalidInput, PmarginError
+from pmargin.feeds.base import SOURCE_PATTERN, MarketUpdate, check_source
+from pmargin.feeds.guards import FeedStale, OracleGuard, load_guard_params
+from pmargin.feeds.http import HttpFeed
 from pmargin.liquidation.health import HEALTH_NAMES, classify
 from pmargin.market import MarketSnapshot
 from pmargin.service.config import VenueConfig
@@ -147,6 +149,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
           "(sharded venue; ``location`` names it when known)"},
     409: {"model": ErrorOut, "description": "idempotency key reused with another request"},
     422: {"model": ErrorOut, "description": "invalid input, or refused by a margin check"},
+    503: {"model": ErrorOut, "description": "market feed stale: risk-increasing action frozen"},
 }
 
 
@@ -191,6 +194,10 @@ class Service:
         self.metrics = Metrics()
         self.attestor: Any = None  # service.attestations.Attestor, set by open_service
         self.accepted_at: float | None = None  # perf_counter() of the last market commit
+        # market feeds (pmargin.feeds): POST /v1/market is the HTTP feed; every update goes
+        # through the oracle guard (jump band, stale clock), restored from the log by replay
+        self.http_feed = HttpFeed()
+        self.guard = OracleGuard(load_guard_params())
         from pmargin.service.enforcement import Enforcer
         from pmargin.service.stream import StreamHub
 
@@ -244,7 +251,11 @@ class Service:
         raise ValueError(f"unknown event kind {kind}")
 
     def replay(self) -> None:
-        """Rebuild the state from the event log (the events of the books owned here)."""
+        """Rebuild the state from the event log (books owned here) and the feed guard's state.
+
+        The guard gets back the last accepted market update (its prices, time and source).
+        """
+        last: tuple[dict[str, Any], str] | None = None
         for ev in self.store.events():
             p = json.loads(ev.payload)
             if ev.book not in self.shard.owned:
@@ -254,13 +265,21 @@ class Service:
             eff = self.effect_of(ev.kind, ev.book, p)
             self.state.apply(eff, int(ev.seq))
             self.enforcer.observe(ev.kind, ev.book, p, int(ev.seq))
+            if ev.kind == "market":
+                last = (p, str(ev.created_at))
+        mkt = self.state.market
+        if last is not None and mkt is not None:
+            self.guard.restore({u: mkt.index_price(u) for u in mkt.underlyings},
+                               datetime.fromisoformat(last[1]), mkt.valuation_time,
+                               last[0].get("source"), last[0]["digest"])
 
     # ------------------------------------------------------------------ writes
     def write(self, api_key_id: str, key: str | None, kind: str, payload: dict[str, Any],
               build: Callable[[], Effect], check: Callable[[Effect], None] | None = None,
               market_row: dict[str, Any] | None = None,
               after: Callable[[dict[str, Any]], None] | None = None,
-              books: Iterable[str] | None = None) -> JSONResponse:
+              books: Iterable[str] | None = None,
+              extra: dict[str, Any] | None = None) -> JSONResponse:
         """Idempotent, serialised (per book), persisted-then-applied write.
 
         ``books``: the books the write touches (their writer locks are held throughout;
@@ -270,7 +289,9 @@ class Service:
         Idempotency keys are scoped by the API key that sent them: another client reusing the
         same header value neither sees nor replays this client's answer. ``after(response)``
         runs once the write is applied, still under the lock (not on a retry answered from the
-        idempotency table).
+        idempotency table). ``extra`` is added to the response (and stored with it). A
+        :class:`~pmargin.feeds.guards.FeedStale` refusal (stale market) is not remembered: a
+        retry once the feed is fresh is judged again.
         """
         if not key:
             raise InvalidInput("Idempotency-Key", key, "header is required on every write")
@@ -299,7 +320,7 @@ class Service:
                 except sa.exc.IntegrityError:  # the same key, just used in another book
                     return self._raced(key, digest)
                 return JSONResponse(body, 422)
-            response: dict[str, Any] = {"accepted": True, "kind": kind}
+            response: dict[str, Any] = {"accepted": True, "kind": kind, **(extra or {})}
             eff.check_balanced()  # before anything is written (apply checks it again)
             try:
                 seq = self.store.commit(eff, payload, key, digest, response, market_row)
@@ -369,7 +390,7 @@ class Service:
                     if check is not None:
                         try:
                             check(eff)
-                        except MarginRefused as exc:
+                        except (MarginRefused, FeedStale) as exc:
                             results.append({"index": i, **exc.body()})
                             continue
                     # applied now so that the next fill is built and checked after this one;
@@ -572,6 +593,12 @@ class Service:
         eng = self.state.engine(self.state.book_of(account).cfg.id)
         pos, coll = self.hypothetical(account, eff)
         v = eng.check_account(account, pos, coll, allow_risk_reducing)
+        # a stale market freezes withdrawals and fills that raise IM (pmargin.feeds.guards)
+        status = self.guard.status()
+        if status.stale and (not allow_risk_reducing
+                             or v.initial_margin > v.before_initial_margin):
+            raise FeedStale(status, "a withdrawal" if not allow_risk_reducing
+                            else "a new order that raises initial margin")
         if not v.passed:
             raise MarginRefused(v.initial_margin, v.equity, v.excess)
 
@@ -632,6 +659,7 @@ class Service:
             "health": health_label(eq, im, mm),
             "seq": s.seq, "market_digest": s.market_digest,
             "liquidation": self.enforcer.account_section(account),
+            "market": self.guard.status().as_dict(),
         }
         return out, row
 
@@ -721,7 +749,8 @@ class Service:
 
     def book_view(self) -> dict[str, Any]:
         """Accounts by health and totals of every book."""
-        out: dict[str, Any] = {"seq": self.state.seq, "books": []}
+        out: dict[str, Any] = {"seq": self.state.seq, "books": [],
+                               "market": self.guard.status().as_dict()}
         for bid, bs in self.state.books.items():
             if not bs.accounts or self.state.market is None:
                 out["books"].append({"id": bid, "accounts": len(bs.accounts)})
@@ -795,6 +824,10 @@ def create_app(service: Service) -> FastAPI:
         return JSONResponse({"error": "not_found" if status == 404 else "invalid_input",
                              "field": exc.field, "value": _jsonable(exc.value),
                              "reason": exc.reason}, status)
+
+    @app.exception_handler(FeedStale)
+    async def _stale(_: Request, exc: FeedStale) -> JSONResponse:
+        return JSONResponse(exc.body(), 503)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -911,30 +944,25 @@ def create_app(service: Service) -> FastAPI:
             items.append((p, build, check if f.new_order else None))
         return service.write_batch(who[2], key, items)
 
-    @app.post("/v1/market", responses=ERRORS)
-    async def market(request: Request, who: Who, key: IdemKey = None) -> JSONResponse:
+    @app.post("/v1/market", responses={**ERRORS, 202: {
+        "model": ErrorOut, "description": "held by the jump band (not applied): reason"}})
+    async def market(request: Request, who: Who, key: IdemKey = None,
+                     source: Annotated[str | None, Header(
+                         alias="X-Feed-Source", pattern=SOURCE_PATTERN,
+                         description="source id (default http:<API key id>)")] = None,
+                     ) -> JSONResponse:
         need(who, "operator")
         raw = await request.body()
         if len(raw) > MAX_BODY:
             raise InvalidInput("body", f"{len(raw)} bytes", f"is larger than {MAX_BODY}")
-        ctype = request.headers.get("content-type", "")
-        if "csv" in ctype:
-            stored: dict[str, Any] = {"format": "deribit-csv",
-                                      "gzip_b64": base64.b64encode(
-                                          raw if raw[:2] == b"\x1f\x8b" else gzip.compress(
-                                              raw, mtime=0)).decode()}
-        else:
-            try:
-                stored = {"format": "json", "market": json.loads(raw)}
-            except (ValueError, UnicodeDecodeError):
-                raise InvalidInput("body", raw[:40].decode("utf-8", "replace"),
-                                   "is not JSON") from None
-        return await _market(stored, key, who)
+        src = check_source(source, "X-Feed-Source") if source else f"http:{who[2]}"
+        # the HTTP feed: prices checked (NaN, zero, negative, crossed: 422), market parsed
+        upd = service.http_feed.receive(raw, request.headers.get("content-type", ""), src)
+        return _market(upd, key, who)
 
-    async def _market(stored: dict[str, Any], key: str | None,
-                      who: tuple[str, str | None, str]) -> JSONResponse:
-        mkt = market_from_payload(stored)
-        digest = digest_of(stored)
+    def _market(upd: MarketUpdate, key: str | None,
+                who: tuple[str, str | None, str]) -> JSONResponse:
+        mkt, digest = upd.market, upd.digest
         cur = service.state.market
         if cur is not None and mkt.valuation_time < cur.valuation_time:
             raise InvalidInput("valuation_time", mkt.valuation_time.isoformat(),
@@ -942,12 +970,24 @@ def create_app(service: Service) -> FastAPI:
                                f"({cur.valuation_time.isoformat()})")
         book = service.cfg.books[0].id
         row = {"digest": digest, "valuation_time": mkt.valuation_time.isoformat(),
-               "payload": json.dumps(stored)}
-        resp = service.write(who[2], key, "market", {"digest": digest}, lambda: Effect(
-            "market", book, market=mkt, market_digest=digest),
-            check=lambda e: service.check_market(mkt, e), market_row=row,
-            after=service.save_epoch)
-        return resp
+               "payload": json.dumps(upd.payload)}
+        with service.lock:
+            # the jump band (a retry of an accepted update is answered by write() as before)
+            if not (key and service.store.remembered(f"{who[2]}/{key}")):
+                decision = service.guard.decide(upd, f"{who[2]}/{key}" if key else None)
+                if not decision.accept:
+                    return JSONResponse(decision.body(upd), 202)
+
+            def after(response: dict[str, Any]) -> None:
+                service.guard.accepted(upd)
+                service.save_epoch(response)
+
+            return service.write(
+                who[2], key, "market", {"digest": digest, "source": upd.source,
+                                        "time": mkt.valuation_time.isoformat()},
+                lambda: Effect("market", book, market=mkt, market_digest=digest),
+                check=lambda e: service.check_market(mkt, e), market_row=row, after=after,
+                extra={"source": upd.source, "digest": digest})
 
     @app.get("/v1/accounts/{account_id}", responses=ERRORS)
     def get_account(account_id: str, who: Who, distance: bool = True) -> dict[str, Any]:
@@ -1016,13 +1056,19 @@ def create_app(service: Service) -> FastAPI:
             eng = s.engine(total.book)
             pos, coll = service.hypothetical(account_id, total)
             v = eng.check_account(account_id, pos, coll, True)
+            status = service.guard.status()
         finally:
             service.locks.view.release()
-        return {"account": account_id, "approved": v.passed,
-                "initial_margin": v.initial_margin, "maintenance_margin": v.maintenance_margin,
-                "equity": v.equity, "excess": v.excess,
-                "before": {"initial_margin": v.before_initial_margin,
-                           "equity": v.before_equity}}
+        frozen = status.stale and v.initial_margin > v.before_initial_margin
+        out = {"account": account_id, "approved": v.passed and not frozen,
+               "initial_margin": v.initial_margin, "maintenance_margin": v.maintenance_margin,
+               "equity": v.equity, "excess": v.excess,
+               "before": {"initial_margin": v.before_initial_margin,
+                          "equity": v.before_equity},
+               "market": status.as_dict()}
+        if frozen:
+            out["reason"] = str(FeedStale(status, "a new order that raises initial margin"))
+        return out
 
     @app.post("/v1/accounts/{account_id}/what-if", responses=ERRORS,
               response_model=dict[str, Any])

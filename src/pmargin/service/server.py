@@ -82,8 +82,12 @@ def _demo_market_payload() -> dict[str, Any]:
     return {"format": "json", "market": demo_market()[0].to_dict()}
 
 
-def seed_demo(svc: Service, accounts: int | None = None) -> int:
+def seed_demo(svc: Service, accounts: int | None = None,
+              stored: dict[str, Any] | None = None) -> int:
     """Seed an empty venue with the real snapshot and a generated book (one transaction).
+
+    ``stored``: another market to seed on (its stored form, e.g. a history market for a
+    replay, ``pmargin.feeds``); default the latest real Deribit chain.
 
     Returns
     -------
@@ -94,7 +98,7 @@ def seed_demo(svc: Service, accounts: int | None = None) -> int:
 
     cfg: VenueConfig = svc.cfg
     n = accounts or cfg.demo.accounts
-    stored = _demo_market_payload()
+    stored = stored if stored is not None else _demo_market_payload()
     mkt = market_from_payload(stored)
     digest = digest_of(stored)
     book_cfg = cfg.books[0]
@@ -125,7 +129,7 @@ def seed_demo(svc: Service, accounts: int | None = None) -> int:
             digest=digest, seq=1, valuation_time=mkt.valuation_time.isoformat(),
             payload=json.dumps(stored)))
         log(Effect("market", book_cfg.id, market=mkt, market_digest=digest), "market",
-            {"digest": digest})
+            {"digest": digest, "source": "seed", "time": mkt.valuation_time.isoformat()})
         pos = gen.positions.tocsr()
         ci = gen.collateral_currencies.index(book_cfg.margin_currency)
         for r, acct in enumerate(gen.account_ids):
@@ -172,6 +176,11 @@ def seed_demo(svc: Service, accounts: int | None = None) -> int:
                 for i, (u, e) in row.items()]
         if prow:
             c.execute(sa.insert(T.positions), prow)
+    # the seeded market is the feed's last accepted update (else the venue starts stale)
+    from datetime import UTC, datetime
+
+    svc.guard.restore({u: mkt.index_price(u) for u in mkt.underlyings}, datetime.now(UTC),
+                      mkt.valuation_time, "seed", digest)
     return written
 
 
