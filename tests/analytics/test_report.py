@@ -64,6 +64,15 @@ def test_report_files(result, tmp_path):
     assert "## history" in (tmp_path / "rep" / "procyclicality.md").read_text()
 
 
+def test_report_of_a_model_named_by_a_preset_path(result, tmp_path):
+    pytest.importorskip("matplotlib")
+    from dataclasses import replace
+
+    named = replace(result, models=["docs/examples/x.toml", *result.models[1:]])
+    out = write_report(named, tmp_path / "rep")
+    assert tmp_path / "rep" / "margin_vs_loss_docs_examples_x.toml.png" in out
+
+
 def test_report_folder_errors(result, tmp_path):
     f = tmp_path / "f"
     f.write_text("")

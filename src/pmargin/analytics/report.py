@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -269,5 +270,6 @@ def write_report(result: BacktestResult, folder: Path, params: CoverageParams | 
     if figures:
         out.append(plot_coverage(summary, folder / "coverage_by_model.png"))
         for model in result.models:
-            out.append(plot_margin_vs_loss(result, model, folder / f"margin_vs_loss_{model}.png"))
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)  # a preset path names the model
+            out.append(plot_margin_vs_loss(result, model, folder / f"margin_vs_loss_{safe}.png"))
     return out
