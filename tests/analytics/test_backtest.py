@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import timedelta
 
@@ -204,3 +205,34 @@ def test_models_starting_later_and_never_are_told_apart():
     assert a.first_day == "2021-03-23"
     assert c.n == 6
     assert c.missing_margin == 1
+
+
+def test_dynamic_overlay_scale_is_carried_day_to_day(gen_series, tpl, tmp_path, monkeypatch):
+    # pmargin with the overlay: reference 0.5 against a DVOL of 55 +- 5 (regime 1.0-1.2 moving
+    # by up to ~3 % a day) and a 1 % daily speed limit, which only holds if the scale is carried
+    from pathlib import Path
+
+    import pmargin.models
+    from pmargin.models.portfolio_margin import PortfolioMarginModel
+
+    src = Path(pmargin.models.__file__).parent / "presets" / "pmargin.toml"
+    text = src.read_text(encoding="utf-8").replace('name = "pmargin"', 'name = "pmargin-dyn"', 1)
+    text += ("\n[dynamic]\nreference_vol = 0.5\nfloor = 0.5\ncap = 3.0\n"
+             "max_increase = 0.01\n")
+    path = tmp_path / "pmargin-dyn.toml"
+    path.write_text(text)
+    seen: list[dict[str, float]] = []
+    orig = PortfolioMarginModel.with_previous_scale
+
+    def record(self, previous):
+        seen.append(dict(previous or {}))
+        return orig(self, previous)
+
+    monkeypatch.setattr(PortfolioMarginModel, "with_previous_scale", record)
+    r = run_backtest(replace(_spec(), models=(str(path),), horizons_days=(1,)),
+                     series=gen_series, template=tpl)
+    assert r.errors == {}
+    s = [d["BTC"] for d in seen]
+    assert len(s) == len(r.dates)
+    assert all(b <= a * 1.01 * (1 + 1e-12) for a, b in itertools.pairwise(s))
+    assert len(set(s)) > 1

@@ -42,7 +42,8 @@ def test_report_files(result, tmp_path):
     out = write_report(result, tmp_path / "rep")
     names = {p.name for p in out}
     assert names == {"summary.csv", "daily.csv.gz", "summary.md", "coverage_by_model.png",
-                     "margin_vs_loss_linear-sm.png", "margin_vs_loss_span.png"}
+                     "margin_vs_loss_linear-sm.png", "margin_vs_loss_span.png",
+                     "procyclicality.csv", "procyclicality.md"}
     for p in out:
         assert p.stat().st_size > 0
     md = (tmp_path / "rep" / "summary.md").read_text()
@@ -53,6 +54,23 @@ def test_report_files(result, tmp_path):
     daily = pd.read_csv(tmp_path / "rep" / "daily.csv.gz")
     assert len(daily) == len(result.dates) * 2 * 2
     assert np.allclose(daily["im"], result.im.ravel())
+    # procyclicality: the whole run per model and portfolio, its peak-to-trough by hand
+    pc = pd.read_csv(tmp_path / "rep" / "procyclicality.csv")
+    hist = pc[pc.window == "history"]
+    assert len(hist) == len(result.models) * len(result.portfolios)
+    usd = result.im[:, 0, 0] * result.mc_usd
+    row = hist[(hist.model == result.models[0]) & (hist.portfolio == result.portfolios[0])]
+    assert row.peak_to_trough.iloc[0] == pytest.approx(np.nanmax(usd) / np.nanmin(usd))
+    assert "## history" in (tmp_path / "rep" / "procyclicality.md").read_text()
+
+
+def test_report_of_a_model_named_by_a_preset_path(result, tmp_path):
+    pytest.importorskip("matplotlib")
+    from dataclasses import replace
+
+    named = replace(result, models=["docs/examples/x.toml", *result.models[1:]])
+    out = write_report(named, tmp_path / "rep")
+    assert tmp_path / "rep" / "margin_vs_loss_docs_examples_x.toml.png" in out
 
 
 def test_report_folder_errors(result, tmp_path):

@@ -20,7 +20,9 @@ the same book), coin for inverse books (options ``q (C1/S1 − C0/S0)``, futures
 ``q (1 − F0/F1)``). A model that margins the book on no day is reported as skipped with its reason;
 one that starts later (it needs history before the day) is tested from its first day; a model
 failing on a day after that gets a NaN margin that :func:`pmargin.analytics.coverage.coverage`
-counts as zero.
+counts as zero. A grid preset with the dynamic overlay (``dynamic`` in its TOML) carries its
+price-range scale from one day to the next (the speed limit on increases); each worker starts
+its run of days without a previous scale.
 
 Any name of :func:`pmargin.models.list_models` (or a preset file) can be backtested: a new model
 plugs in by name.
@@ -55,6 +57,7 @@ from pmargin.errors import InvalidInput, PmarginError
 from pmargin.instruments import Instrument, InstrumentKind, Settlement
 from pmargin.market import MarketSnapshot
 from pmargin.models import list_models, load_model
+from pmargin.models.portfolio_margin import PortfolioMarginModel
 
 __all__ = ["BacktestResult", "BacktestSpec", "run_backtest", "summarise"]
 
@@ -310,9 +313,14 @@ def _run_chunk(spec: BacktestSpec, days: list[datetime], series: HistorySeries,
         pfs = build_portfolios(std, market, mc, spec.portfolios)
         book = Book.from_portfolios(pfs)
         t0 = tick("portfolios", t0)
-        for j, (name, model) in enumerate(models.items()):
+        for j, (name, model) in enumerate(list(models.items())):
             try:
-                res = model.compute(book, market)
+                prep = model.prepare(book, market)
+                res = model.evaluate(prep, book)
+                # a dynamic overlay's speed limit needs yesterday's scale: carry it
+                scale = getattr(prep, "dynamic_scale", None)
+                if scale is not None and isinstance(model, PortfolioMarginModel):
+                    models[name] = model.with_previous_scale(scale)
                 im[i, j] = res.initial_margin
                 mm[i, j] = res.maintenance_margin
             except PmarginError as exc:

@@ -6,6 +6,8 @@
 * ``daily.csv.gz``: margins and realised losses by day, model and portfolio;
 * ``summary.md``: per model and horizon, over the portfolios, what failed in plain words, then
   the IM table per portfolio;
+* ``procyclicality.csv`` / ``procyclicality.md``: peak-to-trough ratio and largest 1- and 5-day
+  IM increases per model and portfolio, over the run and in each crash window;
 * ``coverage_by_model.png``: IM exceedances per model and portfolio (heat map, both horizons);
 * ``margin_vs_loss_<model>.png``: per portfolio, the model's IM against the realised 1-day loss
   through time, exceedances marked.
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import pandas as pd
 
 from pmargin.analytics.backtest import BacktestResult, summarise
 from pmargin.analytics.coverage import CoverageParams, load_coverage_params
+from pmargin.analytics.procyclicality import procyclicality
 from pmargin.errors import InvalidInput
 
 __all__ = ["model_overview", "plot_coverage", "plot_margin_vs_loss", "summary_markdown",
@@ -205,6 +209,29 @@ def plot_margin_vs_loss(result: BacktestResult, model: str, path: Path,
     return path
 
 
+def procyclicality_markdown(pc: pd.DataFrame) -> str:
+    """Procyclicality by model: median over portfolios, whole run and each crash window.
+
+    Parameters
+    ----------
+    pc : DataFrame
+        Output of :func:`pmargin.analytics.procyclicality.procyclicality`.
+
+    Returns
+    -------
+    str
+        Markdown: one table per window (history first), one row per model.
+    """
+    lines = ["# Procyclicality of initial margin (USD)", "",
+             "Median over the portfolios of: peak-to-trough ratio (max / min margin), largest "
+             "1-day and 5-day relative margin increase. Per portfolio: procyclicality.csv.", ""]
+    cols = ["peak_to_trough", "max_1d_increase", "max_5d_increase"]
+    for window, g in pc.groupby("window", sort=False):
+        lines += [f"## {window} ({g['start'].iloc[0]} to {g['end'].iloc[0]})", "",
+                  _md(g.groupby("model", sort=False)[cols].median().reset_index()), ""]
+    return "\n".join(lines)
+
+
 def write_report(result: BacktestResult, folder: Path, params: CoverageParams | None = None,
                  figures: bool = True) -> list[Path]:
     """Write the tables and figures of a run into ``folder`` (created if needed).
@@ -236,8 +263,13 @@ def write_report(result: BacktestResult, folder: Path, params: CoverageParams | 
     summary.to_csv(out[0], index=False)
     result.daily_frame().to_csv(out[1], index=False, compression="gzip")
     out[2].write_text(summary_markdown(result, summary, params), encoding="utf-8")
+    pc = procyclicality(result)
+    out += [folder / "procyclicality.csv", folder / "procyclicality.md"]
+    pc.to_csv(out[-2], index=False)
+    out[-1].write_text(procyclicality_markdown(pc), encoding="utf-8")
     if figures:
         out.append(plot_coverage(summary, folder / "coverage_by_model.png"))
         for model in result.models:
-            out.append(plot_margin_vs_loss(result, model, folder / f"margin_vs_loss_{model}.png"))
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)  # a preset path names the model
+            out.append(plot_margin_vs_loss(result, model, folder / f"margin_vs_loss_{safe}.png"))
     return out

@@ -24,6 +24,7 @@ __all__ = [
     "CollateralHaircut",
     "CompositionParams",
     "DeltaShockParams",
+    "DynamicParams",
     "ExtendedParams",
     "FutureRules",
     "GridParams",
@@ -234,6 +235,30 @@ class UnderlyingPMParams(_Frozen):
     min_charge: MinChargeParams | None = None
 
 
+class DynamicParams(_Frozen):
+    """Dynamic overlay: every grid's price range times a vol-regime scale.
+
+    See :mod:`pmargin.models.dynamic`; off in the venue presets.
+    """
+
+    reference_vol: float = Field(gt=0.0)
+    """ATM implied vol (decimal) at which the preset's ranges apply unscaled."""
+    tenor_days: float = Field(default=30.0, gt=0.0)
+    """Tenor of the ATM implied vol of the regime."""
+    floor: float = Field(gt=0.0)
+    """Smallest scale (calm markets never take ranges below ``floor`` x preset)."""
+    cap: float = Field(gt=0.0)
+    """Largest scale (also used when the market has no implied vol)."""
+    max_increase: float = Field(ge=0.0)
+    """Largest relative rise of the scale from one step (day) to the next."""
+
+    @model_validator(mode="after")
+    def _floor_below_cap(self) -> DynamicParams:
+        if self.cap < self.floor:
+            raise ValueError(f"cap {self.cap} is below floor {self.floor}")
+        return self
+
+
 class CompositionParams(_Frozen):
     """How IM and MM follow from the risk: ``mm_from_im`` (MM = factor x IM) or ``im_from_mm``."""
 
@@ -255,6 +280,8 @@ class PMParams(_Frozen):
     stable_depeg: float = Field(ge=0.0, lt=1.0)
     """De-peg scenario of stablecoin collateral other than the margin currency: the loss of this
     fraction of its value is added to IM and MM (0 disables it)."""
+    dynamic: DynamicParams | None = None
+    """Vol-regime scaling of the price ranges (None: static ranges, as every venue preset)."""
 
     @model_validator(mode="after")
     def _has_default(self) -> PMParams:

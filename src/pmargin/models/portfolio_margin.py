@@ -45,6 +45,7 @@ from pmargin.models.accounts import (
     values_and_greeks,
 )
 from pmargin.models.base import MarginModel
+from pmargin.models.dynamic import MAX_PRICE_RANGE, dynamic_scale, vol_regime
 from pmargin.models.grid import ScenarioGrid, build_grid, shocked_vol
 from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.models.params import PMParams, UnderlyingPMParams
@@ -132,6 +133,9 @@ class PMPrepared:
     units: list[RiskUnit]
     market: MarketSnapshot
     collateral: CollateralTerms
+    dynamic_scale: dict[str, float] | None = None
+    """Price-range scale per risk unit when the dynamic overlay is on (carry it to the next
+    step with :meth:`PortfolioMarginModel.with_previous_scale`)."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +158,8 @@ def _price_ratio(ccy: str, unit: str, move: FloatArray, market: MarketSnapshot) 
     return np.asarray(px * (1.0 + move) if ccy == unit else np.full(move.shape, px))
 
 
-def build_risk_units(book: Book, t: InstrumentTable, market: MarketSnapshot, params: PMParams
-                     ) -> list[RiskUnit]:
+def build_risk_units(book: Book, t: InstrumentTable, market: MarketSnapshot, params: PMParams,
+                     scales: dict[str, float] | None = None) -> list[RiskUnit]:
     """Revalue every instrument and collateral currency of a book under every scenario.
 
     Parameters
@@ -168,6 +172,9 @@ def build_risk_units(book: Book, t: InstrumentTable, market: MarketSnapshot, par
         Market data (index and collateral prices).
     params : PMParams
         Model parameters.
+    scales : dict of str to float, optional
+        Multiplier of each unit's ``grid.price_range`` (dynamic overlay; clipped at
+        ``MAX_PRICE_RANGE``); units not listed are unscaled.
 
     Returns
     -------
@@ -180,6 +187,10 @@ def build_risk_units(book: Book, t: InstrumentTable, market: MarketSnapshot, par
     out: list[RiskUnit] = []
     for u in units:
         up = params.for_underlying(u)
+        if scales is not None and u in scales:
+            g = up.grid
+            rng = min(g.price_range * scales[u], MAX_PRICE_RANGE)
+            up = up.model_copy(update={"grid": g.model_copy(update={"price_range": rng})})
         grid = build_grid(up)
         m = grid.move
         cols = np.flatnonzero(t.underlying == u)
@@ -320,8 +331,47 @@ class PortfolioMarginModel(MarginModel):
 
     params: PMParams
 
-    def __init__(self, params: PMParams) -> None:
+    def __init__(self, params: PMParams,
+                 previous_scale: dict[str, float] | None = None) -> None:
         super().__init__(params)
+        self.previous_scale = dict(previous_scale or {})
+        """Yesterday's dynamic-overlay scale per underlying (the speed limit's reference)."""
+
+    def with_previous_scale(self, previous: dict[str, float] | None) -> PortfolioMarginModel:
+        """The same model with the previous step's dynamic scales (the backtest's day carry).
+
+        Parameters
+        ----------
+        previous : dict of str to float, optional
+            ``PMPrepared.dynamic_scale`` of the previous step.
+
+        Returns
+        -------
+        PortfolioMarginModel
+            A new model; this one is unchanged.
+        """
+        return PortfolioMarginModel(self.params, previous)
+
+    def dynamic_scales(self, units: list[str], market: MarketSnapshot) -> dict[str, float] | None:
+        """Today's price-range scale of each unit (None when the overlay is off).
+
+        Parameters
+        ----------
+        units : list of str
+            Risk units (underlyings and non-stable collateral coins).
+        market : MarketSnapshot
+            Market data (ATM implied vols).
+
+        Returns
+        -------
+        dict of str to float or None
+            :func:`pmargin.models.dynamic.dynamic_scale` of each unit.
+        """
+        d = self.params.dynamic
+        if d is None:
+            return None
+        return {u: dynamic_scale(self.previous_scale.get(u), vol_regime(market, u, d), d)
+                for u in units}
 
     # ------------------------------------------------------------------ core
     def _unit_aggregates(self, unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
@@ -502,8 +552,11 @@ class PortfolioMarginModel(MarginModel):
             Instrument table and risk units.
         """
         t = self.table(book, market)
-        return PMPrepared(t, build_risk_units(book, t, market, self.params), market,
-                          collateral_terms(book, market, self.params.haircuts))
+        units = sorted({str(u) for u in t.underlying}
+                       | {c for c in book.collateral_currencies if not is_stable(c)})
+        scales = self.dynamic_scales(units, market)
+        return PMPrepared(t, build_risk_units(book, t, market, self.params, scales), market,
+                          collateral_terms(book, market, self.params.haircuts), scales)
 
     def evaluate(self, prep: PMPrepared, book: Book) -> BookMarginResult:
         """Margin every account of ``book`` against prepared risk arrays.

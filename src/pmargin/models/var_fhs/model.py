@@ -37,6 +37,14 @@ from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.models.result import AccountMargin, BookMarginResult, Columns
 from pmargin.models.revaluation import bound_terms, option_columns, revalue
 from pmargin.models.valuation import InstrumentTable, is_stable
+from pmargin.models.var_fhs.apc import (
+    buffer_release,
+    buffered,
+    lookback_shortfall_years,
+    scenario_weights,
+    tail_weights,
+    weighted_expected_shortfall,
+)
 from pmargin.models.var_fhs.params import VarFhsParams
 from pmargin.models.var_fhs.scenarios import (
     FilteredSeries,
@@ -108,6 +116,12 @@ class VarFhsPrepared:
     filtered: dict[str, FilteredSeries]
     bounds: list[tuple[np.ndarray, BoundTerms]]
     """Per underlying: book column -> unit column map, and the loss-bound terms."""
+    weights: FloatArray | None = None
+    """(scenarios,) ES weights when ``apc.stressed_weight`` > 0 (else plain ES)."""
+    buffer_released: bool = False
+    """Stress: the ``apc.buffer`` is drawn down (IM = ES)."""
+    lookback_shortfall: float = 0.0
+    """Years the look-back falls short of ``apc.lookback_floor_years`` (0 = met or no floor)."""
 
 
 class VarFhsModel(MarginModel):
@@ -165,6 +179,48 @@ class VarFhsModel(MarginModel):
             return implied
         return max(implied, f.forecast_ret)
 
+    def _vol_history(self, asset: str, f: FilteredSeries, market: MarketSnapshot) -> FloatArray:
+        """The current-vol measure of ``_sigma_now`` on each day of the look-back (daily).
+
+        ``filter``: the filter's conditional vol of the day; ``implied``: the previous day's DVOL
+        / sqrt(365); ``max``: the larger where both exist (as ``_sigma_now``, which uses implied
+        vol alone when the history is stale).
+        """
+        p = self.params
+        given = self._given.get(asset)
+        s = given if given is not None else _series(asset)
+        prev = f.day - np.timedelta64(1, "D")
+        i = np.clip(np.searchsorted(s.day, prev), 0, s.day.size - 1)
+        iv = np.where(s.day[i] == prev, s.dvol[i], np.nan) / math.sqrt(365.0)
+        fresh = history_is_fresh(f.last_day, market.valuation_time, p)
+        if p.current_vol == "filter" or not np.isfinite(iv).any():
+            return np.asarray(f.sigma_ret)
+        if p.current_vol == "implied" or not fresh:
+            return np.asarray(iv)
+        return np.asarray(np.fmax(iv, f.sigma_ret))
+
+    def _apc(self, filtered: dict[str, FilteredSeries], sigma: dict[str, float],
+             sc: ScenarioSet, market: MarketSnapshot) -> tuple[FloatArray | None, bool, float]:
+        """Scenario weights, buffer release and look-back shortfall (``apc`` options)."""
+        a = self.params.apc
+        weights = scenario_weights(sc.stressed, a.stressed_weight) \
+            if a.stressed_weight > 0 else None
+        if weights is not None and np.all(weights == weights[0]):
+            weights = None  # equal weights: the plain ES (the stressed share is already met)
+        released = a.buffer > 0 and any(
+            buffer_release(sigma[c], self._vol_history(c, f, market), a.stress_quantile)
+            for c, f in filtered.items())
+        short = 0.0
+        if a.lookback_floor_years > 0:
+            days = sc.day[~sc.stressed]
+            short = lookback_shortfall_years(days.min(), days.max(), a.lookback_floor_years)
+            if short > 0 and a.lookback_floor_action == "refuse":
+                years = a.lookback_floor_years - short
+                raise InvalidInput("history", f"{years:.2f} years",
+                                   f"the look-back ({days.min()} to {days.max()}) is shorter "
+                                   f"than apc.lookback_floor_years={a.lookback_floor_years}")
+        return weights, released, short
+
     # ------------------------------------------------------------------ prepare
     def prepare(self, book: Book, market: MarketSnapshot) -> VarFhsPrepared:
         """Revalue every column and collateral currency of ``book`` under every scenario.
@@ -191,9 +247,12 @@ class VarFhsModel(MarginModel):
             coins = set()
         when = market.valuation_time
         filtered = {c: self._history(c, when) for c in sorted(coins)}
+        weights: FloatArray | None = None
+        released, short = False, 0.0
         if filtered:
             sigma = {c: self._sigma_now(c, f, market) for c, f in filtered.items()}
             sc = scenario_set(filtered, sigma, self.params)
+            weights, released, short = self._apc(filtered, sigma, sc, market)
         else:
             sc = ScenarioSet(np.zeros(1, "datetime64[D]"), np.zeros(1, bool), {}, {}, {},
                              np.zeros(1, bool))
@@ -220,12 +279,15 @@ class VarFhsModel(MarginModel):
         for k, c in enumerate(book.collateral_currencies):
             coll[k] = usd(c) / p_mc - market.collateral_price(c) / p_mc0
         return VarFhsPrepared(t, market, collateral_terms(book, market, {}), sc, risk, coll,
-                              filtered, bounds)
+                              filtered, bounds, weights, released, short)
 
     # ------------------------------------------------------------------ evaluate
     def _es(self, prep: VarFhsPrepared, pos: sp.csr_matrix, coll: FloatArray
-            ) -> tuple[FloatArray, FloatArray]:
-        """ES per account, capped at its largest possible loss, and the IM the cap removed."""
+            ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """ES, and ES plus the APC buffer, per account, each capped at the largest possible loss.
+
+        Also returns the IM the cap removed from the buffered figure.
+        """
         n = pos.shape[0]
         out = np.zeros(n)
         for a in range(0, n, CHUNK_ROWS):
@@ -233,12 +295,14 @@ class VarFhsModel(MarginModel):
             pnl = np.asarray(pos[a:b] @ prep.risk)
             if coll.shape[1]:
                 pnl += coll[a:b] @ prep.collateral_risk
-            out[a:b] = expected_shortfall(pnl, self.params.confidence)
-        es = np.maximum(out, 0.0)
+            out[a:b] = expected_shortfall(pnl, self.params.confidence) if prep.weights is None \
+                else weighted_expected_shortfall(pnl, prep.weights, self.params.confidence)
+        plain = np.maximum(out, 0.0)
+        es = buffered(plain, self.params.apc.buffer, prep.buffer_released)
         relief = np.zeros(n)
         rows = np.flatnonzero(es > 0.0)
         if rows.size == 0 or not prep.bounds:
-            return es, relief
+            return plain, es, relief
         cap = np.zeros(rows.size)
         args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data))
         for colmap, terms in prep.bounds:
@@ -247,7 +311,8 @@ class VarFhsModel(MarginModel):
             cap += np.maximum(0.0, -(coll[rows] @ prep.collateral_risk).min(axis=1))
         relief[rows] = np.maximum(es[rows] - cap, 0.0)
         es[rows] = np.minimum(es[rows], cap)
-        return es, relief
+        plain[rows] = np.minimum(plain[rows], cap)
+        return plain, es, relief
 
     def pnl(self, prep: VarFhsPrepared, book: Book) -> FloatArray:
         """Scenario P&L of every account, shape (accounts, scenarios), margin currency."""
@@ -270,22 +335,26 @@ class VarFhsModel(MarginModel):
         Returns
         -------
         BookMarginResult
-            IM (ES + open orders), MM (``mm_fraction`` x ES), equity; components
-            ``expected_shortfall`` (capped at the account's largest possible loss, issue 9.3),
-            ``loss_bound_relief`` (what the cap removed) and ``open_orders``.
+            IM (ES + APC buffer + open orders), MM (``mm_fraction`` x ES, without the buffer),
+            equity; components ``expected_shortfall`` (weighted when ``apc.stressed_weight`` >
+            0; capped at the account's largest possible loss, issue 9.3), ``apc_buffer`` (0 when
+            released in stress or off), ``loss_bound_relief`` (what the cap removed),
+            ``open_orders`` and ``lookback_floor_shortfall_years`` (years, not money: how far
+            the look-back falls short of ``apc.lookback_floor_years``, the same for every
+            account; 0 when met or off).
         """
         t = prep.table
         pos = sp.csr_matrix(book.positions)
         coll = np.ascontiguousarray(book.collateral, dtype=np.float64)
-        es, relief = self._es(prep, pos, coll)
+        plain, es, relief = self._es(prep, pos, coll)
         orders_im = np.zeros(book.n_accounts)
         if len(book.orders):
             rows = np.unique(book.orders.account)
             buys, sells = order_matrices(book)
             cb, cs = order_cost(book, t)
             sub = pos[rows]
-            es_b = self._es(prep, sp.csr_matrix(sub + buys[rows]), coll[rows])[0]
-            es_s = self._es(prep, sp.csr_matrix(sub + sells[rows]), coll[rows])[0]
+            es_b = self._es(prep, sp.csr_matrix(sub + buys[rows]), coll[rows])[1]
+            es_s = self._es(prep, sp.csr_matrix(sub + sells[rows]), coll[rows])[1]
             orders_im[rows] = np.maximum(
                 0.0, np.maximum(es_b + cb[rows], es_s + cs[rows]) - es[rows])
         values, greeks = values_and_greeks(pos, book.entry_notional, t)
@@ -297,10 +366,12 @@ class VarFhsModel(MarginModel):
             mc_usd=t.mc_price,
             account_ids=list(book.account_ids),
             initial_margin=es + orders_im,
-            maintenance_margin=self.params.mm_fraction * es,
+            maintenance_margin=self.params.mm_fraction * plain,
             equity=equity,
-            components={"expected_shortfall": es, "loss_bound_relief": relief,
-                        "open_orders": orders_im},
+            components={"expected_shortfall": plain, "apc_buffer": es - plain,
+                        "loss_bound_relief": relief, "open_orders": orders_im,
+                        "lookback_floor_shortfall_years":
+                            np.full(book.n_accounts, prep.lookback_shortfall)},
             greeks=greeks,
         )
 
@@ -328,6 +399,10 @@ class VarFhsModel(MarginModel):
         pnl = self.pnl(prep, book)[0]
         sc = prep.scenarios
         k = tail_size(self.params.confidence, sc.size)
+        share = tail_weights(pnl, prep.weights, self.params.confidence) \
+            if prep.weights is not None else None
+        if share is not None:
+            k = int(np.count_nonzero(share))
         order = np.argsort(pnl, kind="stable")[:max(k, 10)]
         rows: list[dict[str, Any]] = []
         worst: dict[str, Any] = {}
@@ -336,7 +411,8 @@ class VarFhsModel(MarginModel):
             for u in sorted(sc.move):
                 row = {"underlying": u, "name": label, "price_shock": float(sc.move[u][s]),
                        "vol_shock": f"x{sc.vol_factor[u][s]:.4f}",
-                       "weight": 1.0 / k if rank < k else 0.0,
+                       "weight": (float(share[s]) if share is not None
+                                  else 1.0 / k if rank < k else 0.0),
                        "extended": bool(sc.stressed[s]), "pnl": float(pnl[s])}
                 rows.append(row)
                 if rank == 0:

@@ -13,7 +13,7 @@ from pmargin.errors import ParamsError
 from pmargin.overrides import deep_merge
 from pmargin.paramfiles import validate_params
 
-__all__ = ["MODEL_NAME", "StressedPeriod", "VarFhsParams", "load_var_fhs_params"]
+__all__ = ["MODEL_NAME", "ApcParams", "StressedPeriod", "VarFhsParams", "load_var_fhs_params"]
 
 MODEL_NAME: Literal["var-fhs"] = "var-fhs"
 
@@ -34,6 +34,29 @@ class StressedPeriod(_Frozen):
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
+
+
+class ApcParams(_Frozen):
+    """EMIR Article 28 anti-procyclicality tools (all off by default; docs/models/var-fhs.md).
+
+    (a) ``buffer``: IM = ES x (1 + buffer), released (IM = ES) while the current volatility of
+    some underlying is above the ``stress_quantile`` quantile of the same measure over the
+    look-back; (b) ``stressed_weight``: the stressed-period scenarios carry at least this total
+    weight in a weighted ES; (c) ``lookback_floor_years``: a look-back shorter than this is
+    refused (``lookback_floor_action = "refuse"``) or margined and flagged (``"flag"``: component
+    ``lookback_floor_shortfall_years``).
+    """
+
+    buffer: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Buffer as a fraction of ES (EMIR: 0.25); 0 disables it."""
+    stress_quantile: float = Field(default=0.9, gt=0.0, lt=1.0)
+    """Quantile of the look-back's volatility above which the buffer is released."""
+    stressed_weight: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Minimum total weight of the stressed scenarios in the ES (EMIR: 0.25); 0 = plain ES."""
+    lookback_floor_years: float = Field(default=0.0, ge=0.0, le=50.0)
+    """Minimum look-back in years (EMIR: 10); 0 disables it."""
+    lookback_floor_action: Literal["refuse", "flag"] = "flag"
+    """What a shorter look-back does: refuse to margin, or margin and flag the shortfall."""
 
 
 class VarFhsParams(_Frozen):
@@ -70,6 +93,8 @@ class VarFhsParams(_Frozen):
     min_vol: float = Field(gt=0.0)
     """Floor of any scenario implied vol (decimal)."""
     stressed_periods: list[StressedPeriod] = []
+    apc: ApcParams = ApcParams()
+    """Anti-procyclicality tools (EMIR Art. 28), off by default."""
 
 
 def load_var_fhs_params(name_or_path: str | Path = MODEL_NAME,
