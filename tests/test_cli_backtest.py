@@ -42,6 +42,7 @@ def test_report_must_be_a_folder(tmp_path):
 @pytest.mark.slow
 def test_short_real_run_with_report(tmp_path):
     shared_path("data", "prices")
+    pytest.importorskip("matplotlib", reason="--report draws figures (pip install pmargin[plot])")
     rep = tmp_path / "rep"
     out = runner.invoke(app, [
         "backtest", "--start", "2022-06-08", "--end", "2022-06-20", "--model", "span",

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+pytest.importorskip("matplotlib",
+                    reason="the report's figures need matplotlib (pip install pmargin[plot])")
+
 from pmargin.reports.html import ReportOptions, collect_report, render_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
