@@ -178,11 +178,12 @@ class MarketSnapshot:
         insts: dict[str, Instrument] = {}
         for raw_name, raw_quote in (instruments or {}).items():
             inst, q = check_instrument(raw_name, raw_quote, vt, idx)
-            if inst.name in quotes:
+            nm = inst.name
+            if nm in quotes:
                 raise MarketDataError(f"market.instruments[{raw_name!r}]", raw_name,
-                                      f"duplicates instrument {inst.name}")
-            quotes[inst.name] = q
-            insts[inst.name] = inst
+                                      f"duplicates instrument {nm}")
+            quotes[nm] = q
+            insts[nm] = inst
 
         curves = build_curves(vt, idx, quotes, insts)
         rows = build_option_rows(vt, quotes, insts, curves)

@@ -300,6 +300,8 @@ PRESETS = Shipped("pmargin.models", "presets", "preset")
 
 _SCHEMAS: dict[str, type[SMParams] | type[PMParams]] = {"standard": SMParams,
                                                         "portfolio": PMParams}
+STANDARD_KINDS: frozenset[str] = frozenset(_SCHEMAS)
+"""Model kinds of :func:`load_params` (the other kinds have their own loader)."""
 
 
 def list_presets() -> list[str]:

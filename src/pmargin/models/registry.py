@@ -14,14 +14,7 @@ from typing import Any
 
 from pmargin.errors import ParamsError
 from pmargin.models.base import MarginModel
-from pmargin.models.derive import DerivePM2Model, load_derive_pm2_params
-from pmargin.models.derive.params import MODEL_NAME as DERIVE
-from pmargin.models.isolated import IsolatedMarginModel
-from pmargin.models.params import PMParams, SMParams, list_presets, load_params, read_preset
-from pmargin.models.portfolio_margin import PortfolioMarginModel
-from pmargin.models.standard import StandardMarginModel
-from pmargin.models.var_fhs import MODEL_NAME as VAR_FHS
-from pmargin.models.var_fhs import VarFhsModel, load_var_fhs_params
+from pmargin.models.params import STANDARD_KINDS, list_presets, read_preset
 from pmargin.validation import nearest
 
 __all__ = ["ISOLATED_SUFFIX", "list_models", "load_model"]
@@ -65,21 +58,48 @@ def load_model(
         On an unknown name or an invalid parameter.
     """
     if isinstance(name, str) and not name.endswith(".toml") and "/" not in name:
-        known = list_models()
-        if name not in known:
+        presets = list_presets()
+        if name not in presets:
+            base = name[: -len(ISOLATED_SUFFIX)] if name.endswith(ISOLATED_SUFFIX) else None
+            if base in presets and read_preset(base).get("model") == "standard":
+                from pmargin.models.isolated import IsolatedMarginModel
+
+                return IsolatedMarginModel(load_model(base, overrides), name)
+            known = list_models()
             hint = nearest(name, known)
             raise ParamsError("model", name, "unknown model" + (
                 f"; did you mean '{hint}'?" if hint else "") + f" (models: {', '.join(known)})")
-    if isinstance(name, str) and name.endswith(ISOLATED_SUFFIX) \
-            and name[: -len(ISOLATED_SUFFIX)] in _standard_presets():
-        return IsolatedMarginModel(load_model(name[: -len(ISOLATED_SUFFIX)], overrides), name)
+    # Model classes are imported for the kind asked for only: a one-account CLI call does not
+    # pay for building the parameter schemas of every other model.
     kind = read_preset(name).get("model")
-    if kind == DERIVE:
-        return DerivePM2Model(load_derive_pm2_params(name, overrides))
-    if kind == VAR_FHS:
-        return VarFhsModel(load_var_fhs_params(name, overrides))
+    if kind not in STANDARD_KINDS:
+        return _other_kind(kind, name, overrides)
+    from pmargin.models.params import PMParams, SMParams, load_params
+
     params = load_params(name, overrides)
     if isinstance(params, SMParams):
+        from pmargin.models.standard import StandardMarginModel
+
         return StandardMarginModel(params)
+    from pmargin.models.portfolio_margin import PortfolioMarginModel
+
     assert isinstance(params, PMParams)
     return PortfolioMarginModel(params)
+
+
+def _other_kind(kind: Any, name: str | Path, overrides: Mapping[str, Any] | None) -> MarginModel:
+    from pmargin.models.derive.params import MODEL_NAME as DERIVE
+    from pmargin.models.var_fhs.params import MODEL_NAME as VAR_FHS
+
+    if kind == DERIVE:
+        from pmargin.models.derive import DerivePM2Model, load_derive_pm2_params
+
+        return DerivePM2Model(load_derive_pm2_params(name, overrides))
+    if kind == VAR_FHS:
+        from pmargin.models.var_fhs import VarFhsModel, load_var_fhs_params
+
+        return VarFhsModel(load_var_fhs_params(name, overrides))
+    from pmargin.models.params import load_params
+
+    load_params(name, overrides)  # raises: the preset names no model kind that exists
+    raise AssertionError(f"unreachable: model kind {kind!r}")
