@@ -49,6 +49,9 @@ N_GREEKS = 5
 PARALLEL_MIN_ROWS = 2048
 """Below this many rows the serial kernel is used (thread wake-up costs more than it saves)."""
 
+CHUNKS_PER_THREAD = 16
+"""Blocks of rows per thread in the parallel kernel (each block allocates its own scratch)."""
+
 
 def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices: Any,
              data: Any, e_indptr: Any, e_indices: Any, e_data: Any, with_values: bool,
@@ -70,15 +73,6 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
     width = 0
     for r in range(n_rows):
         width = max(width, indptr[r + 1] - indptr[r])
-    # per-thread scratch; ``ng`` starts at zero and each row clears what it used
-    pnl_t = np.empty((n_threads, n_s))
-    nb_t = np.empty((n_threads, rate.size))
-    ng_t = np.empty((n_threads, n_groups))
-    ks_t = np.empty((n_threads, width), np.int64)
-    qs_t = np.empty((n_threads, width))
-    for t in range(n_threads):
-        for g in range(n_groups):
-            ng_t[t, g] = 0.0
 
     def bound(ks: Any, qs: Any, m: int, coin: bool, usd_per_mc: float) -> float:
         """Loss bound of the gathered cells (the loss_bound specification, same order)."""
@@ -239,12 +233,14 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
                     for s in range(ns):
                         pnl[s] += bal * crow[s]
             m = 0.0
-            dmp = use_damp[u]
+            if use_damp[u]:
+                # sign(x) max(|x| - d, 0) without branches (the same numbers, bit for bit:
+                # x - copysign(min(|x|, d), x) is 0 where |x| <= d, else x -+ d exactly)
+                for s in range(ns):
+                    x = pnl[s]
+                    pnl[s] = x - np.copysign(min(abs(x), damp[u, s]), x)
             for s in range(ns):
                 x = pnl[s]
-                if dmp:
-                    ab = abs(x) - damp[u, s]
-                    x = 0.0 if ab <= 0.0 else (ab if x > 0 else -ab)
                 if s == 0 or x < m:
                     m = x
             rl = 0.0
@@ -280,13 +276,24 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
             gsum[3, r] = g3
             gsum[4, r] = g4
 
-    if parallel:
-        for r in numba.prange(n_rows):
-            t = numba.get_thread_id()  # type: ignore[attr-defined,unused-ignore]
-            one_row(r, pnl_t[t], nb_t[t], ng_t[t], ks_t[t], qs_t[t])
+    def chunk(c: int, n_chunks: int) -> None:
+        # scratch allocated here, not views of a shared per-thread array: a fresh array cannot
+        # alias the inputs, which lets the compiler vectorise the scenario loops (2.5x faster
+        # measured); ``ng`` starts at zero and each row clears what it used
+        pnl = np.empty(n_s)
+        nb = np.empty(rate.size)
+        ng = np.zeros(n_groups)
+        ks = np.empty(width, np.int64)
+        qs = np.empty(width)
+        for r in range(c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks):
+            one_row(r, pnl, nb, ng, ks, qs)
+
+    if parallel:  # contiguous blocks of rows, several per thread (uneven rows balance out)
+        n_chunks = min(n_rows, CHUNKS_PER_THREAD * n_threads)
+        for c in numba.prange(n_chunks):
+            chunk(c, n_chunks)
     else:
-        for r in range(n_rows):
-            one_row(r, pnl_t[0], nb_t[0], ng_t[0], ks_t[0], qs_t[0])
+        chunk(0, 1)
 
 
 if NUMBA_ENABLED:  # pragma: no branch - compiled lazily, on first call
