@@ -119,12 +119,16 @@ class Server:
                "--venue", str(venue)]
         env = {**os.environ, "PMARGIN_DATABASE_URL": db_url}
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        # stderr to a file, never an unread pipe: the server logs every write, and a full
+        # pipe (64 KB) blocks its writer thread mid-request
+        self.log = cwd / "serve.log"
+        with self.log.open("ab") as err:
+            self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                         stderr=err)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "")
+                raise RuntimeError(self.log.read_text(errors="replace")[-4000:])
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     self.start_s = time.perf_counter() - t0

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -79,6 +80,14 @@ class Server:
     keys: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)  # more `pmargin serve` options
     attest_key: str = ""  # the server's signing key file (in the test's temporary folder)
+    cwd: Path | None = None  # working folder of the process (default: the test's)
+    start_timeout: float = 60.0  # seconds to wait for /healthz
+    log: Path | None = None  # the server's stderr (JSON logs), written to a file
+
+    def command(self) -> list[str]:
+        """The `pmargin serve` command line."""
+        return [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port),
+                *self.args]
 
     def start(self) -> None:
         env = {**os.environ, "PMARGIN_DATABASE_URL": self.db_url}
@@ -86,20 +95,25 @@ class Server:
             env["PMARGIN_ATTEST_KEY"] = self.attest_key
         # crash-sized moves apply at once unless a test brings its own guards (tests/feeds)
         env.setdefault("PMARGIN_FEED_GUARDS", str(Path(__file__).with_name("guards-wide.toml")))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port),
-             *self.args],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
+        # stderr goes to a file, never to an unread pipe: the server logs every write (JSON
+        # lines), and a full pipe (64 KB) would block its writer thread mid-request
+        if self.log is None:
+            fd, name = tempfile.mkstemp(prefix="pmargin-serve-", suffix=".log")
+            os.close(fd)
+            self.log = Path(name)
+        with self.log.open("ab") as err:
+            self.proc = subprocess.Popen(self.command(), env=env, cwd=self.cwd,
+                                         stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "")
+                raise RuntimeError(self.log.read_text(errors="replace")[-4000:])
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError("server did not start in 60 s")
+        raise RuntimeError(f"server did not start in {self.start_timeout:.0f} s")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -113,6 +127,9 @@ class Server:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.log is not None and not os.environ.get("PMARGIN_KEEP_SERVER_LOGS"):
+            self.log.unlink(missing_ok=True)
+            self.log = None
 
     def client(self, role: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30,

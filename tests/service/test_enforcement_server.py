@@ -9,16 +9,12 @@ enforcement events (no step twice, none skipped, same postings).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -35,28 +31,17 @@ class VenueServer(Server):
     venue: Path | None = None
     demo: bool = False
 
-    def start(self) -> None:
-        env = {**os.environ, "PMARGIN_DATABASE_URL": self.db_url}
-        # crash-sized moves apply at once (the jump band is tested in tests/feeds/)
-        env.setdefault("PMARGIN_FEED_GUARDS", str(Path(__file__).with_name("guards-wide.toml")))
-        args = [sys.executable, "-m", "pmargin.cli", "serve", "--port", str(self.port)]
+    def __post_init__(self) -> None:
+        self.start_timeout = 180.0
+        self.cwd = self.venue.parent if self.venue is not None else None
+
+    def command(self) -> list[str]:
+        args = super().command()
         if self.venue is not None:
             args += ["--venue", str(self.venue)]
         if self.demo:
             args.append("--demo")
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE,
-                                     cwd=self.venue.parent if self.venue else None)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start in 180 s")
+        return args
 
 
 def start_server(tmp: Path, backend: str, venue: Path, demo: bool = False

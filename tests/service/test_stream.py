@@ -169,10 +169,6 @@ def _close_frame(sock: socket.socket) -> tuple[int, str]:
             return struct.unpack("!H", data[:2])[0], data[2:].decode()
 
 
-@pytest.mark.xfail(reason="known defect since the merge of per-book locks, attestations and "
-                   "feeds with the stream (2026-11-30): after the stalled client is dropped, "
-                   "the next writes time out; passed on the stream's own branch; see issue 11 "
-                   "note", strict=False)
 def test_stalled_client_dropped_normal_one_served_writer_unslowed(srv: Server) -> None:
     stalled = _stalled_client(srv)
     with connect(ws_url(srv, f"key={srv.keys['risk']}")) as normal:
