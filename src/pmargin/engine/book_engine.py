@@ -13,6 +13,7 @@ Currently implemented
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -275,10 +276,10 @@ class BookEngine:
                 idx = np.concatenate((idx[:k], np.array([j], np.int64), idx[k:]))
                 q = np.concatenate((q[:k], np.zeros(1), q[k:]))
                 ent = np.concatenate((ent[:k], np.zeros(1), ent[k:]))
-            old_q = q[k]
-            old_e = old_q * px if np.isnan(ent[k]) else ent[k]
+            old_q = float(q[k])
+            old_e = old_q * px if math.isnan(ent[k]) else float(ent[k])
             new_q = old_q + dq
-            if old_q == 0 or np.sign(dq) == np.sign(old_q):
+            if old_q == 0 or (dq != 0 and (dq > 0) == (old_q > 0)):  # same side
                 new_e = old_e + dq * px
             elif abs(dq) <= abs(old_q):
                 new_e = old_e * (new_q / old_q)
@@ -320,7 +321,7 @@ class BookEngine:
         r = self.row(account_id)
         trades = [(self._column(i), float(q), float(p)) for i, q, p in orders]
         for _, dq, px in trades:
-            if not np.isfinite(dq) or not np.isfinite(px) or px <= 0:
+            if not math.isfinite(dq) or not math.isfinite(px) or px <= 0:
                 raise InvalidInput("orders", (dq, px),
                                    "quantity must be finite and price positive")
         idx, qty, ent_row = self._trade_arrays(r, trades)
@@ -338,7 +339,7 @@ class BookEngine:
 
         if not isinstance(self.model, PortfolioMarginModel):
             return None
-        if np.any(self.book.orders.account == r):
+        if len(self.book.orders) and np.any(self.book.orders.account == r):
             return None
         out = self.model.evaluate_rows(
             self.prep, RowsCSR(np.array([0, idx.size], dtype=np.int64), idx, q), ent,

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
-from pmargin._typing import FloatArray
+from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
 from pmargin.models.params import CollateralHaircut
@@ -48,9 +49,19 @@ class CollateralTerms:
             return np.zeros(balances.shape[0])
         return np.asarray(balances @ self.price, dtype=np.float64)
 
+    @cached_property
+    def used(self) -> IntArray:
+        """Currencies with an IM or MM haircut rate."""
+        return np.flatnonzero((self.haircut_im != 0.0) | (self.haircut_mm != 0.0))
+
+    @cached_property
+    def any_haircut(self) -> tuple[bool, bool]:
+        """Whether any currency has an IM haircut, an MM haircut (else the amounts are 0)."""
+        return bool(np.any(self.haircut_im)), bool(np.any(self.haircut_mm))
+
     def haircut_amounts(self, balances: FloatArray) -> tuple[FloatArray, FloatArray]:
         """IM and MM haircut amounts on positive balances, per account."""
-        used = np.flatnonzero((self.haircut_im != 0.0) | (self.haircut_mm != 0.0))
+        used = self.used
         if used.size == 0:  # balances are finite (Book checks): every term would be 0
             z = np.zeros(balances.shape[0])
             return z, z.copy()

@@ -27,8 +27,8 @@ import scipy.sparse as sp
 from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
 from pmargin.market import MarketSnapshot
+from pmargin.models._pm_compose import COMPONENTS, PackedTerms, compose, pack_terms
 from pmargin.models._pm_kernels import (
-    AGGREGATES,
     NUMBA_ENABLED,
     PackedUnits,
     book_pass,
@@ -290,11 +290,11 @@ def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
 
     Only accounts with a requirement and no future or perpetual of the unit are capped. The cap
     is the options' bound plus the worst scenario loss of the account's collateral in the unit's
-    grid (collateral revalued in the margin currency). Without ``cap`` it is computed here with
-    :func:`~.loss_bound.loss_bound` (the NumPy specification); the fused Numba pass
-    (:func:`._pm_kernels.book_pass`) computes it in its traversal of the rows and passes it as
-    ``cap`` (``inf`` where no cap applies, including rows with futures or perpetuals), and
-    ``im`` and ``mm`` are then capped in place.
+    grid (collateral revalued in the margin currency), from :func:`~.loss_bound.loss_bound`
+    (the NumPy specification; the fused Numba pass, :func:`._pm_kernels.book_pass`, computes
+    it in its traversal of the rows and :func:`._pm_compose.compose` applies it). ``cap``, when
+    given, is the fused pass's cap of every row (``inf`` where none applies): ``im`` and ``mm``
+    are then capped in place.
 
     Returns
     -------
@@ -304,7 +304,7 @@ def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
     relief = np.zeros(im.shape)
     if unit.bound is None or not unit.bound.bounded or im.size == 0:
         return im, mm, relief
-    if cap is not None:  # from the fused pass, for every row
+    if cap is not None:  # the fused pass's cap, for every row
         charged = im > 0.0
         np.subtract(im, cap, out=relief, where=charged)
         np.maximum(relief, 0.0, out=relief)
@@ -420,9 +420,10 @@ class PortfolioMarginModel(MarginModel):
                    ) -> tuple[FloatArray, FloatArray, dict[str, FloatArray], FloatArray | None]:
         """IM and MM of one risk unit for every account, with components (and the P&L).
 
-        ``agg`` are the unit's aggregates if already computed (by the fused kernel); they are
-        consumed: the add-ons are computed in place in their arrays (one account row of 1M
-        accounts is 8 MB per array, so each temporary saved is a page-faulted allocation).
+        The NumPy specification of :func:`._pm_compose.compose` (which the Numba path uses,
+        summed over the units as :meth:`_core` sums them). ``agg``: the unit's aggregates if
+        already computed (the fused pass's, in tests of the compiled composition); its arrays
+        are then modified in place, and ``agg["bound"]`` is the loss-bound cap of every row.
         """
         pnl: FloatArray | None = None
         if agg is None:
@@ -478,7 +479,6 @@ class PortfolioMarginModel(MarginModel):
             im, mm = risk, comp.factor * risk
         else:
             im, mm = comp.factor * risk, risk
-        # im and mm are new arrays here (the fused path caps them in place)
         im, mm, comps["loss_bound_relief"] = _capped(unit, pos, coll, agg["gross"], im, mm,
                                                      agg.get("bound"))
         return im, mm, comps, pnl
@@ -494,6 +494,15 @@ class PortfolioMarginModel(MarginModel):
             object.__setattr__(prep, "_packed", packed)  # a cache, not state: prep is frozen
         return packed
 
+    def _terms(self, prep: PMPrepared) -> PackedTerms:
+        """The units' add-on parameters laid out for the fused composition (once per ``prep``)."""
+        terms: PackedTerms | None = prep.__dict__.get("_terms")
+        if terms is None:
+            comp = self.params.composition
+            terms = pack_terms(prep.units, comp.mode, comp.factor)
+            object.__setattr__(prep, "_terms", terms)  # a cache, not state: prep is frozen
+        return terms
+
     def _core(self, prep: PMPrepared, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
               need_pnl: bool = False,
               entry: tuple[IntArray, IntArray, FloatArray] | None = None
@@ -508,24 +517,26 @@ class PortfolioMarginModel(MarginModel):
         """
         units = prep.units
         n = pos.shape[0]
-        aggs: list[dict[str, FloatArray] | None] = [None] * len(units)
-        vg: tuple[FloatArray, FloatArray] | None = None
         if NUMBA_ENABLED and not need_pnl and n > 0:
             agg, values, gsum = book_pass(self._packed(prep), pos.indptr, pos.indices,
                                           pos.data, coll, entry)
-            aggs = [dict(zip(AGGREGATES, agg[:, k], strict=True)) for k in range(len(units))]
-            if values is not None and gsum is not None:
-                vg = (values, gsum)
+            vg = (values, gsum) if values is not None and gsum is not None else None
+            # the add-ons and the cap of every unit in one compiled pass (the twin of
+            # _unit_core summed over the units, below)
+            terms = self._terms(prep)
+            im, mm, c_arr = compose(terms, agg)
+            comps = {COMPONENTS[i]: c_arr[i] for i in terms.reported}
+            return im, mm, comps, [None] * len(units), vg
         pnls: list[FloatArray | None] = []
         if len(units) == 1:  # nothing to add up
-            im, mm, comps, pnl = self._unit_core(units[0], pos, coll, need_pnl, aggs[0])
+            im, mm, comps, pnl = self._unit_core(units[0], pos, coll, need_pnl)
             pnls.append(pnl)
         else:
             im = np.zeros(n)
             mm = np.zeros(n)
             comps = {}
-            for unit, agg_u in zip(units, aggs, strict=True):
-                i_u, m_u, c_u, pnl = self._unit_core(unit, pos, coll, need_pnl, agg_u)
+            for unit in units:
+                i_u, m_u, c_u, pnl = self._unit_core(unit, pos, coll, need_pnl)
                 im += i_u
                 mm += m_u
                 for k, v in c_u.items():
@@ -533,7 +544,7 @@ class PortfolioMarginModel(MarginModel):
                 pnls.append(pnl)
         for k in ("worst_case", *ADDONS, "loss_bound_relief"):
             comps.setdefault(k, np.zeros(n))
-        return im, mm, comps, pnls, vg
+        return im, mm, comps, pnls, None
 
     def prepare(self, book: Book, market: MarketSnapshot) -> PMPrepared:
         """Price every column of ``book`` under every scenario (once per market update).
@@ -600,12 +611,23 @@ class PortfolioMarginModel(MarginModel):
         if not NUMBA_ENABLED:
             return None
         im, mm, _, _, vg = self._core(prep, rows, coll, entry=(rows.indptr, rows.indices, entry))
-        c = prep.collateral
         values = vg[0] if vg is not None else np.zeros(rows.shape[0])
-        equity = coll @ c.price + values
-        depeg = self._depeg(prep, coll)
-        return (im + coll.clip(min=0.0) @ c.haircut_im + depeg,
-                mm + coll.clip(min=0.0) @ c.haircut_mm + depeg, equity)
+        h_im, h_mm = prep.collateral.haircut_amounts(coll)
+        im, mm = self._with_collateral_terms(prep, im, mm, h_im, h_mm,
+                                             self._depeg(prep, coll), None)
+        return im, mm, prep.collateral.value(coll) + values
+
+    def _with_collateral_terms(self, prep: PMPrepared, im: FloatArray, mm: FloatArray,
+                               h_im: FloatArray, h_mm: FloatArray, depeg: FloatArray,
+                               orders_im: FloatArray | None) -> tuple[FloatArray, FloatArray]:
+        """IM and MM with open orders, collateral haircuts and the de-peg loss added.
+
+        Terms that are zero for every account are not added (x + 0 is x: the same numbers).
+        """
+        depeg_on = self.params.stable_depeg != 0.0
+        hc_im, hc_mm = prep.collateral.any_haircut  # no rate: the haircut is 0 for everyone
+        return (_total(im, orders_im, h_im if hc_im else None, depeg if depeg_on else None),
+                _total(mm, h_mm if hc_mm else None, depeg if depeg_on else None))
 
     def _depeg(self, prep: PMPrepared, coll: FloatArray) -> FloatArray:
         """Loss of stablecoin collateral (other than the margin currency) in a de-peg."""
@@ -646,21 +668,16 @@ class PortfolioMarginModel(MarginModel):
             values = vg[0]
             greeks = dict(zip(greek_weights(t)[0], vg[1], strict=True))
         equity = prep.collateral.value(coll) + values
-        # terms that are zero for every account are not added (x + 0 is x: same numbers)
-        has_orders = len(book.orders) > 0
-        depeg_on = self.params.stable_depeg != 0.0
-        c = prep.collateral
-        hc_im = bool(np.any(c.haircut_im))  # no rate: the haircut is 0 for every account
-        hc_mm = bool(np.any(c.haircut_mm))
+        im, mm = self._with_collateral_terms(prep, im, mm, h_im, h_mm, depeg,
+                                             orders_im if len(book.orders) else None)
         res = BookMarginResult(
             model=self.name,
             params_digest=self.digest,
             margin_currency=book.margin_currency,
             mc_usd=t.mc_price,
             account_ids=list(book.account_ids),
-            initial_margin=_total(im, orders_im if has_orders else None,
-                                  h_im if hc_im else None, depeg if depeg_on else None),
-            maintenance_margin=_total(mm, h_mm if hc_mm else None, depeg if depeg_on else None),
+            initial_margin=im,
+            maintenance_margin=mm,
             equity=equity,
             components=comps,
             greeks=greeks,
