@@ -280,9 +280,14 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
         # scratch allocated here, not views of a shared per-thread array: a fresh array cannot
         # alias the inputs, which lets the compiler vectorise the scenario loops (2.5x faster
         # measured); ``ng`` starts at zero and each row clears what it used
+        # (np.empty and explicit loops only: under parallel=True Numba turns np.zeros into a
+        # parallel loop, which would start the thread pool even on the serial path, and a
+        # process that forks after that (the backtest's workers) is killed by OpenMP)
         pnl = np.empty(n_s)
         nb = np.empty(rate.size)
-        ng = np.zeros(n_groups)
+        ng = np.empty(n_groups)
+        for g in range(n_groups):
+            ng[g] = 0.0
         ks = np.empty(width, np.int64)
         qs = np.empty(width)
         for r in range(c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks):
