@@ -55,11 +55,11 @@ CHUNKS_PER_THREAD = 16
 
 def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices: Any,
              data: Any, e_indptr: Any, e_indices: Any, e_data: Any, with_values: bool,
-             col_unit: Any, risk: Any, n_scen: Any, coll: Any, coll_risk: Any, damp: Any,
-             use_damp: Any, delta: Any, bucket: Any, rate: Any, bucket_off: Any, group: Any,
-             is_lin: Any, gw: Any, va: Any, vb: Any, mark: Any, b_on: Any, b_coin: Any,
+             risk: Any, n_scen: Any, coll: Any, coll_risk: Any, damp: Any, use_damp: Any,
+             rate: Any, bucket_off: Any, b_on: Any, b_coin: Any,
              b_usd: Any, b_coll: Any, b_exp: Any, b_strike: Any, b_call: Any, b_value: Any,
-             b_settled: Any, agg: Any, values: Any, gsum: Any) -> None:
+             colf: Any, coli: Any, agg: Any, values: Any, gsum: Any
+             ) -> None:
     """Aggregate every row (see the module docstring) into the outputs' row columns.
 
     ``parallel`` splits the rows between ``n_threads`` threads; otherwise they run in order on
@@ -181,34 +181,34 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
                             if e_indices[m2] == j:
                                 e += e_data[m2]
                     if e != e:  # NaN: entry at the mark
-                        e = q * mark[j]
-                    v += q * va[j] + e * vb[j]
-                    g0 += q * gw[j, 0]
-                    g1 += q * gw[j, 1]
-                    g2 += q * gw[j, 2]
-                    g3 += q * gw[j, 3]
-                    g4 += q * gw[j, 4]
-                if col_unit[j] != u:
+                        e = q * colf[j, 3]
+                    v += q * colf[j, 1] + e * colf[j, 2]
+                    g0 += q * colf[j, 4]
+                    g1 += q * colf[j, 5]
+                    g2 += q * colf[j, 6]
+                    g3 += q * colf[j, 7]
+                    g4 += q * colf[j, 8]
+                if coli[j, 0] != u:
                     continue
                 row = risk[j]
                 for s in range(ns):
                     pnl[s] += q * row[s]
-                dq = q * delta[j]
+                dq = q * colf[j, 0]
                 nd += dq
                 if dq > 0:
                     ld += dq
                 else:
                     sd -= dq
-                bk = bucket[j]
+                bk = coli[j, 1]
                 if bk >= 0:
                     nb[bk] += dq
-                g = group[j]
+                g = coli[j, 2]
                 if g >= 0:
                     ng[g] += q
-                if is_lin[j]:
+                if coli[j, 3]:
                     g_lin += abs(q)
-                if capped and q != 0.0 and not b_settled[j]:
-                    if b_exp[j] < 0:
+                if capped and q != 0.0 and not coli[j, 4]:
+                    if coli[j, 5] < 0:
                         unbounded = True
                     else:
                         ks[m_b] = j
@@ -220,8 +220,8 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
             if n_groups > 0:  # naked short: each group's net quantity counted once, then cleared
                 for k in range(a0, a1):
                     j = indices[k]
-                    g = group[j]
-                    if g >= 0 and col_unit[j] == u:
+                    g = coli[j, 2]
+                    if g >= 0 and coli[j, 0] == u:
                         gv = ng[g]
                         if gv < 0.0:
                             nk -= gv
@@ -340,6 +340,10 @@ class PackedUnits:
         Loss-bound inputs per column (:class:`~pmargin.models.loss_bound.BoundTerms` laid out
         per book column): expiry index within the unit (-1: future, perpetual or no unit),
         strike (USD), option right, value per unit held at the mark (margin currency), expired.
+    colf, coli : ndarray, shapes (columns, 9) and (columns, 6)
+        What the pass reads of a cell's column, side by side (a cell touches two rows of these
+        instead of eleven arrays): ``delta, va, vb, mark, gw[0..4]`` and ``col_unit, bucket,
+        group, is_lin, b_settled, b_exp``.
     """
 
     col_unit: IntArray
@@ -368,6 +372,8 @@ class PackedUnits:
     b_call: BoolArray
     b_value: FloatArray
     b_settled: BoolArray
+    colf: FloatArray
+    coli: IntArray
 
 
 def pack_units(units: Sequence[Any], n_cols: int, n_coll: int, gw: FloatArray,
@@ -445,13 +451,18 @@ def pack_units(units: Sequence[Any], n_cols: int, n_coll: int, gw: FloatArray,
             b_value[cols] = bt.value
             b_settled[cols] = bt.settled
     use_damp = np.array([bool(np.any(u.damp)) for u in units], dtype=np.bool_)
+    # what the pass reads of a cell's column, side by side (two cache lines, not eleven)
+    colf = np.ascontiguousarray(np.column_stack([delta, va, vb, mark, gw]), dtype=np.float64)
+    coli = np.ascontiguousarray(np.column_stack([col_unit, bucket, group, is_lin, b_settled,
+                                                 b_exp]), dtype=np.int64)
     return PackedUnits(col_unit, risk, n_scen, coll_risk, damp, use_damp, delta, is_lin, bucket,
                        np.concatenate(rates) if rates else np.zeros(0), bucket_off, group,
                        n_groups, np.ascontiguousarray(gw, dtype=np.float64),
                        np.ascontiguousarray(va, dtype=np.float64),
                        np.ascontiguousarray(vb, dtype=np.float64),
                        np.ascontiguousarray(mark, dtype=np.float64),
-                       b_on, b_coin, b_usd, b_coll, b_exp, b_strike, b_call, b_value, b_settled)
+                       b_on, b_coin, b_usd, b_coll, b_exp, b_strike, b_call, b_value, b_settled,
+                       colf, coli)
 
 
 def book_pass(packed: PackedUnits, indptr: IntArray, indices: IntArray, data: FloatArray,
@@ -492,10 +503,10 @@ def book_pass(packed: PackedUnits, indptr: IntArray, indices: IntArray, data: Fl
         e_ptr, e_idx, e_dat = entry
         values, gsum = np.empty(n), np.empty((n_k, n))
     _rows(parallel, numba.get_num_threads() if parallel else 1, p.n_groups, indptr, indices,
-          data, e_ptr, e_idx, e_dat, entry is not None, p.col_unit, p.risk, p.n_scen, coll,
-          p.coll_risk, p.damp, p.use_damp, p.delta, p.bucket, p.rate, p.bucket_off, p.group,
-          p.is_lin, p.gw, p.va, p.vb, p.mark, p.b_on, p.b_coin, p.b_usd, p.b_coll, p.b_exp,
-          p.b_strike, p.b_call, p.b_value, p.b_settled, agg, values, gsum)
+          data, e_ptr, e_idx, e_dat, entry is not None, p.risk, p.n_scen, coll, p.coll_risk,
+          p.damp, p.use_damp, p.rate, p.bucket_off, p.b_on, p.b_coin,
+          p.b_usd, p.b_coll, p.b_exp, p.b_strike, p.b_call, p.b_value, p.colf, p.coli, agg,
+          values, gsum)
     if entry is None:
         return agg, None, None
     return agg, values, gsum
