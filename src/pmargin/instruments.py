@@ -14,7 +14,7 @@ spot are in coin; options are in contracts of ``contract_size`` coin (1 by defau
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -91,6 +91,11 @@ class Instrument:
     strike: float | None = None
     right: OptionRight | None = None
     contract_size: float = 1.0
+    _name: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # the name is read for every position and quote of every request: built once
+        object.__setattr__(self, "_name", self._build_name())
 
     @property
     def settle_currency(self) -> str:
@@ -115,6 +120,9 @@ class Instrument:
     @property
     def name(self) -> str:
         """Deribit-style name, e.g. ``BTC-28JUN24-65000-C`` or ``ETH_USDC-PERPETUAL``."""
+        return self._name
+
+    def _build_name(self) -> str:
         base = self.underlying if self.is_inverse else f"{self.underlying}_{self.quote}"
         if self.kind is InstrumentKind.SPOT:
             return f"{self.underlying}_{self.quote}"

@@ -493,26 +493,36 @@ class BookEngine:
             New IM/MM/equity, pass/fail and excess.
         """
         r = self.row(account_id)
-        pos, ent, coll = self._hypothetical_row(r, positions, collateral)
-        fast = self._fast_row(r, pos.indices, pos.data, ent.data, coll)
+        cols, q, e, coll = self._hypothetical_arrays(r, positions, collateral)
+        fast = self._fast_row(r, cols, q, e, coll)
         if fast is not None:  # the model's one-row kernel (same figures as evaluate)
             return self._verdict_values(r, fast[0], fast[1], fast[2], allow_risk_reducing)
+        pos, ent, coll = self._hypothetical_row(r, positions, collateral)
         res = self.model.evaluate(self.prep, self._account_book(r, pos, ent, coll))
         return self._verdict(r, res, allow_risk_reducing)
 
-    def _hypothetical_row(self, r: int, positions: Mapping[str, tuple[float, float]],
-                          collateral: Mapping[str, float]
-                          ) -> tuple[sp.csr_matrix, sp.csr_matrix, FloatArray]:
+    def _hypothetical_arrays(self, r: int, positions: Mapping[str, tuple[float, float]],
+                             collateral: Mapping[str, float]
+                             ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
+        """A hypothetical row of account row ``r``: columns, quantities, entry notionals.
+
+        Columns sorted; the collateral row (shape (1, currencies)) has ``collateral`` set.
+        """
         cols = np.array([self._column(n) for n in positions], dtype=np.int64)
         q = np.array([v[0] for v in positions.values()], dtype=np.float64)
         e = np.array([v[1] for v in positions.values()], dtype=np.float64)
         order = np.argsort(cols, kind="stable")
-        cols, q, e = cols[order], q[order], e[order]
-        n_i = self.book.n_instruments
-        ptr = np.array([0, cols.size], dtype=np.int64)
         ks = [self._ccy_col(ccy) for ccy in collateral]  # may add columns: before the copy
         coll = self.book.collateral[r:r + 1].copy()
         coll[0, ks] = list(collateral.values())
+        return cols[order], q[order], e[order], coll
+
+    def _hypothetical_row(self, r: int, positions: Mapping[str, tuple[float, float]],
+                          collateral: Mapping[str, float]
+                          ) -> tuple[sp.csr_matrix, sp.csr_matrix, FloatArray]:
+        cols, q, e, coll = self._hypothetical_arrays(r, positions, collateral)
+        n_i = self.book.n_instruments
+        ptr = np.array([0, cols.size], dtype=np.int64)
         return (sp.csr_matrix((q, cols, ptr), shape=(1, n_i)),
                 sp.csr_matrix((e, cols, ptr.copy()), shape=(1, n_i)), coll)
 

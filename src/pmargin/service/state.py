@@ -105,6 +105,9 @@ class VenueState:
             b.id: BookState(b, load_model(b.model)) for b in cfg.books}
         self.account_book: dict[str, str] = {}
         self.balances: dict[tuple[str, str], int] = defaultdict(int)
+        # per-currency sum of every posting applied (== the sum of ``balances``, kept as the
+        # postings are applied: the conservation check after a liquidation step is O(1))
+        self._totals: dict[str, int] = defaultdict(int)
         self.market: MarketSnapshot | None = None
         self.market_digest: str | None = None
         self.seq = 0
@@ -230,6 +233,7 @@ class VenueState:
         touched: set[tuple[str, str]] = set()
         for acct, ccy, units in eff.postings:
             self.balances[(acct, ccy)] += units
+            self._totals[ccy] += units
             if acct.startswith("acct:"):
                 touched.add((acct[5:], eff.book))
         for (acct, inst), (units, entry) in eff.positions.items():
@@ -319,8 +323,12 @@ class VenueState:
                         [bs.positions for bs in self.books.values()], self.market_digest)
 
     def conservation(self) -> dict[str, int]:
-        """Sum of all ledger balances per currency (0 everywhere when money is conserved)."""
-        return _sums(self.balances)
+        """Sum of all ledger balances per currency (0 everywhere when money is conserved).
+
+        Kept as the postings are applied (``balances`` changes nowhere else); the state view
+        (``GET /v1/state``) re-sums the copied balances from scratch.
+        """
+        return dict(self._totals)
 
     def copy_for_hash(self) -> HashView:
         """A copy of what the state hash covers (shallow: O(entries), no hashing).
