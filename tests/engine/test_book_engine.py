@@ -100,6 +100,30 @@ def test_incremental_trade_and_deposit_match_full_recompute():
     assert rel_diff(eq, full.equity) <= 1e-12
 
 
+def test_book_copy_holds_pending_rows_and_leaves_the_engine_alone():
+    model = load_model("deribit-pm")
+    book = random_book(6)
+    eng = BookEngine(model, book, MARKET)
+    acc = book.account_ids[3]
+    eng.apply_trade(acc, UNIVERSE[2], -1.5, float(eng.prep.table.mark[2]))
+    eng.deposit(acc, "BTC", 0.25)
+    pending = dict(eng._overlay)
+    assert pending, "the trade must sit in the overlay for this test to mean anything"
+    copy = eng.book_copy()
+    assert eng._overlay == pending  # not merged into the engine
+    # margined on its own, the copy gives what the engine holds for every account
+    alone = BookEngine(model, copy, MARKET).result
+    assert rel_diff(alone.initial_margin, eng.result.initial_margin) <= 1e-12
+    assert rel_diff(alone.equity, eng.result.equity) <= 1e-12
+    # independent arrays: changing the copy changes nothing in the engine
+    before = eng.book_copy()
+    copy.positions.data[:] = 0.0
+    copy.collateral[:] = 0.0
+    after = eng.book_copy()
+    assert (after.positions != before.positions).nnz == 0
+    assert np.array_equal(after.collateral, before.collateral)
+
+
 def test_what_if_equals_margin_of_modified_account_and_does_not_mutate():
     model = load_model("pmargin")
     book = random_book(5)

@@ -168,6 +168,28 @@ class BookEngine:
                                 for s in range(0, n, size)]
         return self._chunks
 
+    def book_copy(self) -> Book:
+        """A copy of the book as it stands now (rows changed since the last recompute included).
+
+        The engine is not changed (its overlay is merged into the copy, not into the engine), so
+        a reader can take it while holding only a read lock; the copy can be margined elsewhere
+        (in another thread, on other markets) without touching this engine.
+
+        Returns
+        -------
+        Book
+            Independent arrays: positions and entry notionals ``(n_accounts, n_instruments)``,
+            collateral ``(n_accounts, n_currencies)``, the same account and instrument order.
+        """
+        b = self.book
+        rows = sorted(self._overlay)
+        pos = _replace_rows(b.positions, rows, [self._overlay[r][0] for r in rows])
+        ent = _replace_rows(b.entry_notional, rows, [self._overlay[r][1] for r in rows])
+        return Book(b.margin_currency, list(b.account_ids), list(b.instruments),
+                    pos, ent, list(b.collateral_currencies), b.collateral.copy(),
+                    OrderTable(b.orders.account.copy(), b.orders.instrument.copy(),
+                               b.orders.quantity.copy(), b.orders.price.copy()))
+
     def recompute(self) -> BookMarginResult:
         """Evaluate every account against the prepared market (no re-pricing)."""
         self._flush()

@@ -205,6 +205,9 @@ class Service:
 
         self.stream = StreamHub(self.cfg.stream.queue_size)
         self.enforcer = Enforcer(self)
+        from pmargin.service.proximity import ProximityCurves
+
+        self.proximity = ProximityCurves(self, self.cfg.proximity.refresh_seconds)
         self.epoch_hooks: list[Callable[[], None]] = []
         """Called (under the writer locks) after every market update's epoch summary is stored."""
         self.replay()

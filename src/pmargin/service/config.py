@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pmargin.errors import ParamsError
 from pmargin.paramfiles import Shipped, load_params_file
 
-__all__ = ["BookConfig", "VenueConfig", "load_venue"]
+__all__ = ["BookConfig", "ProximityConfig", "VenueConfig", "load_venue"]
 
 _SHIPPED = Shipped("pmargin.service", "", "venue")
 
@@ -89,6 +89,12 @@ class AttestConfig(_Strict):
     workers: int = Field(default=1, ge=1, le=64)
 
 
+class ProximityConfig(_Strict):
+    """The dashboard's liquidation-proximity curve (``[proximity]``; service/proximity.py)."""
+
+    refresh_seconds: float = Field(default=30.0, ge=0, le=86400)
+
+
 class VenueConfig(_Strict):
     """The whole venue."""
 
@@ -101,6 +107,7 @@ class VenueConfig(_Strict):
     demo: DemoConfig
     # optional so that venue files written before attestations still load (defaults above)
     attest: AttestConfig = AttestConfig()
+    proximity: ProximityConfig = ProximityConfig()
     enforcement: EnforcementConfig
     stream: StreamConfig
 

@@ -5,6 +5,8 @@ Routes (added to the app by :func:`add_view_routes`, roles as in ``docs/service.
 * ``GET /v1/book/accounts`` (risk): every account of a book with equity, IM, MM, margin ratio,
   excess over MM and health, sorted and paged on the server (100,000 accounts sort in
   milliseconds with numpy, so the browser receives one page only);
+* ``GET /v1/book/proximity`` (risk): the book's liquidation-proximity curve
+  (:mod:`pmargin.service.proximity`: computed in the background, stamped with its state);
 * ``GET /v1/instruments`` (every role): the instruments of the market in use, searchable;
 * ``GET /v1/me`` (every role): the key's role and, for a trader, its account;
 * ``GET /v1/models`` (every role): the model names ``POST /v1/simulate`` accepts;
@@ -347,6 +349,12 @@ def add_view_routes(app: FastAPI, service: Any, auth: Callable[..., Any],
         need(who, "risk")
         with service.lock:
             return book_accounts(service, book, sort, order, page, size, health, book_cache)
+
+    @app.get("/v1/book/proximity", responses=errors)
+    def book_proximity(who: Who, book: str | None = None) -> dict[str, Any]:
+        """A book's liquidation-proximity curve, computed in the background (risk)."""
+        need(who, "risk")
+        return dict(service.proximity.get(book))
 
     @app.get("/v1/instruments", responses=errors)
     def instruments(who: Who, q: str = "",

@@ -77,6 +77,30 @@ def test_pages_load_without_console_errors(browser: Any, small_venue: Any, shots
                       ".includes('equity')")
     eq = list(_cells(browser, "largest-table", "equity").values())
     assert eq == sorted(eq, reverse=True)
+    # the liquidation-proximity curve: drawn from GET /v1/book/proximity once it is computed
+    wait_for(browser, "document.querySelector('#proximity-stamp[data-status=current]')",
+             timeout=60)
+    with srv.client("risk") as c:
+        prox = c.get("/v1/book/proximity").json()
+        enforcement = c.get("/v1/book").json()["enforcement"]["BTC"]
+    assert prox["status"] == "current"
+    curve = prox["curve"]
+    drawn = js_json(browser, """[...document.querySelectorAll('#proximity-chart polyline')]
+        .map(p => [p.dataset.series, p.getAttribute('points').trim().split(' ').length])""")
+    assert sorted(drawn) == [["share_accounts", len(curve["moves"])],
+                             ["share_open_interest", len(curve["moves"])]]
+    shown = js_json(browser, """[...document.querySelectorAll('#proximity-table tbody tr')]
+        .map(r => [Number(r.cells[0].dataset.value), Number(r.cells[1].dataset.value)])""")
+    assert shown, "the proximity table is empty"
+    for move_pct, n in shown:
+        k = min(range(len(curve["moves"])), key=lambda i: abs(curve["moves"][i] - move_pct / 100))
+        assert n == curve["accounts_under_mm"][k]
+    assert max(curve["accounts_under_mm"]) > 0  # short puts: some moves put accounts under MM
+    fund = browser.execute_script(
+        "return document.querySelector('#insurance-fund .value').dataset.value")
+    assert float(fund) == pytest.approx(float(enforcement["insurance_fund"]))
+    assert "none in progress" in browser.find_element("id", "liq-progress").text or \
+        enforcement["liquidation_in_progress"]
     assert console_errors(browser) == []
     shots(browser, "overview")
     # a narrow screen: the page does not scroll sideways (wide tables scroll in their box)

@@ -66,10 +66,8 @@
       card("total initial margin", s.total_initial_margin, ccy),
       card("total maintenance margin", s.total_maintenance_margin, ccy),
       card("in liquidation or bankrupt", s.by_health.liquidation.accounts + s.by_health.bankrupt.accounts, "accounts", 0),
-      el("div", { class: "card", id: "insurance-fund" }, el("div", { class: "label", text: "insurance fund" }),
-        el("div", { class: "na", text: "the service keeps no insurance fund yet (liquidation is not wired in: issue 11)" })),
-      el("div", { class: "card", id: "liquidations" }, el("div", { class: "label", text: "liquidations in progress" }),
-        el("div", { class: "na", text: "the service runs no liquidations yet (issue 11); accounts under MM are counted above" })));
+      el("div", { class: "card", id: "insurance-fund" }, el("div", { class: "label", text: "insurance fund" })),
+      el("div", { class: "card", id: "liquidations" }, el("div", { class: "label", text: "liquidations" })));
     const rows = Object.entries(s.by_health).map(([h, v]) => ({ health: h, accounts: v.accounts, share: v.accounts / Math.max(1, s.accounts), equity: v.equity }));
     document.getElementById("health").replaceChildren(table([
       { key: "health", label: "state", render: (r) => healthEl(r.health) },
@@ -100,6 +98,8 @@
       renderSummary(a);
       renderTable("largest", a);
       renderTable("nearest", b);
+      if (a.summary) enforcement(a.book).catch((e) => PM.showError(e.message));
+      proximity(a.seq);
       tickAge();
       document.getElementById("st-refresh").textContent = new Date().toISOString().slice(11, 23) + " UTC";
       PM.showError("");
@@ -153,16 +153,121 @@
     });
   }
 
-  async function proximity() {
+  // Liquidation-proximity curve: GET /v1/book/proximity (computed in the background by the
+  // service, stamped with the sequence number it was computed on). Asked again when the book's
+  // sequence number moves or while a computation runs, at most every 2 s.
+  let proxAsked = 0, proxSeq = -1, proxTimer = null;
+  function proximitySvg(c) {
+    const NS = "http://www.w3.org/2000/svg";
+    const W = 640, H = 270, L = 52, R = 26, T = 14, B = 40;
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("class", "chart");
+    svg.setAttribute("id", "proximity-chart");
+    svg.setAttribute("role", "img");
+    const s = (tag, attrs, text) => {
+      const e = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      if (text !== undefined) e.textContent = text;
+      svg.append(e);
+      return e;
+    };
+    const x0 = c.moves[0], x1 = c.moves[c.moves.length - 1];
+    const top = Math.max(0.05, ...c.share_accounts, ...c.share_open_interest);
+    const ymax = Math.min(1, Math.ceil(top * 20) / 20);
+    const X = (m) => L + (W - L - R) * (m - x0) / Math.max(1e-12, x1 - x0);
+    const Y = (v) => T + (H - T - B) * (1 - v / ymax);
+    for (let k = 0; k <= 4; k++) {
+      const v = ymax * k / 4;
+      s("line", { x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: "grid" });
+      s("text", { x: L - 6, y: Y(v) + 4, "text-anchor": "end" }, `${(100 * v).toFixed(ymax < 0.2 ? 1 : 0)}%`);
+    }
+    for (let m = Math.ceil(x0 * 5) / 5; m <= x1 + 1e-9; m += 0.2) {
+      s("line", { x1: X(m), x2: X(m), y1: T, y2: H - B, class: "grid" });
+      s("text", { x: X(m), y: H - B + 15, "text-anchor": "middle" }, `${m > 1e-9 ? "+" : ""}${(100 * m).toFixed(0)}%`);
+    }
+    s("text", { x: L + (W - L - R) / 2, y: H - 6, "text-anchor": "middle" }, "index move (every underlying, vols sticky to strike)");
+    const pts = (ys) => c.moves.map((m, i) => `${X(m).toFixed(1)},${Y(ys[i]).toFixed(1)}`).join(" ");
+    // two series told apart by line style and a label at their end, not by colour alone
+    s("polyline", { points: pts(c.share_accounts), class: "line accounts", "data-series": "share_accounts" });
+    s("polyline", { points: pts(c.share_open_interest), class: "line oi", "data-series": "share_open_interest" });
+    s("line", { x1: X(0), x2: X(0), y1: T, y2: H - B, class: "zero" });
+    svg.setAttribute("aria-label", `liquidation proximity: share of accounts (solid) and of open interest (dashed) under maintenance margin for index moves from ${(100 * x0).toFixed(0)}% to ${(100 * x1).toFixed(0)}%`);
+    return svg;
+  }
+  function renderProximity(p) {
     const box = document.getElementById("proximity");
-    box.replaceChildren(el("p", { class: "na", id: "proximity-na",
-      text: "the liquidation-proximity curve (share of accounts and of open interest under MM against index moves) needs the book's proximity data from the service, which it does not publish yet" }));
+    const c = p.curve;
+    if (!c) {
+      box.replaceChildren(el("p", { class: "na", id: "proximity-na",
+        text: p.status === "failed" ? `the curve could not be computed: ${p.reason}` :
+          p.status === "computing" ? "the curve is being computed by the service (seconds on a large book)" :
+            p.reason || p.status }));
+      return;
+    }
+    // the table: the curve's points nearest to these moves (within 1 %), each once
+    const pick = [];
+    for (const m of [-0.5, -0.3, -0.1, 0, 0.1, 0.3, 0.5]) {
+      const i = c.moves.reduce((b, x, k) => Math.abs(x - m) < Math.abs(c.moves[b] - m) ? k : b, 0);
+      if (Math.abs(c.moves[i] - m) < 0.01 && !pick.includes(i)) pick.push(i);
+    }
+    const age = (Date.now() - new Date(c.computed_at).getTime()) / 1000;
+    const stamp = el("p", { class: "note", id: "proximity-stamp", "data-status": p.status, "data-seq": String(c.seq),
+      text: `${p.status === "current" ? "current" : "outdated (" + p.reason + ")"} · computed on sequence ${c.seq} ` +
+        `in ${fmt(c.seconds, 1)} s, ${fmt(Math.max(0, age), 0)} s ago · ${c.model} · ${c.active_accounts.toLocaleString("en-US")} accounts with positions, ` +
+        `open interest ${fmt(c.open_interest_usd, 0)} USD` });
+    const legend = el("p", { class: "legend" },
+      el("span", { class: "key accounts", text: "── share of accounts under MM" }),
+      el("span", { class: "key oi", text: "- - - share of open interest under MM" }));
+    const rows = pick.map((i) => ({ move: c.moves[i], n: c.accounts_under_mm[i], sa: c.share_accounts[i], so: c.share_open_interest[i] }));
+    const tbl = table([
+      { key: "move", label: "index move", render: (r, td) => { numCell(td, 100 * r.move, "%", 0); } },
+      { key: "n", label: "accounts under MM", num: "", digits: 0 },
+      { key: "sa", label: "share of accounts", render: (r, td) => { numCell(td, 100 * r.sa, "%", 2); } },
+      { key: "so", label: "share of open interest", render: (r, td) => { numCell(td, 100 * r.so, "%", 2); } },
+    ], rows, { id: "proximity-table" });
+    box.replaceChildren(stamp, proximitySvg(c), legend, el("div", { class: "scroll" }, tbl),
+      el("p", { class: "note", text: p.method }));
+  }
+  async function proximity(seq) {
+    if (seq !== undefined && seq === proxSeq && !proxTimer) return;
+    if (Date.now() - proxAsked < 2000) { if (!proxTimer) proxTimer = setTimeout(() => { proxTimer = null; proximity(); }, 2000); return; }
+    proxAsked = Date.now();
+    try {
+      const p = await api("/v1/book/proximity");
+      renderProximity(p);
+      proxSeq = p.curve && p.status === "current" ? p.seq : -1;
+      if ((p.computing || p.status === "outdated" || p.status === "computing") && !proxTimer)
+        proxTimer = setTimeout(() => { proxTimer = null; proximity(); }, 2000);
+    } catch (e) {
+      document.getElementById("proximity").replaceChildren(el("p", { class: "na", id: "proximity-na", text: e.message }));
+    }
+  }
+
+  // Insurance fund, liquidations in progress and the circuit breaker: GET /v1/book.
+  async function enforcement(bookId) {
+    const b = await api("/v1/book");
+    const e = b.enforcement && b.enforcement[bookId];
+    const fund = document.getElementById("insurance-fund"), liq = document.getElementById("liquidations");
+    if (!fund || !liq) return;
+    if (!e) {
+      fund.replaceChildren(el("div", { class: "label", text: "insurance fund" }), el("div", { class: "na", text: "no enforcement figures for this book (no accounts or no market yet)" }));
+      liq.replaceChildren(el("div", { class: "label", text: "liquidations" }), el("div", { class: "na", text: "as for the insurance fund" }));
+      return;
+    }
+    const v = el("div", { class: "value" });
+    numCell(v, Number(e.insurance_fund), ccy, 4);
+    v.className = "value";
+    fund.replaceChildren(el("div", { class: "label", text: "insurance fund" }), v);
+    const inProgress = e.liquidation_in_progress;
+    liq.replaceChildren(el("div", { class: "label", text: "liquidations" }),
+      el("div", { class: "value", id: "liq-progress", text: inProgress ? `in progress: ${inProgress}` : "none in progress" }),
+      el("div", { class: "note", text: `${e.liquidations_done} done · ${e.under_maintenance_margin} under MM · breaker ${e.breaker.state}` }));
   }
 
   async function start() {
     await refresh();
     if (document.body.dataset.stream === "1" && PM.key()) listen(); else startPolling();
-    proximity();
   }
 
   document.addEventListener("DOMContentLoaded", () => {
