@@ -25,7 +25,7 @@ def test_shipped_venue_loads():
 
 
 @pytest.mark.parametrize(("old", "new", "field"), [
-    ("max_age_seconds", "max_age_secs", "market.max_age_secs"),
+    ("futures_price_band", "futures_price_bnd", "market.futures_price_bnd"),
     ('model = "deribit-pm"', 'model = "deribit-pmm"', "books[0].model"),
     ('collateral_currencies = ["BTC"]', 'collateral_currencies = ["BTC", "XYZ"]',
      "money.quanta"),

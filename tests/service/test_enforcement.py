@@ -303,6 +303,88 @@ def test_bad_reset_changes_nothing(venue: Venue) -> None:
     assert venue.get("/v1/state")["state_hash"] == h
 
 
+def _money_of(v: Venue, account: str) -> dict[str, Any]:
+    return {"cash": v.units(f"acct:{account}"),
+            "positions": dict(v.svc.state.books["BTC"].positions.get(account, {}))}
+
+
+@pytest.mark.parametrize("venue", [{"method": "takeover"}], indirect=True)
+def test_takeover_hands_the_smallest_slice_to_the_liquidator(venue: Venue) -> None:
+    from pmargin.liquidation.auction_params import load_auction_params
+    from pmargin.liquidation.execution import takeover_fraction
+
+    tk = load_auction_params().takeover
+    liq = "liquidator-BTC"
+    assert liq in venue.svc.state.account_book  # created at start, as a logged event
+    venue.account("t1", "0.6", "-3")  # short 3 coins of the inverse perpetual
+    venue.account("w1", "2")
+    venue.post("/v1/transfers", {"account": liq, "currency": "BTC", "amount": "5",
+                                 "direction": "deposit"})
+    venue.market(96000.0)  # +20 %: loses 0.5 BTC of 0.6, below MM
+    before = venue.get("/v1/accounts/t1")
+    assert before["equity"] < before["maintenance_margin"]
+    # the slice the library's rule gives for this account (independent of the service's steps)
+    svc = venue.svc
+    pf, mkt, model = svc.portfolio("t1"), svc.market(), svc.state.books["BTC"].model
+    res = model.margin(pf, mkt)
+    value = float(res.by_position["value"].sum())
+    want_f = takeover_fraction(pf, mkt, model, value, res.equity)
+    assert Decimal(0) < want_f < Decimal(1)
+    fund0, liq0 = venue.units(insurance_fund("BTC")), venue.units(f"acct:{liq}")
+    venue.run()
+    steps = _liq_steps(venue, "t1")
+    assert [s["action"] for s in steps] == ["start", "takeover", "end"]
+    tko = steps[1]
+    assert Decimal(tko["fraction"]) == want_f
+    assert tko["liquidator"] == liq
+    (moved,) = tko["moved"]
+    dq = Decimal(moved["quantity"])
+    assert dq == (Decimal(-3) * want_f).quantize(Q)  # the slice, to the quantity grid
+    after = _money_of(venue, "t1")
+    liq_pos = venue.svc.state.books["BTC"].positions[liq]["BTC-PERPETUAL"]
+    assert after["positions"]["BTC-PERPETUAL"][0] + liq_pos[0] == -3 * 10**8  # nothing lost
+    assert liq_pos[0] == int(dq / Q)
+    # discount and penalty: the stated rates of |slice value|, floored to the quantum
+    slice_abs = abs(Decimal(repr(value)) * want_f)
+    disc, pen = int(Decimal(tko["discount"]) / Q), int(Decimal(tko["penalty"]) / Q)
+    assert disc == int(tk.discount * slice_abs / Q)
+    assert pen == int(tk.insurance_fee_rate * slice_abs / Q)
+    assert venue.units(insurance_fund("BTC")) == fund0 + pen
+    # the liquidator's cash moves by the discount plus what the fill at the mark books
+    liq_cash = sum(u for a, c, u in tko["postings"] if a == f"acct:{liq}")
+    assert venue.units(f"acct:{liq}") == liq0 + liq_cash
+    assert steps[-1]["outcome"] == "restored"
+    acct = venue.get("/v1/accounts/t1")
+    assert acct["equity"] >= acct["maintenance_margin"]
+    assert venue.get("/v1/state")["conservation"] == {"BTC": 0}
+    assert venue.svc.store.ledger_sums() == {"BTC": 0}
+    assert venue.run() == 0  # the liquidator itself is never liquidated by the worker
+    again = Service(venue.svc.cfg, venue.svc.store)
+    assert again.state.state_hash() == venue.svc.state.state_hash()
+
+
+@pytest.mark.parametrize("venue", [{"method": "takeover", "insurance_fund_seed": "0.05"}],
+                         indirect=True)
+def test_takeover_of_a_bankrupt_account_then_fund_then_adl(venue: Venue) -> None:
+    venue.account("b1", "0.15", "-1")
+    venue.account("w1", "1", "1")
+    venue.market(120000.0)  # the short loses 1/3 BTC of 0.15: bankrupt
+    venue.run()
+    steps = _liq_steps(venue, "b1")
+    acts = [s["action"] for s in steps]
+    assert acts == ["start", "takeover", "fund", "adl", "end"]
+    tko = steps[1]
+    assert Decimal(tko["fraction"]) == 1  # no slice restores a bankrupt account: all of it
+    assert Decimal(tko["penalty"]) == 0  # a bankrupt account pays no penalty
+    assert not venue.svc.state.books["BTC"].positions.get("b1")
+    assert venue.svc.state.books["BTC"].positions["liquidator-BTC"]["BTC-PERPETUAL"][0] \
+        == -10**8
+    assert venue.units("acct:b1") == 0
+    assert steps[-1]["outcome"] == "closed"
+    assert venue.get("/v1/state")["conservation"] == {"BTC": 0}
+    assert venue.svc.store.ledger_sums() == {"BTC": 0}
+
+
 def test_bad_enforcement_settings_are_refused(tmp_path: Path) -> None:
     from pmargin.errors import ParamsError
     from pmargin.service.config import load_venue

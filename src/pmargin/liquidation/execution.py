@@ -17,7 +17,7 @@ import numpy as np
 from pmargin.book import Book
 from pmargin.liquidation._params import FrozenParams, load_params_file
 from pmargin.liquidation.auction import AuctionLot, AuctionResult, Bidder, run_auction
-from pmargin.liquidation.auction_params import load_auction_params
+from pmargin.liquidation.auction_params import AuctionParams, load_auction_params
 from pmargin.liquidation.insurance_fund import InsuranceFund
 from pmargin.liquidation.ledger import Ledger
 from pmargin.liquidation.takeover import TakeoverResult, takeover
@@ -26,7 +26,7 @@ from pmargin.models.base import MarginModel
 from pmargin.portfolio import Portfolio, Position
 
 __all__ = ["BidderSpec", "BiddersParams", "ExecutionOutcome", "auction_account",
-           "load_bidders", "takeover_account"]
+           "load_bidders", "takeover_account", "takeover_fraction"]
 
 
 class BidderSpec(FrozenParams):
@@ -128,23 +128,38 @@ def auction_account(portfolio: Portfolio, market: MarketSnapshot, model: MarginM
                             float(1 - result.remaining_fraction))
 
 
-def takeover_account(portfolio: Portfolio, market: MarketSnapshot, model: MarginModel,
-                     liquidator: str = "liquidator:takeover", buffer: float = 0.05,
-                     fund_usd: float = 250_000.0) -> ExecutionOutcome:
-    """Hand the smallest slice of the account that restores health to a liquidator.
+def takeover_fraction(portfolio: Portfolio, market: MarketSnapshot, model: MarginModel,
+                      value: float, equity: float, buffer: float = 0.05,
+                      params: AuctionParams | None = None) -> Decimal:
+    """The smallest slice of an account a liquidator takes over to restore its health.
 
     The slice ``f`` is the smallest (to 1e-6, by bisection with the margin model on the scaled
     account) such that ``equity - f (discount + penalty) |value| >= (1 + buffer) MM((1 - f) P)``;
-    ``f = 1`` when no slice suffices.
+    ``f = 1`` when no slice suffices, ``0`` when the account needs none.
+
+    Parameters
+    ----------
+    portfolio : Portfolio
+        The account.
+    market : MarketSnapshot
+        Market data.
+    model : MarginModel
+        The account's margin model.
+    value : float
+        Signed mark value of its positions, margin currency.
+    equity : float
+        Its equity, margin currency.
+    buffer : float
+        Margin kept above MM after the takeover (fraction of MM).
+    params : AuctionParams, optional
+        ``[takeover]`` discount and penalty rate (the shipped ``auction.toml`` by default).
 
     Returns
     -------
-    ExecutionOutcome
-        The takeover's cash flows and the ledger's conservation error (exactly 0).
+    Decimal
+        The fraction in [0, 1], a multiple of 1e-6.
     """
-    ap = load_auction_params()
-    ledger, fund, account, value, mm, equity = _setup(portfolio, market, model, fund_usd)
-    ccy = portfolio.margin_currency
+    ap = params if params is not None else load_auction_params()
     cost_rate = float(ap.takeover.discount + ap.takeover.insurance_fee_rate)
 
     def healthy(fractions: np.ndarray) -> np.ndarray:
@@ -166,7 +181,25 @@ def takeover_account(portfolio: Portfolio, market: MarketSnapshot, model: Margin
                 hi = mid
             else:
                 lo = mid
-    frac = Decimal(repr(round(hi, 6))) if hi > 0 else Decimal(0)
+    return Decimal(repr(round(hi, 6))) if hi > 0 else Decimal(0)
+
+
+def takeover_account(portfolio: Portfolio, market: MarketSnapshot, model: MarginModel,
+                     liquidator: str = "liquidator:takeover", buffer: float = 0.05,
+                     fund_usd: float = 250_000.0) -> ExecutionOutcome:
+    """Hand the smallest slice of the account that restores health to a liquidator.
+
+    The slice is :func:`takeover_fraction`'s.
+
+    Returns
+    -------
+    ExecutionOutcome
+        The takeover's cash flows and the ledger's conservation error (exactly 0).
+    """
+    ap = load_auction_params()
+    ledger, fund, account, value, mm, equity = _setup(portfolio, market, model, fund_usd)
+    ccy = portfolio.margin_currency
+    frac = takeover_fraction(portfolio, market, model, value, equity, buffer, ap)
     if frac == 0:
         return ExecutionOutcome("takeover", portfolio.account_id, value, mm, equity, None, None,
                                 ledger.conservation_error(ccy), 0.0)

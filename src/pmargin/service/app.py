@@ -505,7 +505,8 @@ class Service:
             for bid, bs in self.state.books.items():
                 if bs.accounts:
                     summ = self._book_summary(bid, largest=False)
-                    hub.publish_book({"type": "book", "seq": seq, "cause": kind, **summ,
+                    hub.publish_book({"type": "book", "seq": seq, "cause": kind,
+                                      "published_at": time.time(), **summ,
                                       **self.enforcer.book_section(bid)})
 
     # ------------------------------------------------------------------ checks

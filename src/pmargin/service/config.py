@@ -47,7 +47,6 @@ class MoneyConfig(_Strict):
 class MarketConfig(_Strict):
     """Market-data policy and fill price bands (see venue.toml)."""
 
-    max_age_seconds: float = Field(gt=0)
     futures_price_band: float = Field(gt=0)
     option_price_band_rel: float = Field(ge=0)
     option_price_band_abs: float = Field(ge=0)

@@ -7,11 +7,19 @@ circuit breaker and wakes its worker thread, which liquidates the accounts below
 margin one logged step at a time:
 
 ``start``
-    the plan of the configured method (``market``: :func:`pmargin.liquidation.planner.
-    plan_liquidation` with the book's model on the market in use), no money moves;
-``trade`` (one per planned step)
+    the plan of the configured method, no money moves: ``market``, the surgical planner
+    (:func:`pmargin.liquidation.planner.plan_liquidation` with the book's model on the market in
+    use); ``takeover``, the smallest slice of the whole account that the book's liquidator
+    account takes over to restore health (:func:`pmargin.liquidation.execution.
+    takeover_fraction`, ``auction.toml`` ``[takeover]``);
+``trade`` (method ``market``, one per planned step)
     the step's trades booked at the plan's execution prices against ``clearing:<book>``, the
     penalty (capped at the account's equity) to ``insurance_fund:<book>``;
+``takeover`` (method ``takeover``)
+    the slice of every position moves to the liquidator account ``<liquidator_account>-<book>``
+    at the mark (both sides booked as fills against ``clearing:<book>``), the account pays the
+    liquidator the discount ``discount x |slice value|`` and the insurance fund the penalty
+    ``insurance_fee_rate x |slice value|`` (capped at the account's equity after the discount);
 ``fund``
     a negative margin-currency balance left once every position is closed is paid by the
     insurance fund, up to its balance;
@@ -35,7 +43,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -96,9 +104,10 @@ class Enforcer:
     def __init__(self, service: Service) -> None:
         self.svc = service
         self.cfg = service.cfg.enforcement
-        if self.cfg.method != "market":
+        if self.cfg.method == "auction":
             raise ParamsError("enforcement.method", self.cfg.method,
-                              "only 'market' is wired into the service so far")
+                              "a Dutch auction needs bidders who bid over time; the service has "
+                              "no bidding interface yet: use 'market' or 'takeover'")
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -209,11 +218,11 @@ class Enforcer:
         bs = s.books[book]
         if not bs.accounts or s.market is None:
             return 0, len(bs.accounts)
-        res = s.engine(book).result
-        liq = self._liquidator_row(book)
+        eng = s.engine(book)
+        res = eng.result
         under = res.equity < res.maintenance_margin
-        if liq is not None:
-            under[liq] = False
+        if self.liquidator(book) in s.account_book:  # the backstop is not counted
+            under[eng.row(self.liquidator(book))] = False
         return int(under.sum()), len(bs.accounts)
 
     def breaker_state(self, book: str) -> str:
@@ -278,6 +287,13 @@ class Enforcer:
                     if bs.accounts:
                         self._health_events(bid, None, self.svc.state.seq)
                         self._check_breaker(bid, self.svc.state.seq)
+            if self.cfg.method == "takeover":
+                for bid in self.svc.state.books:
+                    liq = self.liquidator(bid)
+                    if liq not in self.svc.state.account_book:
+                        self.svc.write_system([("account", bid, {"id": liq, "book": bid},
+                                                self.svc.state.effect_account(liq, bid),
+                                                f"{SYSTEM_KEY}/liquidator/{bid}")])
             for bid, bs in self.svc.state.books.items():
                 seed = self.cfg.insurance_fund_seed
                 if bid not in self.seeded and seed > 0:
@@ -343,12 +359,9 @@ class Enforcer:
                     return True
             return False
 
-    def _liquidator_row(self, book: str) -> int | None:
-        eng = self.svc.state.engine(book)
-        try:
-            return eng.row(self.cfg.liquidator_account)
-        except Exception:
-            return None
+    def liquidator(self, book: str) -> str:
+        """The account that takes over slices in ``book`` (method ``takeover``)."""
+        return f"{self.cfg.liquidator_account}-{book}"
 
     def _candidates(self, book: str) -> list[str]:
         """Accounts below MM, largest shortfall first, not already finished on this market."""
@@ -362,8 +375,8 @@ class Enforcer:
         out = []
         for r in rows[np.argsort(-short[rows], kind="stable")]:
             a = bs.accounts[int(r)]
-            if a == self.cfg.liquidator_account:
-                continue
+            if a == self.liquidator(book):
+                continue  # the venue's own backstop: funded and watched by the operator
             ids = self.by_account.get(a)
             if ids:
                 last = self.liquidations[ids[-1]]
@@ -388,15 +401,28 @@ class Enforcer:
         bs = s.books[book]
         n = len(self.by_account.get(account, [])) + 1
         lid = f"{account}#{n}"
-        plan = plan_liquidation(self.svc.portfolio(account), self.svc.market(), bs.model)
-        steps = [{"label": st.label, "trades": [[i, q, px] for i, q, px in st.trades],
-                  "penalty": st.penalty, "equity_after": st.equity,
-                  "maintenance_margin_after": st.maintenance_margin} for st in plan.steps]
-        p = {"liquidation": lid, "account": account, "step": 0, "action": "start",
-             "method": self.cfg.method, "market_digest": s.market_digest,
-             "trigger": self._figures(book, account), "plan": steps,
-             "planned_deficit": plan.deficit, "stuck": plan.stuck,
-             "reason": "equity below maintenance margin"}
+        pf, mkt = self.svc.portfolio(account), self.svc.market()
+        p: dict[str, Any] = {"liquidation": lid, "account": account, "step": 0,
+                             "action": "start", "method": self.cfg.method,
+                             "market_digest": s.market_digest,
+                             "trigger": self._figures(book, account),
+                             "reason": "equity below maintenance margin"}
+        if self.cfg.method == "takeover":
+            from pmargin.liquidation.execution import takeover_fraction
+
+            res = bs.model.margin(pf, mkt)
+            value = float(res.by_position["value"].sum()) if len(res.by_position) else 0.0
+            frac = takeover_fraction(pf, mkt, bs.model, value, res.equity)
+            p.update(plan=[{"label": "takeover", "fraction": str(frac), "positions_value": value,
+                            "liquidator": self.liquidator(book)}], planned_deficit=None,
+                     stuck=False)
+        else:
+            plan = plan_liquidation(pf, mkt, bs.model)
+            p.update(plan=[{"label": st.label, "trades": [[i, q, px] for i, q, px in st.trades],
+                            "penalty": st.penalty, "equity_after": st.equity,
+                            "maintenance_margin_after": st.maintenance_margin}
+                           for st in plan.steps],
+                     planned_deficit=plan.deficit, stuck=plan.stuck)
         self._log(book, lid, 0, p, Effect("liquidation", book))
 
     def _log(self, book: str, lid: str, k: int, p: dict[str, Any], eff: Effect) -> None:
@@ -419,8 +445,18 @@ class Enforcer:
         k = len(liq.steps)
         acts = liq.actions()
         base: dict[str, Any] = {"liquidation": liq.id, "account": acct, "step": k}
+        if liq.method == "takeover" and "takeover" not in acts and "fund" not in acts:
+            if s.market_digest != liq.market_digest:
+                self._end(liq, k, "replan", "the market moved before the takeover: the account "
+                          "is re-planned if still below MM")
+                return
+            st = liq.plan[0]
+            eff, detail = self._takeover_effect(book, acct, Decimal(st["fraction"]),
+                                                float(st["positions_value"]))
+            self._log(book, liq.id, k, {**base, "action": "takeover", **detail}, eff)
+            return
         n_trades = acts.count("trade")
-        if n_trades < len(liq.plan) and "fund" not in acts:
+        if liq.method != "takeover" and n_trades < len(liq.plan) and "fund" not in acts:
             if s.market_digest != liq.market_digest:
                 self._end(liq, k, "replan", "the market moved: the rest of the plan is "
                           "dropped and the account re-planned if still below MM")
@@ -493,12 +529,7 @@ class Enforcer:
                 dq = -held  # a close: exactly the position (never a flip by rounding)
             if dq == 0:
                 continue
-            if inst.is_option and inst.is_inverse:
-                assert inst.expiry is not None
-                px = float(px_usd) / mkt.forward(inst.underlying, inst.expiry)
-            else:
-                px = float(px_usd)
-            price = Decimal(repr(max(px, 0.0)))
+            price = _fill_price(inst, float(px_usd), mkt)
             settle = inst.settle_currency
             res = fill_effect(inst, from_units(held, qq), entry, from_units(dq, qq), price,
                               self._q(settle))
@@ -519,6 +550,71 @@ class Enforcer:
         return eff, {"trades": trades, "penalty": str(from_units(pen_units, self._q(mc))),
                      "reason": "planned step of the surgical liquidation (planner.toml, "
                                "liquidity.toml prices)"}
+
+    def _takeover_effect(self, book: str, acct: str, frac: Decimal, value: float
+                         ) -> tuple[Effect, dict[str, Any]]:
+        """The slice ``frac`` of every position to the liquidator at the mark, discount, penalty.
+
+        Parameters
+        ----------
+        book, acct : str
+            Book and liquidated account.
+        frac : Decimal
+            Fraction of each position taken over, in (0, 1] (1: exactly the positions held).
+        value : float
+            Signed mark value of the account's positions at the start, margin currency.
+        """
+        from pmargin.liquidation.auction_params import load_auction_params
+
+        s = self.svc.state
+        bs = s.books[book]
+        mkt = self.svc.market()
+        qq = self.svc.cfg.money.quantity_quantum
+        liq = self.liquidator(book)
+        eff = Effect("liquidation", book)
+        moved = []
+        for name, (held, entry) in sorted(bs.positions.get(acct, {}).items()):
+            if frac >= 1:
+                dq = held
+            else:
+                dq = int((Decimal(held) * frac).to_integral_value(rounding=ROUND_HALF_EVEN))
+            if dq == 0:
+                continue
+            inst = parse_instrument(name)
+            price = _fill_price(inst, float(mkt.mark_price(inst)), mkt)
+            settle = inst.settle_currency
+            q = self._q(settle)
+            sold = fill_effect(inst, from_units(held, qq), entry, from_units(-dq, qq), price, q)
+            lh, le = bs.positions.get(liq, {}).get(name, (0, Decimal(0)))
+            bought = fill_effect(inst, from_units(lh, qq), le, from_units(dq, qq), price, q)
+            c_a = to_units(sold.cash, q, "cash")
+            c_l = to_units(bought.cash, q, "cash")
+            eff.postings += [(user(acct), settle, c_a), (user(liq), settle, c_l),
+                             (clearing(book), settle, -(c_a + c_l))]
+            eff.positions[(acct, name)] = (to_units(sold.quantity, qq, "quantity"), sold.entry)
+            eff.positions[(liq, name)] = (to_units(bought.quantity, qq, "quantity"),
+                                          bought.entry)
+            moved.append({"instrument": name, "quantity": str(from_units(dq, qq)),
+                          "price": str(price),
+                          "price_currency": settle if inst.is_option else "USD",
+                          "cash_account": str(sold.cash), "cash_liquidator": str(bought.cash)})
+        mc = bs.cfg.margin_currency
+        qm = self._q(mc)
+        tk = load_auction_params().takeover
+        slice_abs = abs(Decimal(repr(value)) * frac)
+        disc = int(tk.discount * slice_abs / qm)  # floored: never more than the rule
+        eq_after = Decimal(repr(self._figures(book, acct)["equity"])) - disc * qm
+        pen = min(int(tk.insurance_fee_rate * slice_abs / qm), max(int(eq_after / qm), 0))
+        if disc:
+            eff.postings += [(user(acct), mc, -disc), (user(liq), mc, disc)]
+        if pen:
+            eff.postings += [(user(acct), mc, -pen), (insurance_fund(book), mc, pen)]
+        eff.postings = [x for x in eff.postings if x[2] != 0]
+        return eff, {"fraction": str(frac), "liquidator": liq, "moved": moved,
+                     "slice_value": str(Decimal(repr(value)) * frac),
+                     "discount": str(from_units(disc, qm)), "penalty": str(from_units(pen, qm)),
+                     "reason": "the liquidator account takes this slice of every position over at "
+                               "the mark, for a discount (auction.toml [takeover])"}
 
     def _loss_effect(self, book: str, acct: str, deficit: int
                      ) -> tuple[Effect, dict[str, Any]]:
@@ -606,3 +702,13 @@ class Enforcer:
                     self.errors[-1] if self.errors else None),
                 "liquidations_done": sum(1 for x in self.liquidations.values()
                                          if x.book == book and x.done)}
+
+
+def _fill_price(inst: Any, px_usd: float, mkt: Any) -> Decimal:
+    """A USD price as a fill price: coin per contract for inverse options, else USD (>= 0)."""
+    if inst.is_option and inst.is_inverse:
+        assert inst.expiry is not None
+        px = px_usd / mkt.forward(inst.underlying, inst.expiry)
+    else:
+        px = px_usd
+    return Decimal(repr(max(px, 0.0)))

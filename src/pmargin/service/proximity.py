@@ -20,8 +20,7 @@ accounts), so it is never computed on the request path:
 * a computation that fails is reported (``status: "failed"`` with the reason) and retried only
   when the state has moved on.
 
-The copy of the book is taken under the book's writer lock and the view lock (array copies, no
-Python loop over accounts);
+The copy of the book is taken under the view lock (array copies, no Python loop over accounts);
 the curve is computed without any lock, on its own engine, so writes and the service's own
 re-margining are never blocked by it.
 """
@@ -167,8 +166,8 @@ class ProximityCurves:
         svc = self.svc
         s = svc.state
         try:
-            # writer lock then view lock (the service's order): the engine may be rebuilt here
-            with svc.locks.books([book]), svc.locks.view:
+            # the view lock only: every engine change happens under it (Service.read_engine)
+            with svc.locks.view:
                 engine = s.engine(book)
                 copy = engine.book_copy()
                 market, model = engine.market, engine.model

@@ -165,7 +165,7 @@ def book_accounts(service: Any, book: str | None, sort: str, order: str, page: i
         return out
     res = s.engine(bid).result
     # the arrays and orders of one state are computed once: the overview asks for two tables
-    # (and every open page asks again) after each update; reads run under the service lock
+    # (and every open page asks again) after each update; reads run under the view lock
     stamp = (bid, s.seq, id(res), len(bs.accounts))
     if cache is None or cache.get("stamp") != stamp:
         eq = np.asarray(res.equity, dtype=float)
@@ -347,7 +347,9 @@ def add_view_routes(app: FastAPI, service: Any, auth: Callable[..., Any],
             health: Annotated[list[str] | None, Query()] = None) -> dict[str, Any]:
         """A book's accounts, sorted and paged on the server (risk)."""
         need(who, "risk")
-        with service.lock:
+        # the view lock only (a copy of in-memory arrays): a page never waits for a write's
+        # database work, such as a market epoch's health events and attestation
+        with service.locks.view:
             return book_accounts(service, book, sort, order, page, size, health, book_cache)
 
     @app.get("/v1/book/proximity", responses=errors)
@@ -360,7 +362,7 @@ def add_view_routes(app: FastAPI, service: Any, auth: Callable[..., Any],
     def instruments(who: Who, q: str = "",
                     limit: Annotated[int, Query(ge=1, le=5000)] = 5000) -> dict[str, Any]:
         """Instruments of the market in use; ``q``: words that must all appear (any role)."""
-        with service.lock:
+        with service.locks.view:
             mkt, digest = service.state.market, service.state.market_digest
         if mkt is None:
             raise InvalidInput("market", None, "no market yet: post one to /v1/market first")

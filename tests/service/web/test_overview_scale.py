@@ -3,9 +3,13 @@
 Targets (issue 14): first render <= 1 s after the page is requested, live updates <= 1 s behind
 the engine. "First render" is the page's own mark (``window.pmOverview.firstRenderMs``: time
 from the navigation start to the moment the totals and both tables are in the DOM, read from
-``performance.now()``). "Behind the engine" is from the 200 of ``POST /v1/market`` (the book
-has been re-margined when it is sent) to the moment the page shows the new sequence number
-(both on this machine's clock). Figures are printed and reported in docs/dashboard.md.
+``performance.now()``). "Behind the engine" is from the moment the service publishes the
+re-margined book on its stream (``published_at`` of the ``book`` message, server clock) to the
+moment the page shows that state (browser clock; both on this machine). The time from the 200
+of ``POST /v1/market`` is reported beside it: it can be negative, because the service answers
+the POST only after the epoch's health events and attestation are stored, while the stream
+message goes out as soon as the margins are current. Figures are printed and reported in
+docs/dashboard.md.
 """
 
 from __future__ import annotations
@@ -100,7 +104,8 @@ def test_overview_of_100k_accounts(browser: Any, big_venue: dict[str, Any], shot
     assert console_errors(browser) == []
     total = js_json(browser, "document.querySelector('#largest .pager span').textContent")
     assert f"{ACCOUNTS:,}" in total
-    lags = []
+    lags: list[float] = []
+    after_200: list[float] = []
     for m in _moved_markets(5):
         n = len(js_json(browser, "window.pmOverview.updates"))
         r = httpx.post(f"{url}/v1/market", json=m, timeout=120, headers={
@@ -110,12 +115,17 @@ def test_overview_of_100k_accounts(browser: Any, big_venue: dict[str, Any], shot
         assert r.status_code == 200, r.text
         ups = wait_for(browser, f"window.pmOverview.updates.length > {n} && "
                                 "window.pmOverview.updates", timeout=30)
-        lags.append(ups[-1]["at"] - done_ms)
+        after_200.append(ups[-1]["at"] - done_ms)
+        # behind the engine: from the stream message's publication (the book re-margined,
+        # server clock) to the page showing that state (the browser's clock: same machine)
+        assert ups[-1]["published"] is not None, ups[-1]
+        lags.append(ups[-1]["at"] - ups[-1]["published"])
     assert console_errors(browser) == []
     shots(browser, "overview-100k")
     report = {"accounts": ACCOUNTS, "first_render_ms": renders, "update_lag_ms": lags,
               "first_render_median_ms": statistics.median(renders),
               "update_lag_median_ms": statistics.median(lags),
+              "after_post_200_ms": after_200,
               "seed_and_start_s": big_venue["seed_seconds"]}
     print("\nDASHBOARD-TIMING " + json.dumps(report))
     out = os.environ.get("PMARGIN_DASHBOARD_TIMING")
