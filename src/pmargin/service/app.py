@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
@@ -204,6 +205,9 @@ class Service:
         from pmargin.service.stream import StreamHub
 
         self.stream = StreamHub(self.cfg.stream.queue_size)
+        self._last_book_publish = -1e18  # time.monotonic() of the last book message
+        self._conflate_lock = threading.Lock()
+        self._conflate_timer: threading.Timer | None = None
         self.enforcer = Enforcer(self)
         from pmargin.service.proximity import ProximityCurves
 
@@ -337,6 +341,10 @@ class Service:
                 self.accepted_at = time.perf_counter()
             with self.locks.view:
                 self.state.apply(eff, seq)
+            if kind == "market":
+                # the margins are current: stream them now, not after the epoch's summary,
+                # attestation and health events (seconds on a large book)
+                self.publish(kind, eff, seq)
             log.info("write", extra={"event": "write", "kind": kind, "seq": seq,
                                      "book": eff.book})
             self.enforcer.observe(kind, eff.book, payload, seq)
@@ -502,12 +510,49 @@ class Service:
                     hub.publish_account(a, {"type": kind, "seq": seq, **{
                         k: v for k, v in payload.items() if k != "plan"}})
         if hub.has_risk() and kind not in ("health",) and self.state.market is not None:
-            for bid, bs in self.state.books.items():
-                if bs.accounts:
-                    summ = self._book_summary(bid, largest=False)
-                    hub.publish_book({"type": "book", "seq": seq, "cause": kind,
-                                      "published_at": time.time(), **summ,
-                                      **self.enforcer.book_section(bid)})
+            from pmargin.service.enforcement import LOGGED_KINDS
+
+            if kind in LOGGED_KINDS and self._book_conflated(kind):
+                return
+            self._publish_books(kind, seq)
+
+    def _publish_books(self, cause: str, seq: int) -> None:
+        """One ``book`` message per book with accounts to the risk clients (state now)."""
+        self._last_book_publish = time.monotonic()
+        for bid, bs in self.state.books.items():
+            if bs.accounts:
+                summ = self._book_summary(bid, largest=False)
+                self.stream.publish_book({"type": "book", "seq": seq, "cause": cause,
+                                          "published_at": time.time(),
+                                          "market_digest": self.state.market_digest, **summ,
+                                          **self.enforcer.book_section(bid)})
+
+    def _book_conflated(self, kind: str) -> bool:
+        """Whether a system event's book message waits (``[stream] book_interval_seconds``).
+
+        The enforcer's steps can follow each other every few milliseconds in a crash, and each
+        book message sums the whole book: within the interval after a book message, the message
+        of a system event is not sent; a timer sends the state as it then is (the newest
+        sequence number, ``cause: "conflated"``) when the interval ends. Outside writes (fills,
+        transfers, markets) always send their own message at once.
+        """
+        wait = self.cfg.stream.book_interval_seconds - (
+            time.monotonic() - self._last_book_publish)
+        if wait <= 0:
+            return False
+        with self._conflate_lock:
+            if self._conflate_timer is None:
+                def fire() -> None:
+                    with self._conflate_lock:
+                        self._conflate_timer = None
+                    with self.locks.view:  # the state as it is now, read consistently
+                        if self.stream.has_risk() and self.state.market is not None:
+                            self._publish_books("conflated", int(self.state.seq))
+
+                self._conflate_timer = threading.Timer(wait, fire)
+                self._conflate_timer.daemon = True
+                self._conflate_timer.start()
+        return True
 
     # ------------------------------------------------------------------ checks
     def check_market(self, mkt: MarketSnapshot, eff: Effect | None = None) -> None:

@@ -71,6 +71,7 @@ class StreamConfig(_Strict):
     queue_size: int = Field(ge=1, le=100_000)
     socket_buffer_bytes: int = Field(ge=4096, le=16 * 1024 * 1024)
     auth_timeout_seconds: float = Field(gt=0, le=60)
+    book_interval_seconds: float = Field(default=0.25, ge=0, le=60)
 
 
 class DemoConfig(_Strict):

@@ -186,7 +186,8 @@ class Enforcer:
             touched |= {a[5:] for a, _, _ in eff.postings if a.startswith("acct:")}
             if eff.new_account is None and touched:
                 self._health_events(eff.book, sorted(touched), seq)
-        self.svc.publish(kind, eff, seq)
+        if kind != "market":  # a market is streamed by the write itself, once applied
+            self.svc.publish(kind, eff, seq)
         self._wake.set()
 
     def _health_events(self, book: str, accounts: list[str] | None, cause: int) -> None:

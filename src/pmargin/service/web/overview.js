@@ -8,15 +8,9 @@
   };
   const SIZE = 20;
   let ccy = "", seqShown = -1, valuation = null, mode = "", busy = false, again = false;
-  const published = {};
-  // the engine's publication time of the newest stream message this state includes (ms)
-  const publishedFor = (seq) => {
-    let best = null;
-    for (const [k, v] of Object.entries(published)) if (Number(k) <= seq && (best === null || Number(k) > best[0])) best = [Number(k), v];
-    return best === null ? null : best[1];
-  };
-  // what the browser test reads: first render time and each update's arrival (ms since epoch)
-  window.pmOverview = { firstRenderMs: null, updates: [] };
+  // what the browser test reads: first render time, each update's arrival (ms since epoch),
+  // and when the service published each market's book message (server clock, ms, by digest)
+  window.pmOverview = { firstRenderMs: null, updates: [], marketPublished: {} };
 
   const cols = () => [
     { key: "account", label: "account", sortable: true, render: (r) => el("a", { href: `/ui/account?id=${encodeURIComponent(r.account)}`, text: r.account }) },
@@ -112,7 +106,7 @@
       PM.showError("");
       const now = performance.timeOrigin + performance.now();
       if (window.pmOverview.firstRenderMs === null) window.pmOverview.firstRenderMs = performance.now();
-      if (a.seq !== seqShown) { window.pmOverview.updates.push({ seq: a.seq, market: a.market && a.market.digest, at: now, published: publishedFor(a.seq) }); seqShown = a.seq; }
+      if (a.seq !== seqShown) { window.pmOverview.updates.push({ seq: a.seq, market: a.market && a.market.digest, at: now }); seqShown = a.seq; }
       document.body.dataset.seq = String(a.seq);
     } catch (e) {
       PM.showError(e.status === 403 ? "this page needs a risk key (" + e.message + ")" : e.message);
@@ -152,9 +146,9 @@
         mode = "live: WebSocket /v1/stream";
         document.getElementById("st-mode").textContent = mode;
       }
-      // the engine's publication time (server clock, s): the browser test's lag is measured
-      // from it to the moment the page shows that sequence number
-      if (typeof m.seq === "number" && typeof m.published_at === "number") published[m.seq] = 1000 * m.published_at;
+      if (m.cause === "market" && m.market_digest && typeof m.published_at === "number" &&
+          !(m.market_digest in window.pmOverview.marketPublished))
+        window.pmOverview.marketPublished[m.market_digest] = 1000 * m.published_at;
       if (typeof m.seq === "number" && m.seq !== seqShown) refresh();
     });
     ws.addEventListener("close", (ev) => {
