@@ -694,6 +694,7 @@ class PortfolioMarginModel(MarginModel):
             g = unit.grid
             vec = pnl[0]
             vol_names = g.vol_names()
+            first = len(rows)
             for s in range(g.size):
                 rows.append({
                     "underlying": unit.underlying,
@@ -705,15 +706,8 @@ class PortfolioMarginModel(MarginModel):
                     "pnl": float(vec[s]),
                 })
             s_star = int(np.argmin(vec))
-            worst[unit.underlying] = {
-                "index": s_star,
-                "name": g.names[s_star],
-                "price_shock": float(g.move[s_star]),
-                "vol_shock": vol_names[s_star],
-                "weight": float(g.weight[s_star]),
-                "extended": bool(g.extended[s_star]),
-                "pnl": float(vec[s_star]),
-            }
+            worst[unit.underlying] = {"index": s_star, **{
+                k: v for k, v in rows[first + s_star].items() if k != "underlying"}}
             for k, c in enumerate(unit.columns):
                 col_unit[int(c)] = (unit, k, s_star)
         for n_, j in enumerate(pos.indices):
