@@ -1,8 +1,10 @@
-"""Shared fixtures: location of ../shared, seeded RNG, hypothesis profile."""
+"""Shared fixtures: location of ../shared, seeded RNG, hypothesis profile, headless Chromium."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,6 +44,18 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium per test module (:mod:`tests.browser`); skips, saying why, without."""
+    from tests.browser import headless_chromium, why_no_browser
+
+    why = why_no_browser()
+    if why is not None:
+        pytest.skip(why)
+    with headless_chromium() as drv:
+        yield drv
 
 
 @pytest.fixture(scope="session")

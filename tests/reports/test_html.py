@@ -6,8 +6,6 @@ snapshot and the crash history when ../shared is there (a generated market other
 from __future__ import annotations
 
 import re
-import shutil
-from typing import Any
 
 import pytest
 
@@ -15,21 +13,7 @@ pytest.importorskip("matplotlib",
                     reason="the report's figures need matplotlib (pip install pmargin[plot])")
 
 from pmargin.reports.html import ReportOptions, collect_report, render_html
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-def _why_not() -> str | None:
-    if CHROMIUM is None:
-        return "no chromium on PATH (make browser, or apt-get install chromium)"
-    if CHROMEDRIVER is None:
-        return "no chromedriver on PATH (make browser, or apt-get install chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (make env)"
-    return None
+from tests.browser import console_errors
 
 
 @pytest.fixture(scope="module")
@@ -41,30 +25,6 @@ def report_html() -> str:
                          episodes=episodes, assets=("ETH",), regimes=("deribit-sm", "deribit-pm"),
                          bates=False, paths=500)
     return render_html(collect_report(opts))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    why = _why_not()
-    if why is not None:
-        pytest.skip(why)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=1280,900", "--disable-extensions", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=DriverService(executable_path=str(CHROMEDRIVER)),
-                           options=opts)
-    drv.set_page_load_timeout(60)
-    try:
-        yield drv
-    finally:
-        drv.quit()
 
 
 @pytest.mark.data
@@ -96,7 +56,6 @@ def test_report_renders_in_chromium(report_html, browser, tmp_path):
         assert complete, img_id
         assert w > 100, img_id  # decoded, not a broken image
         assert h > 100, img_id
-    severe = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
-    assert severe == []
+    assert console_errors(browser) == []
     tables = browser.execute_script("return document.querySelectorAll('table').length;")
     assert tables >= 3

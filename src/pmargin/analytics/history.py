@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, time, timedelta
+from typing import TypedDict, Unpack
 
 import numpy as np
 from scipy.special import ndtri
@@ -45,10 +46,9 @@ from pmargin.market.curves import ForwardCurve
 from pmargin.market.snapshot import MarketSnapshot
 from pmargin.market.surface import Smile, VolSurface
 
-__all__ = ["HistoryPoint", "HistorySeries", "ProxyFit", "SmileTemplate", "constant_tenor_expiry",
-           "history_source", "load_series", "load_template", "market_at", "market_with_instruments",
-           "round_strike",
-           "standard_instruments"]
+__all__ = ["HistoryMarketOptions", "HistoryPoint", "HistorySeries", "ProxyFit", "SmileTemplate",
+           "constant_tenor_expiry", "history_source", "load_series", "load_template", "market_at",
+           "market_with_instruments", "round_strike", "standard_instruments"]
 
 
 def _params(params: HistoryParams | None) -> HistoryParams:
@@ -217,8 +217,17 @@ def _check_settlement(settlement: str | Settlement) -> Settlement:
         raise InvalidInput("settlement", settlement, "must be 'inverse' or 'linear'") from exc
 
 
-def _resolve(asset: str, series: HistorySeries | None, template: SmileTemplate | None
-             ) -> tuple[str, HistorySeries, SmileTemplate]:
+def _resolve(asset: str, when: datetime, series: HistorySeries | None,
+             template: SmileTemplate | None, params: HistoryParams | None
+             ) -> tuple[str, HistorySeries, SmileTemplate, HistoryParams, HistoryPoint, datetime]:
+    """The inputs every history market starts from.
+
+    Returns
+    -------
+    tuple
+        Upper-case asset, series, template and parameters (loaded where not given), the
+        series' point at ``when`` and ``when`` in UTC.
+    """
     if not isinstance(asset, str) or not asset.strip():
         raise InvalidInput("asset", asset, "must be a coin such as 'BTC'")
     a = asset.strip().upper()
@@ -228,7 +237,20 @@ def _resolve(asset: str, series: HistorySeries | None, template: SmileTemplate |
     tpl = template if template is not None else load_template(a)
     if tpl.asset != a:
         raise InvalidInput("template", tpl.asset, f"is the smile template of {tpl.asset}, not {a}")
-    return a, s, tpl
+    p = _params(params)
+    return a, s, tpl, p, s.at(when), ensure_utc(when, "when")
+
+
+class HistoryMarketOptions(TypedDict, total=False):
+    """Keyword options of :func:`market_at` (documented there), :func:`market_with_instruments`."""
+
+    series: HistorySeries | None
+    template: SmileTemplate | None
+    instruments: Iterable[Instrument | str]
+    tenors_days: Iterable[int] | None
+    settlement: str | Settlement
+    params: HistoryParams | None
+    atm_vol: float | None
 
 
 def standard_instruments(
@@ -271,10 +293,7 @@ def standard_instruments(
         ``"{T}d-C-m110"`` (moneyness 1.10). Strikes are rounded to the listing grid
         (:func:`round_strike`), so deltas are approximate and two labels may name one instrument.
     """
-    a, s, tpl = _resolve(asset, series, template)
-    p = _params(params)
-    point = s.at(when)
-    w = ensure_utc(when, "when")
+    a, _, tpl, p, point, w = _resolve(asset, when, series, template, params)
     tenors = tuple(p.instruments.tenors_days if tenors_days is None else tenors_days)
     for t in tenors:
         constant_tenor_expiry(w, t)  # validates
@@ -291,18 +310,8 @@ def standard_instruments(
     return out
 
 
-def market_at(
-    asset: str,
-    when: datetime,
-    *,
-    series: HistorySeries | None = None,
-    template: SmileTemplate | None = None,
-    instruments: Iterable[Instrument | str] = (),
-    tenors_days: Iterable[int] | None = None,
-    settlement: str | Settlement = Settlement.INVERSE,
-    params: HistoryParams | None = None,
-    atm_vol: float | None = None,
-) -> MarketSnapshot:
+def market_at(asset: str, when: datetime, **options: Unpack[HistoryMarketOptions]
+              ) -> MarketSnapshot:
     """A full market of ``asset`` at ``when``, built from history.
 
     Parameters
@@ -312,6 +321,8 @@ def market_at(
     when : datetime
         Aware datetime within the history (see :meth:`HistorySeries.locate`); the valuation time
         of the snapshot.
+    **options
+        Keyword-only, all optional (:class:`HistoryMarketOptions`):
     series : HistorySeries, optional
         History (default :func:`load_series`).
     template : SmileTemplate, optional
@@ -340,9 +351,7 @@ def market_at(
     InvalidInput
         For an unknown asset, a time outside the history, or bad parameters.
     """
-    return market_with_instruments(
-        asset, when, series=series, template=template, instruments=instruments,
-        tenors_days=tenors_days, settlement=settlement, params=params, atm_vol=atm_vol)[0]
+    return market_with_instruments(asset, when, **options)[0]
 
 
 def market_with_instruments(
@@ -367,10 +376,7 @@ def market_with_instruments(
     tuple of (MarketSnapshot, dict of str to Instrument)
         The market and its standard instruments by label.
     """
-    a, s, tpl = _resolve(asset, series, template)
-    p = _params(params)
-    point = s.at(when)
-    w = ensure_utc(when, "when")
+    a, s, tpl, p, point, w = _resolve(asset, when, series, template, params)
     atm = point.atm_vol
     src = history_source(a, w, point, s)
     if atm_vol is not None:

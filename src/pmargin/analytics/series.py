@@ -33,7 +33,7 @@ import pandas as pd
 from pmargin.analytics.history_params import HistoryParams, load_history_params
 from pmargin.conventions import ensure_utc
 from pmargin.errors import InvalidInput
-from pmargin.shared_folder import shared_folder
+from pmargin.market.history_series import history_root, read_history_files
 
 __all__ = ["ASSETS", "HistoryPoint", "HistorySeries", "ProxyFit", "default_shared",
            "fit_proxy", "load_series", "series_from_frames"]
@@ -43,36 +43,8 @@ ASSETS: tuple[str, ...] = ("BTC", "ETH")
 
 _BAR = pd.Timedelta(hours=1)
 
-
-def default_shared(shared: Path | None = None) -> Path:
-    """The shared folder holding ``data/`` (``shared``, else ``$PMARGIN_SHARED`` or ``../shared``).
-
-    Parameters
-    ----------
-    shared : Path, optional
-        Explicit folder (the one holding ``data/``).
-
-    Returns
-    -------
-    Path
-        The folder.
-
-    Raises
-    ------
-    InvalidInput
-        If no folder with ``data/prices`` is found (field ``shared``).
-    """
-    if shared is not None:
-        p = Path(shared)
-        if not (p / "data" / "prices").is_dir():
-            raise InvalidInput("shared", str(shared), "has no data/prices folder")
-        return p
-    found = shared_folder((Path.cwd().parent / "shared",
-                           Path(__file__).resolve().parents[4] / "shared"), "data/prices")
-    if found is None:
-        raise InvalidInput("shared", None,
-                           "no shared data folder found (set PMARGIN_SHARED or pass shared=)")
-    return found
+default_shared = history_root
+"""The shared folder holding ``data/`` (:func:`pmargin.market.history_series.history_root`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,15 +346,9 @@ def series_from_frames(asset: str, prices: pd.DataFrame, dvol: pd.DataFrame | No
 
 @lru_cache(maxsize=8)
 def _load_cached(asset: str, root: Path) -> HistorySeries:
-    price_path = root / "data" / "prices" / f"{asset.lower()}_usd_1h.csv.gz"
-    dvol_path = root / "data" / "vol" / f"{asset.lower()}_dvol_1d.csv.gz"
-    for path in (price_path, dvol_path):
-        if not path.is_file():
-            raise InvalidInput("shared", str(root), f"has no {path.relative_to(root)}")
-    prices = pd.read_csv(price_path, usecols=["timestamp", "close"])
-    dvol = pd.read_csv(dvol_path, usecols=["timestamp", "open"])
-    src = (f"{price_path.relative_to(root / 'data')} + {dvol_path.relative_to(root / 'data')}")
-    return series_from_frames(asset, prices, dvol, source=src)
+    files = read_history_files(asset, root / "data", require_dvol=True)
+    dvol = None if files.dvol is None else files.dvol[["timestamp", "open"]]
+    return series_from_frames(asset, files.prices, dvol, source=files.source)
 
 
 def load_series(asset: str, shared: Path | None = None) -> HistorySeries:
@@ -404,7 +370,8 @@ def load_series(asset: str, shared: Path | None = None) -> HistorySeries:
     Raises
     ------
     InvalidInput
-        For an unknown asset (field ``asset``) or a folder without the files (field ``shared``).
+        For an unknown asset or a missing file (field ``asset``), or no shared folder (field
+        ``shared``). The files are read by :func:`pmargin.market.history_series.read_history_files`.
     """
     a = str(asset).strip().upper()
     if a not in ASSETS:

@@ -5,7 +5,7 @@ All functions are vectorised over the accounts of a :class:`~pmargin.book.Book`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -24,6 +24,7 @@ __all__ = [
     "collateral_terms",
     "collateral_value",
     "greek_weights",
+    "open_orders_im",
     "order_cost",
     "order_matrices",
     "position_values",
@@ -250,3 +251,40 @@ def order_cost(book: Book, table: InstrumentTable) -> tuple[FloatArray, FloatArr
     cb = np.bincount(o.account[buy], weights=cost[buy], minlength=n).astype(np.float64)
     cs = np.bincount(o.account[~buy], weights=cost[~buy], minlength=n).astype(np.float64)
     return cb, cs
+
+
+def open_orders_im(book: Book, table: InstrumentTable, im: FloatArray,
+                   requirement: Callable[[sp.csr_matrix, IntArray], FloatArray]) -> FloatArray:
+    """Initial margin of the open orders: the worse side filled, over the positions' IM.
+
+    Per account with orders: ``max(0, max(IM_buys + cost_buys, IM_sells + cost_sells) - IM)``,
+    where ``IM_side`` is the requirement with every order of that side filled and ``cost_side``
+    the fills' cost (:func:`order_cost`); 0 for an account without orders.
+
+    Parameters
+    ----------
+    book : Book
+        Accounts and their orders.
+    table : InstrumentTable
+        Market inputs of the book's columns.
+    im : ndarray, shape (accounts,)
+        Initial margin of the positions alone, margin currency.
+    requirement : callable
+        ``requirement(side, rows)``: the model's IM (margin currency) of the accounts ``rows``
+        with the orders of ``side`` (a buy or sell matrix of :func:`order_matrices`, all
+        accounts) added to their positions; shape ``(len(rows),)``.
+
+    Returns
+    -------
+    ndarray, shape (accounts,)
+        Margin currency.
+    """
+    out = np.zeros(book.n_accounts)
+    if len(book.orders):
+        rows = np.unique(book.orders.account)
+        buys, sells = order_matrices(book)
+        cb, cs = order_cost(book, table)
+        im_b = requirement(buys, rows)
+        im_s = requirement(sells, rows)
+        out[rows] = np.maximum(0.0, np.maximum(im_b + cb[rows], im_s + cs[rows]) - im[rows])
+    return out

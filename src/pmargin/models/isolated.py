@@ -273,18 +273,9 @@ class IsolatedMarginModel(MarginModel):
         if len(book.orders):
             orders = self.base.evaluate(prep.base, book).components.get("open_orders", orders)
         comps["open_orders"] = np.asarray(orders, np.float64)
-        res = BookMarginResult(
-            model=self.name,
-            params_digest=self.digest,
-            margin_currency=book.margin_currency,
-            mc_usd=sub.mc_usd,
-            account_ids=list(book.account_ids),
-            initial_margin=total(sub.initial_margin) + comps["open_orders"],
-            maintenance_margin=total(sub.maintenance_margin),
-            equity=total(sub.equity),
-            components=comps,
-            greeks={k: total(v) for k, v in sub.greeks.items()},
-        )
+        res = self.book_result(book, sub.mc_usd, total(sub.initial_margin) + comps["open_orders"],
+                               total(sub.maintenance_margin), total(sub.equity), comps,
+                               {k: total(v) for k, v in sub.greeks.items()})
         return res, iso, sub
 
     def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
@@ -333,19 +324,7 @@ class IsolatedMarginModel(MarginModel):
         }, index="instrument")
         comps = {k: float(v[0]) for k, v in res.components.items()}
         comps["free_collateral"] = float(coll_value[~cells].sum())
-        return AccountMargin(
-            model=self.name,
-            margin_currency=book.margin_currency,
-            mode="isolated",
-            initial_margin=float(res.initial_margin[0]),
-            maintenance_margin=float(res.maintenance_margin[0]),
-            equity=float(res.equity[0]),
-            mc_usd=res.mc_usd,
-            params_digest=self.digest,
-            components=comps,
-            by_position=frame,
-            greeks={k: float(v[0]) for k, v in res.greeks.items()},
-        )
+        return self.account_margin(res, "isolated", frame, components=comps)
 
 
 def _position_value(sub: BookMarginResult, iso: IsolatedBook, model: IsolatedMarginModel,

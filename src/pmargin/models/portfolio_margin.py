@@ -38,13 +38,12 @@ from pmargin.models.accounts import (
     CollateralTerms,
     collateral_terms,
     greek_weights,
-    order_cost,
-    order_matrices,
+    open_orders_im,
     position_values,
     value_weights,
     values_and_greeks,
 )
-from pmargin.models.base import MarginModel
+from pmargin.models.base import MarginModel, position_frame
 from pmargin.models.dynamic import MAX_PRICE_RANGE, dynamic_scale, vol_regime
 from pmargin.models.grid import ScenarioGrid, build_grid, shocked_vol
 from pmargin.models.loss_bound import BoundTerms, loss_bound
@@ -645,17 +644,8 @@ class PortfolioMarginModel(MarginModel):
         im, mm, comps, pnls, vg = self._core(
             prep, pos, coll, need_pnl,
             (ent.indptr, ent.indices, np.asarray(ent.data, dtype=np.float64)))
-        orders_im = np.zeros(book.n_accounts)
-        if len(book.orders):
-            rows = np.unique(book.orders.account)
-            buys, sells = order_matrices(book)
-            cb, cs = order_cost(book, t)
-            sub = pos[rows]
-            c_rows = coll[rows]
-            im_b = self._core(prep, sp.csr_matrix(sub + buys[rows]), c_rows)[0]
-            im_s = self._core(prep, sp.csr_matrix(sub + sells[rows]), c_rows)[0]
-            orders_im[rows] = np.maximum(
-                0.0, np.maximum(im_b + cb[rows], im_s + cs[rows]) - im[rows])
+        orders_im = open_orders_im(book, t, im, lambda side, rows: self._core(
+            prep, sp.csr_matrix(pos[rows] + side[rows]), coll[rows])[0])
         h_im, h_mm = prep.collateral.haircut_amounts(coll)
         depeg = self._depeg(prep, coll)
         comps["stable_depeg"] = depeg
@@ -670,19 +660,7 @@ class PortfolioMarginModel(MarginModel):
         equity = prep.collateral.value(coll) + values
         im, mm = self._with_collateral_terms(prep, im, mm, h_im, h_mm, depeg,
                                              orders_im if len(book.orders) else None)
-        res = BookMarginResult(
-            model=self.name,
-            params_digest=self.digest,
-            margin_currency=book.margin_currency,
-            mc_usd=t.mc_price,
-            account_ids=list(book.account_ids),
-            initial_margin=im,
-            maintenance_margin=mm,
-            equity=equity,
-            components=comps,
-            greeks=greeks,
-        )
-        return res, pnls
+        return self.book_result(book, t.mc_price, im, mm, equity, comps, greeks), pnls
 
     # ------------------------------------------------------------------ one account
     def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
@@ -716,6 +694,7 @@ class PortfolioMarginModel(MarginModel):
             g = unit.grid
             vec = pnl[0]
             vol_names = g.vol_names()
+            first = len(rows)
             for s in range(g.size):
                 rows.append({
                     "underlying": unit.underlying,
@@ -727,45 +706,17 @@ class PortfolioMarginModel(MarginModel):
                     "pnl": float(vec[s]),
                 })
             s_star = int(np.argmin(vec))
-            worst[unit.underlying] = {
-                "index": s_star,
-                "name": g.names[s_star],
-                "price_shock": float(g.move[s_star]),
-                "vol_shock": vol_names[s_star],
-                "weight": float(g.weight[s_star]),
-                "extended": bool(g.extended[s_star]),
-                "pnl": float(vec[s_star]),
-            }
+            worst[unit.underlying] = {"index": s_star, **{
+                k: v for k, v in rows[first + s_star].items() if k != "underlying"}}
             for k, c in enumerate(unit.columns):
                 col_unit[int(c)] = (unit, k, s_star)
         for n_, j in enumerate(pos.indices):
             unit, k, s_star = col_unit[int(j)]
             contrib[n_] = pos.data[n_] * unit.risk[k, s_star]
         vals = position_values(pos, book.entry_notional, t).data
-        frame = Columns({
-            "instrument": [book.instruments[j].name for j in pos.indices],
-            "quantity": pos.data,
-            "mark_usd": t.mark[pos.indices],
-            "priced_by": t.priced_by[pos.indices],
-            "value": vals,
-            "pnl_at_worst": contrib,
-        }, index="instrument")
+        frame = position_frame(book, pos, t, value=vals, pnl_at_worst=contrib)
         std = [r for r in rows if not r["extended"]]
         matrix = (Columns.from_records(std, pivot=(["underlying", "price_shock"], "vol_shock",
                                                    "pnl")) if std else None)
-        return AccountMargin(
-            model=self.name,
-            margin_currency=book.margin_currency,
-            mode="portfolio",
-            initial_margin=float(res.initial_margin[0]),
-            maintenance_margin=float(res.maintenance_margin[0]),
-            equity=float(res.equity[0]),
-            mc_usd=res.mc_usd,
-            params_digest=self.digest,
-            components={k: float(v[0]) for k, v in res.components.items()},
-            by_position=frame,
-            scenarios=Columns.from_records(rows),
-            risk_matrix=matrix,
-            worst_scenario=worst or None,
-            greeks={k: float(v[0]) for k, v in res.greeks.items()},
-        )
+        return self.account_margin(res, "portfolio", frame, scenarios=Columns.from_records(rows),
+                                   risk_matrix=matrix, worst_scenario=worst or None)

@@ -29,14 +29,13 @@ from pmargin.market import MarketSnapshot
 from pmargin.models.accounts import (
     collateral_haircuts,
     collateral_value,
-    order_cost,
-    order_matrices,
+    open_orders_im,
     position_values,
     values_and_greeks,
 )
-from pmargin.models.base import MarginModel
+from pmargin.models.base import MarginModel, position_frame
 from pmargin.models.params import SMParams
-from pmargin.models.result import AccountMargin, BookMarginResult, Columns
+from pmargin.models.result import AccountMargin, BookMarginResult
 from pmargin.models.valuation import KIND_OPTION, InstrumentTable
 from pmargin.portfolio import Portfolio
 
@@ -156,33 +155,21 @@ class StandardMarginModel(MarginModel):
         t, market = prep.table, prep.market
         pos = sp.csr_matrix(book.positions)
         im_pos, mm_pos = self._requirement(pos, t)
-        orders_im = np.zeros(book.n_accounts)
-        if len(book.orders):
-            buys, sells = order_matrices(book)
-            cb, cs = order_cost(book, t)
-            im_b, _ = self._requirement(pos + buys, t)
-            im_s, _ = self._requirement(pos + sells, t)
-            orders_im = np.maximum(0.0, np.maximum(im_b + cb, im_s + cs) - im_pos)
+        orders_im = open_orders_im(
+            book, t, im_pos, lambda side, rows: self._requirement(pos[rows] + side[rows], t)[0])
         h_im, h_mm = collateral_haircuts(book, market, self.params.haircuts)
         values, greeks = values_and_greeks(pos, book.entry_notional, t)
         equity = collateral_value(book, market) + values
-        return BookMarginResult(
-            model=self.name,
-            params_digest=self.digest,
-            margin_currency=book.margin_currency,
-            mc_usd=t.mc_price,
-            account_ids=list(book.account_ids),
-            initial_margin=im_pos + orders_im + h_im,
-            maintenance_margin=mm_pos + h_mm,
-            equity=equity,
-            components={
+        return self.book_result(
+            book, t.mc_price, im_pos + orders_im + h_im, mm_pos + h_mm, equity,
+            {
                 "positions_im": im_pos,
                 "positions_mm": mm_pos,
                 "open_orders": orders_im,
                 "collateral_haircut_im": h_im,
                 "collateral_haircut_mm": h_mm,
             },
-            greeks=greeks,
+            greeks,
         )
 
     # ------------------------------------------------------------------ one account
@@ -207,26 +194,6 @@ class StandardMarginModel(MarginModel):
         pos = sp.csr_matrix(book.positions)
         im_c, mm_c = self.cell_requirements(pos, t)
         vals = position_values(pos, book.entry_notional, t).data
-        names = [book.instruments[j].name for j in pos.indices]
-        frame = Columns({
-            "instrument": names,
-            "quantity": pos.data,
-            "mark_usd": t.mark[pos.indices],
-            "priced_by": t.priced_by[pos.indices],
-            "value": vals,
-            "initial_margin": im_c,
-            "maintenance_margin": mm_c,
-        }, index="instrument")
-        return AccountMargin(
-            model=self.name,
-            margin_currency=book.margin_currency,
-            mode="cross",
-            initial_margin=float(res.initial_margin[0]),
-            maintenance_margin=float(res.maintenance_margin[0]),
-            equity=float(res.equity[0]),
-            mc_usd=res.mc_usd,
-            params_digest=self.digest,
-            components={k: float(v[0]) for k, v in res.components.items()},
-            by_position=frame,
-            greeks={k: float(v[0]) for k, v in res.greeks.items()},
-        )
+        frame = position_frame(book, pos, t, value=vals, initial_margin=im_c,
+                               maintenance_margin=mm_c)
+        return self.account_margin(res, "cross", frame)

@@ -1,66 +1,21 @@
 """Headless Chromium (Debian ``chromium`` + ``chromium-driver``) driving a real `pmargin serve`.
 
-The tests skip, saying why, when Chromium, ChromeDriver or selenium is missing (``make browser``
-installs the first two). Screenshots go to ``$PMARGIN_SCREENSHOTS`` when it is set (the docs'
-copies: ``PMARGIN_SCREENSHOTS=docs/img``), else to the test's temporary folder.
+The ``browser`` fixture (``tests/conftest.py``, :mod:`tests.browser`) skips, saying why, when
+Chromium, ChromeDriver or selenium is missing (``make browser`` installs the first two).
+Screenshots go to ``$PMARGIN_SCREENSHOTS`` when it is set (the docs' copies:
+``PMARGIN_SCREENSHOTS=docs/img``), else to the test's temporary folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-def _why_not() -> str | None:
-    if CHROMIUM is None:
-        return "no chromium on PATH (make browser, or apt-get install chromium)"
-    if CHROMEDRIVER is None:
-        return "no chromedriver on PATH (make browser, or apt-get install chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (make env)"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium per test module, 1280 x 900, console kept for the checks."""
-    why = _why_not()
-    if why is not None:
-        pytest.skip(why)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=1280,900", "--disable-extensions", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=DriverService(executable_path=str(CHROMEDRIVER)),
-                           options=opts)
-    drv.set_page_load_timeout(60)
-    try:
-        yield drv
-    finally:
-        drv.quit()
-
-
-def console_errors(drv: Any) -> list[dict[str, Any]]:
-    """Console entries of level SEVERE since the last call (the log is drained)."""
-    return [e for e in drv.get_log("browser") if e.get("level") == "SEVERE"]
 
 
 def wait_for(drv: Any, script: str, timeout: float = 20.0) -> Any:

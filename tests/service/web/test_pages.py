@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser import console_errors
 from tests.service.conftest import OPTION, market_json
-from tests.service.web.conftest import console_errors, js_json, use_key, wait_for
+from tests.service.web.conftest import js_json, use_key, wait_for
 
 pytestmark = pytest.mark.slow
 

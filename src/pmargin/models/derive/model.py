@@ -28,12 +28,11 @@ from pmargin.errors import InvalidInput, ParamsError
 from pmargin.market import MarketSnapshot
 from pmargin.models.accounts import (
     collateral_value,
-    order_cost,
-    order_matrices,
+    open_orders_im,
     position_values,
     values_and_greeks,
 )
-from pmargin.models.base import MarginModel
+from pmargin.models.base import MarginModel, position_frame
 from pmargin.models.derive.adapter import DeriveColumns, account_inputs, derive_columns
 from pmargin.models.derive.params import DeriveAccountParams, DerivePM2Params
 from pmargin.models.derive.pm2 import DerivePM2Inputs, DerivePM2Result, compute_derive_pm2
@@ -139,17 +138,9 @@ class DerivePM2Model(MarginModel):
         results = self._margins(prep, book, pos, range(book.n_accounts))
         im = np.array([r.initial_margin for r in results], dtype=np.float64) * f
         mm = np.array([r.maintenance_margin for r in results], dtype=np.float64) * f
-        orders_im = np.zeros(book.n_accounts)
-        if len(book.orders):
-            rows = np.unique(book.orders.account)
-            buys, sells = order_matrices(book)
-            cb, cs = order_cost(book, t)
-            im_b = np.array([r.initial_margin for r in self._margins(
-                prep, book, sp.csr_matrix(pos + buys), rows)]) * f
-            im_s = np.array([r.initial_margin for r in self._margins(
-                prep, book, sp.csr_matrix(pos + sells), rows)]) * f
-            orders_im[rows] = np.maximum(
-                0.0, np.maximum(im_b + cb[rows], im_s + cs[rows]) - im[rows])
+        orders_im = open_orders_im(book, t, im, lambda side, rows: np.array(
+            [r.initial_margin for r in self._margins(prep, book, sp.csr_matrix(pos + side), rows)]
+        ) * f)
 
         def comp(fn: Any) -> FloatArray:
             return np.array([fn(r) for r in results], dtype=np.float64) * f
@@ -167,18 +158,8 @@ class DerivePM2Model(MarginModel):
             "open_orders": orders_im,
         }
         values, greeks = values_and_greeks(pos, book.entry_notional, t)
-        return BookMarginResult(
-            model=self.name,
-            params_digest=self.digest,
-            margin_currency=book.margin_currency,
-            mc_usd=t.mc_price,
-            account_ids=list(book.account_ids),
-            initial_margin=im + orders_im,
-            maintenance_margin=mm,
-            equity=collateral_value(book, prep.market) + values,
-            components=components,
-            greeks=greeks,
-        )
+        return self.book_result(book, t.mc_price, im + orders_im, mm,
+                                collateral_value(book, prep.market) + values, components, greeks)
 
     # ------------------------------------------------------------------ one account
     def native(self, portfolio: Portfolio, market: MarketSnapshot) -> DerivePM2Result:
@@ -253,27 +234,7 @@ class DerivePM2Model(MarginModel):
             worst = {"index": k, **{c: rows[k][c] for c in ("name", "kind", "price_shock",
                                                              "vol_shock", "weight", "pnl")}}
         vals = position_values(pos, book.entry_notional, t).data
-        frame = Columns({
-            "instrument": [book.instruments[j].name for j in pos.indices],
-            "quantity": pos.data,
-            "mark_usd": t.mark[pos.indices],
-            "priced_by": t.priced_by[pos.indices],
-            "value": vals,
-            "derive_mark_vol": prep.columns.mark_vol[pos.indices],
-        }, index="instrument")
-        return AccountMargin(
-            model=self.name,
-            margin_currency=book.margin_currency,
-            mode="portfolio",
-            initial_margin=float(res.initial_margin[0]),
-            maintenance_margin=float(res.maintenance_margin[0]),
-            equity=float(res.equity[0]),
-            mc_usd=res.mc_usd,
-            params_digest=self.digest,
-            components={k: float(v[0]) for k, v in res.components.items()},
-            by_position=frame,
-            scenarios=scen,
-            risk_matrix=matrix,
-            worst_scenario={unit: worst},
-            greeks={k: float(v[0]) for k, v in res.greeks.items()},
-        )
+        frame = position_frame(book, pos, t, value=vals,
+                               derive_mark_vol=prep.columns.mark_vol[pos.indices])
+        return self.account_margin(res, "portfolio", frame, scenarios=scen, risk_matrix=matrix,
+                                   worst_scenario={unit: worst})

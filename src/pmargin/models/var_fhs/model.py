@@ -28,11 +28,10 @@ from pmargin.market.history_series import DailySeries, load_daily_series
 from pmargin.models.accounts import (
     CollateralTerms,
     collateral_terms,
-    order_cost,
-    order_matrices,
+    open_orders_im,
     values_and_greeks,
 )
-from pmargin.models.base import MarginModel
+from pmargin.models.base import MarginModel, position_frame
 from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.models.result import AccountMargin, BookMarginResult, Columns
 from pmargin.models.revaluation import bound_terms, option_columns, revalue
@@ -347,32 +346,16 @@ class VarFhsModel(MarginModel):
         pos = sp.csr_matrix(book.positions)
         coll = np.ascontiguousarray(book.collateral, dtype=np.float64)
         plain, es, relief = self._es(prep, pos, coll)
-        orders_im = np.zeros(book.n_accounts)
-        if len(book.orders):
-            rows = np.unique(book.orders.account)
-            buys, sells = order_matrices(book)
-            cb, cs = order_cost(book, t)
-            sub = pos[rows]
-            es_b = self._es(prep, sp.csr_matrix(sub + buys[rows]), coll[rows])[1]
-            es_s = self._es(prep, sp.csr_matrix(sub + sells[rows]), coll[rows])[1]
-            orders_im[rows] = np.maximum(
-                0.0, np.maximum(es_b + cb[rows], es_s + cs[rows]) - es[rows])
+        orders_im = open_orders_im(book, t, es, lambda side, rows: self._es(
+            prep, sp.csr_matrix(pos[rows] + side[rows]), coll[rows])[1])
         values, greeks = values_and_greeks(pos, book.entry_notional, t)
         equity = prep.collateral.value(coll) + values
-        return BookMarginResult(
-            model=self.name,
-            params_digest=self.digest,
-            margin_currency=book.margin_currency,
-            mc_usd=t.mc_price,
-            account_ids=list(book.account_ids),
-            initial_margin=es + orders_im,
-            maintenance_margin=self.params.mm_fraction * plain,
-            equity=equity,
-            components={"expected_shortfall": plain, "apc_buffer": es - plain,
-                        "loss_bound_relief": relief, "open_orders": orders_im,
-                        "lookback_floor_shortfall_years":
-                            np.full(book.n_accounts, prep.lookback_shortfall)},
-            greeks=greeks,
+        return self.book_result(
+            book, t.mc_price, es + orders_im, self.params.mm_fraction * plain, equity,
+            {"expected_shortfall": plain, "apc_buffer": es - plain,
+             "loss_bound_relief": relief, "open_orders": orders_im,
+             "lookback_floor_shortfall_years": np.full(book.n_accounts, prep.lookback_shortfall)},
+            greeks,
         )
 
     # ------------------------------------------------------------------ one account
@@ -419,26 +402,7 @@ class VarFhsModel(MarginModel):
                     worst[u] = {"index": int(s), **row}
         pos = sp.csr_matrix(book.positions)
         s0 = int(order[0]) if order.size else 0
-        frame = Columns({
-            "instrument": [book.instruments[j].name for j in pos.indices],
-            "quantity": pos.data,
-            "mark_usd": prep.table.mark[pos.indices],
-            "priced_by": prep.table.priced_by[pos.indices],
-            "pnl_at_worst": pos.data * prep.risk[pos.indices, s0],
-        }, index="instrument")
-        return AccountMargin(
-            model=self.name,
-            margin_currency=book.margin_currency,
-            mode="portfolio",
-            initial_margin=float(res.initial_margin[0]),
-            maintenance_margin=float(res.maintenance_margin[0]),
-            equity=float(res.equity[0]),
-            mc_usd=res.mc_usd,
-            params_digest=self.digest,
-            components={k_: float(v[0]) for k_, v in res.components.items()},
-            by_position=frame,
-            scenarios=Columns.from_records(rows),
-            risk_matrix=None,
-            worst_scenario=worst or None,
-            greeks={k_: float(v[0]) for k_, v in res.greeks.items()},
-        )
+        frame = position_frame(book, pos, prep.table,
+                               pnl_at_worst=pos.data * prep.risk[pos.indices, s0])
+        return self.account_margin(res, "portfolio", frame, scenarios=Columns.from_records(rows),
+                                   worst_scenario=worst or None)
