@@ -82,6 +82,7 @@ def test_hand_computed_add_on() -> None:
     explained = _pm(concentration=CONC).margin(pf("BTC", [(PUT, -50.0)]), market)
     assert explained.components["concentration"] == pytest.approx(0.046875, rel=1e-12)
     assert explained.by_position is not None
+    assert float(explained.by_position["concentration"].iloc[0]) == pytest.approx(0.046875)
 
 
 def test_depth_rule() -> None:
@@ -102,6 +103,9 @@ def test_var_fhs_add_on_is_the_same_rule() -> None:
     assert res.components["concentration"][0] == pytest.approx(0.046875, rel=1e-12)
     base = load_model("var-fhs").compute(book, market)
     assert res.initial_margin[0] == pytest.approx(base.initial_margin[0] + 0.046875, rel=1e-12)
+    explained = model.margin(pf("BTC", [(PUT, -50.0)]), market)
+    assert explained.by_position is not None
+    assert float(explained.by_position["concentration"].iloc[0]) == pytest.approx(0.046875)
 
 
 # ----------------------------------------------------------------------------- off

@@ -36,6 +36,7 @@ from pmargin.models.base import MarginModel
 from pmargin.models.liquidity import (
     ConcentrationColumns,
     concentration_addon,
+    concentration_cells,
     concentration_columns,
     period_columns,
     period_multiple,
@@ -486,6 +487,9 @@ class VarFhsModel(MarginModel):
             "mark_usd": prep.table.mark[pos.indices],
             "priced_by": prep.table.priced_by[pos.indices],
             "pnl_at_worst": pos.data * prep.risk[pos.indices, s0],
+            **({} if prep.concentration is None else {
+                "concentration": concentration_cells(prep.concentration, pos.indices,
+                                                     pos.data)}),
         }, index="instrument")
         return AccountMargin(
             model=self.name,
