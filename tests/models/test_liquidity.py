@@ -269,6 +269,35 @@ def test_open_orders_carry_the_add_on() -> None:
     assert res.initial_margin[0] >= filled.initial_margin[0] - 1e-12
 
 
+# ----------------------------------------------------------------------------- loss bound
+def test_add_on_never_takes_a_long_holding_above_its_value() -> None:
+    _long_holding_capped("pmargin")
+
+
+@pytest.mark.data
+def test_var_fhs_add_on_never_takes_a_long_holding_above_its_value() -> None:
+    shared_path("data", "prices")
+    _long_holding_capped("var-fhs")
+
+
+def _long_holding_capped(name: str) -> None:
+    # long 2,000 puts worth 2,000 USD each: 4M USD = 50 BTC, the most the holding can lose.
+    # Uncapped, the close-out (2,000 / 40 = 50 % impact + spread) would add 26.25 BTC on top.
+    market = _market()
+    book = Book.from_portfolios([pf("BTC", [(PUT, 2000.0)]),
+                                 pf("BTC", [(PUT, -5.0)], account_id="s")])
+    res = load_model(name, {"concentration": CONC}).compute(book, market)
+    off = load_model(name).compute(book, market)
+    assert res.initial_margin[0] == pytest.approx(50.0, rel=1e-12)
+    cut = off.initial_margin[0] + 26.25 - 50.0
+    assert res.components["loss_bound_relief"][0] == pytest.approx(
+        off.components["loss_bound_relief"][0] + cut, rel=1e-9)
+    # a short put's loss is not bounded (in coin): its add-on is whole
+    assert res.components["concentration"][1] > 0.0
+    assert res.initial_margin[1] == pytest.approx(
+        off.initial_margin[1] + res.components["concentration"][1], rel=1e-12)
+
+
 # ----------------------------------------------------------------------------- parameters
 @pytest.mark.parametrize(("table", "bad", "hint"), [
     ("concentration", {**CONC, "oi_shar": 0.1}, "oi_share"),

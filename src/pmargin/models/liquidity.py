@@ -13,7 +13,9 @@ overlook; docs/models/liquidity-risk.md gives the formulas, units and an example
       D = max(min_depth_fraction * D_kind, min(D_kind, L * mark))      USD per 1 %
 
   A missing ``OI`` or ``V`` counts as 0: it can only lower ``D`` (raise the cost), never the
-  margin. The add-on of an account is the sum over its positions, in the margin currency.
+  margin. The add-on of an account is the sum over its positions, in the margin currency; each
+  model then cuts it to the room its loss-bound cap leaves (a bounded holding is never asked for
+  more than it can lose).
 * **Liquidation-period scaling** (:class:`~pmargin.models.params.LiquidationPeriodParams`):
   ``m = min(max_multiple, max(1, max_i |q_i| / (participation * V_i)))`` per account (the
   slowest position sets how long the account takes to close; no volume: ``max_multiple``), and

@@ -569,6 +569,7 @@ class PortfolioMarginModel(MarginModel):
         """
         im, mm, comps, pnls, vg = self._core_units(prep, pos, coll, need_pnl, entry)
         lp = self.params.liquidation_period
+        level: FloatArray | None = None
         if lp is not None and prep.period_daily is not None:
             mult = period_multiple(prep.period_daily, np.asarray(pos.indptr),
                                    np.asarray(pos.indices), np.asarray(pos.data),
@@ -590,10 +591,47 @@ class PortfolioMarginModel(MarginModel):
         if c is not None:
             add = concentration_addon(c, np.asarray(pos.indptr), np.asarray(pos.indices),
                                       np.asarray(pos.data))
+            rows = np.flatnonzero(add > 0.0)
+            if rows.size:  # the add-on only fills the room the largest possible loss leaves
+                cap = self._account_bound(prep, pos, coll, rows,
+                                          None if level is None else level[rows])
+                kept = np.minimum(add[rows], np.maximum(cap - im[rows], 0.0))
+                cut = add[rows] - kept
+                if cut.any():
+                    relief = comps.get("loss_bound_relief", np.zeros(add.size)).copy()
+                    relief[rows] += cut
+                    comps["loss_bound_relief"] = relief
+                    add = add.copy()
+                    add[rows] = kept
             comps["concentration"] = add
             im = im + add
             mm = mm + c.mm_fraction * add
         return im, mm, comps, pnls, vg
+
+    def _account_bound(self, prep: PMPrepared, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
+                       rows: IntArray, level: FloatArray | None) -> FloatArray:
+        """Largest possible loss of the given rows, summed over the risk units (``inf``: none).
+
+        Each unit's term is the cap :func:`_capped` applies to it (options' bound plus the worst
+        loss of the collateral in the unit's grid: the widened grid of the row's level when the
+        liquidation-period scaling widened it).
+        """
+        args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data))
+        cap = np.zeros(rows.size)
+        levels = [1.0] if level is None else np.unique(level).tolist()
+        for s_ in levels:
+            sel = np.arange(rows.size) if level is None else np.flatnonzero(level == s_)
+            r = rows[sel]
+            for unit in self.widened(prep, s_).units:
+                if unit.bound is None:
+                    cap[sel] = np.inf
+                    continue
+                term = loss_bound(*args, unit.colmap, unit.bound, r)
+                if coll.shape[1] and unit.collateral_risk.any():
+                    c_pnl = coll[r] @ unit.collateral_risk
+                    term = term + np.maximum(0.0, -c_pnl.min(axis=1))
+                cap[sel] += term
+        return cap
 
     def widened(self, prep: PMPrepared, scale: float) -> PMPrepared:
         """``prep`` with every grid widened by ``scale`` (liquidation-period scaling; cached).

@@ -333,18 +333,25 @@ class VarFhsModel(MarginModel):
         rows = np.flatnonzero(es > 0.0)
         if rows.size == 0 or not prep.bounds:
             return plain, es, relief, base
-        cap = np.zeros(rows.size)
-        args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data))
-        for colmap, terms in prep.bounds:
-            cap += loss_bound(*args, colmap, terms, rows)
-        if coll.shape[1] and prep.collateral_risk.any():
-            cap += np.maximum(0.0, -(coll[rows] @ prep.collateral_risk).min(axis=1))
+        cap = self._bound(prep, pos, coll, rows)
         relief[rows] = np.maximum(es[rows] - cap, 0.0)
         es[rows] = np.minimum(es[rows], cap)
         plain[rows] = np.minimum(plain[rows], cap)
         if mult is not None:
             base[rows] = np.minimum(base[rows], cap)
         return plain, es, relief, base
+
+    @staticmethod
+    def _bound(prep: VarFhsPrepared, pos: sp.csr_matrix, coll: FloatArray, rows: np.ndarray
+               ) -> FloatArray:
+        """Largest possible loss of the given rows (``inf`` where it is not bounded)."""
+        cap = np.zeros(rows.size)
+        args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data))
+        for colmap, terms in prep.bounds:
+            cap += loss_bound(*args, colmap, terms, rows)
+        if coll.shape[1] and prep.collateral_risk.any():
+            cap += np.maximum(0.0, -(coll[rows] @ prep.collateral_risk).min(axis=1))
+        return cap
 
     def pnl(self, prep: VarFhsPrepared, book: Book) -> FloatArray:
         """Scenario P&L of every account, shape (accounts, scenarios), margin currency."""
@@ -384,7 +391,7 @@ class VarFhsModel(MarginModel):
         pos = sp.csr_matrix(book.positions)
         coll = np.ascontiguousarray(book.collateral, dtype=np.float64)
         plain, es, relief, base_es = self._es(prep, pos, coll)
-        conc = self._concentration(prep, pos)
+        conc, cut = self._concentration(prep, pos, coll, es)
         orders_im = np.zeros(book.n_accounts)
         if len(book.orders):
             rows = np.unique(book.orders.account)
@@ -396,7 +403,7 @@ class VarFhsModel(MarginModel):
             for side in (buys, sells):
                 filled = sp.csr_matrix(sub + side[rows])
                 r = self._es(prep, filled, coll[rows])[1]
-                c_f = self._concentration(prep, filled)
+                c_f = self._concentration(prep, filled, coll[rows], r)[0]
                 req.append(r if c_f is None else r + c_f)
             orders_im[rows] = np.maximum(
                 0.0, np.maximum(req[0] + cb[rows], req[1] + cs[rows]) - base)
@@ -415,6 +422,7 @@ class VarFhsModel(MarginModel):
             components["liquidation_period_multiple"] = mult
         if conc is not None and prep.concentration is not None:
             components["concentration"] = conc
+            components["loss_bound_relief"] = relief + cut
             im = im + conc
             mm = mm + prep.concentration.mm_fraction * conc
         return BookMarginResult(
@@ -430,12 +438,25 @@ class VarFhsModel(MarginModel):
             greeks=greeks,
         )
 
-    def _concentration(self, prep: VarFhsPrepared, pos: sp.csr_matrix) -> FloatArray | None:
-        """Concentration add-on of every row, margin currency (None when off)."""
+    def _concentration(self, prep: VarFhsPrepared, pos: sp.csr_matrix, coll: FloatArray,
+                       es: FloatArray) -> tuple[FloatArray | None, FloatArray]:
+        """Concentration add-on of every row, margin currency (None when off), and its cut.
+
+        The add-on only fills the room the largest possible loss leaves above ``es`` (the capped
+        requirement); the second output is what that removed (zeros when nothing).
+        """
         if prep.concentration is None:
-            return None
-        return concentration_addon(prep.concentration, np.asarray(pos.indptr),
-                                   np.asarray(pos.indices), np.asarray(pos.data))
+            return None, np.zeros(pos.shape[0])
+        add = concentration_addon(prep.concentration, np.asarray(pos.indptr),
+                                  np.asarray(pos.indices), np.asarray(pos.data))
+        cut = np.zeros(add.size)
+        rows = np.flatnonzero(add > 0.0)
+        if rows.size and prep.bounds:
+            kept = np.minimum(add[rows],
+                              np.maximum(self._bound(prep, pos, coll, rows) - es[rows], 0.0))
+            cut[rows] = add[rows] - kept
+            add[rows] = kept
+        return add, cut
 
     # ------------------------------------------------------------------ one account
     def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
