@@ -84,8 +84,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.data)
 
 
-HISTORY_MODELS = frozenset({"var-fhs"})
-"""Models that read price and vol history from ../shared/data (prices/, vol/)."""
+HISTORY_MODELS = frozenset({"var-fhs", "var-fhs-liquidity"})
+"""Models that read price and vol history from ../shared/data (prices/, vol/); var-fhs-liquidity
+is the docs/examples preset of tests/models/test_contract.py."""
 
 
 def model_param(name: str) -> object:

@@ -28,11 +28,17 @@ from pmargin.models import list_models, load_model
 from pmargin.models.base import MarginModel
 from pmargin.models.result import BookMarginResult
 from pmargin.portfolio import Portfolio
-from tests.conftest import model_param
+from tests.conftest import REPO, model_param
 from tests.factories import expiry_code, make_market, pf
 
 MARKET = make_market()
-NAMES = list_models()
+# Opt-in presets of docs/examples with the liquidity-risk options on (docs/models/liquidity-risk.md)
+# keep the contract too: the concentration add-on and the liquidation-period scaling are per
+# account, so a book still equals its accounts alone (this market has no open interest or volume:
+# every position takes the conservative depth floor and the longest liquidation period).
+EXAMPLES = {n: REPO / "docs" / "examples" / f"{n}.toml"
+            for n in ("pmargin-liquidity", "var-fhs-liquidity")}
+NAMES = list_models() + sorted(EXAMPLES)
 MODELS = [model_param(n) for n in NAMES]
 
 SM_FUTURES = "futures and perpetual rates grow with the size held (im_per_coin, mm_per_coin)"
@@ -45,6 +51,10 @@ SIZE_DEPENDENT = {
                   "are dampened by a fixed USD amount",
     "pmargin": "delta shock and USD dampener as deribit-pm",
     "okx-pm": "MR7 minimum charge is scaled by tiers of its USD amount",
+    "pmargin-liquidity": "as pmargin, plus a closing cost whose impact grows with size and a "
+                         "liquidation period that grows with size",
+    "var-fhs-liquidity": "a closing cost whose impact grows with size and a liquidation period "
+                         "that grows with size",
 }
 HOMOGENEOUS = {"paradex-pm", "span", "var-fhs"}
 
@@ -61,7 +71,7 @@ accounts = st.lists(st.tuples(legs, st.floats(0.0, 3.0)), min_size=1, max_size=4
 
 @cache
 def _model(name: str) -> MarginModel:
-    return load_model(name)
+    return load_model(EXAMPLES.get(name, name))
 
 
 # Models of USD-stable accounts only: they refuse a coin-margined book (checked below).

@@ -24,7 +24,7 @@ from pmargin.market.loaders import load_market
 from pmargin.models import list_models, load_model
 from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.portfolio import Portfolio, Position
-from tests.conftest import shared_path
+from tests.conftest import REPO, shared_path
 
 pytestmark = pytest.mark.data
 
@@ -41,6 +41,14 @@ USDC_ONLY = {"derive-pm2"}
 # (docs/models/derive-pm2.md): its published methodology can charge a defined-risk structure,
 # even a long option worth ~0 at the mark, more than the mark-based bound.
 BOUND_EXCEPTIONS = {"derive-pm2"}
+# The presets of docs/examples with the liquidity-risk options on (docs/models/liquidity-risk.md):
+# the concentration add-on and the widened grids stay within the bound too.
+EXAMPLES = {n: REPO / "docs" / "examples" / f"{n}.toml"
+            for n in ("pmargin-liquidity", "var-fhs-liquidity")}
+
+
+def _models(exclude: set[str]) -> list[str]:
+    return [m for m in [*list_models(), *sorted(EXAMPLES)] if m not in exclude]
 
 
 @lru_cache(maxsize=1)
@@ -99,7 +107,7 @@ def _check(structs: list[list[tuple[str, float]]], models: list[str]) -> None:
         for name in models:
             if mc != "USDC" and name in USDC_ONLY:
                 continue
-            res = load_model(name).compute(book, _market())
+            res = load_model(EXAMPLES.get(name, name)).compute(book, _market())
             im, mm = res.initial_margin, res.maintenance_margin
             over = im - bound - tol
             assert (over <= 0).all(), (name, mc, structs[int(np.argmax(over))],
@@ -164,19 +172,19 @@ def long_butterfly(draw: st.DrawFn) -> list[tuple[str, float]]:
 @settings(max_examples=15)
 @given(st.lists(long_only(), min_size=1, max_size=12))
 def test_long_only_portfolios_never_need_more_than_their_value(structs) -> None:
-    _check(structs, [m for m in list_models() if m not in BOUND_EXCEPTIONS])
+    _check(structs, _models(BOUND_EXCEPTIONS))
 
 
 @settings(max_examples=15)
 @given(st.lists(debit_vertical(), min_size=1, max_size=12))
 def test_debit_spreads_never_need_more_than_the_debit(structs) -> None:
-    _check(structs, [m for m in list_models() if m not in SPREAD_EXCEPTIONS | BOUND_EXCEPTIONS])
+    _check(structs, _models(SPREAD_EXCEPTIONS | BOUND_EXCEPTIONS))
 
 
 @settings(max_examples=15)
 @given(st.lists(long_butterfly(), min_size=1, max_size=12))
 def test_long_butterflies_never_need_more_than_their_value(structs) -> None:
-    _check(structs, [m for m in list_models() if m not in SPREAD_EXCEPTIONS | BOUND_EXCEPTIONS])
+    _check(structs, _models(SPREAD_EXCEPTIONS | BOUND_EXCEPTIONS))
 
 
 # ----------------------------------------------------------------------------- the bound itself

@@ -15,13 +15,14 @@ coefficient. The cost of closing is :math:`q\,c\,(P_{mark} - P_{exec}) \ge 0`.
 Currently implemented
 ---------------------
 * :class:`LiquidityParams` from ``liquidity.toml`` (per-kind depth and half-spread floors).
-* :func:`closing_cost`, vectorised over positions (numpy broadcasting).
+* :func:`closing_cost`, vectorised over positions (numpy broadcasting): checks its inputs, looks
+  up each kind's depth and floors and applies the one rule, :func:`pmargin.liquidity_cost.cost_rule`
+  (which the models' concentration add-on also uses).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
@@ -29,10 +30,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import Field, model_validator
 
-from pmargin._typing import BoolArray, FloatArray
+from pmargin._typing import FloatArray
 from pmargin.errors import InvalidInput, MarketDataError
 from pmargin.instruments import InstrumentKind
 from pmargin.liquidation._params import FrozenParams, load_params_file
+from pmargin.liquidity_cost import ClosingCost, KindLiquidity, cost_rule
 from pmargin.validation import finite_array
 
 __all__ = [
@@ -42,20 +44,6 @@ __all__ = [
     "closing_cost",
     "load_liquidity_params",
 ]
-
-_PERCENT = 0.01  # depth is quoted per 1 % of price: a unit conversion, not a parameter
-
-
-class KindLiquidity(FrozenParams):
-    """Liquidity of one instrument kind."""
-
-    depth_usd_per_pct: float = Field(gt=0)
-    """USD notional that moves the price by 1 %."""
-    min_half_spread_fraction: float = Field(ge=0)
-    """Half-spread as a fraction of mark when the bid or ask is missing."""
-    min_half_spread_usd: float = Field(ge=0)
-    """Absolute floor of that half-spread, USD in price units."""
-
 
 class LiquidityParams(FrozenParams):
     """Liquidity cost parameters (``liquidity.toml``)."""
@@ -136,39 +124,6 @@ def load_liquidity_params(path: str | Path | None = None) -> LiquidityParams:
     return load_params_file(LiquidityParams, "liquidity.toml", path)
 
 
-@dataclass(frozen=True, slots=True)
-class ClosingCost:
-    """Execution price and cost of closing positions (arrays of the broadcast shape).
-
-    Parameters
-    ----------
-    execution_price : ndarray
-        Price at which the position is closed, USD per unit (never below 0).
-    half_spread : ndarray
-        Half-spread used, USD per unit.
-    impact : ndarray
-        Price impact, USD per unit.
-    notional_usd : ndarray
-        ``|quantity| * contract_size * mark_price``.
-    cost_usd : ndarray
-        ``quantity * contract_size * (mark_price - execution_price)``, non-negative.
-    quote_missing : ndarray of bool
-        Where the half-spread floor was used because a quote was missing or crossed.
-    """
-
-    execution_price: FloatArray
-    half_spread: FloatArray
-    impact: FloatArray
-    notional_usd: FloatArray
-    cost_usd: FloatArray
-    quote_missing: BoolArray
-
-    @property
-    def total_cost_usd(self) -> float:
-        """Sum of the costs."""
-        return float(np.sum(self.cost_usd))
-
-
 def closing_cost(
     quantity: ArrayLike,
     mark_price: ArrayLike,
@@ -224,29 +179,5 @@ def closing_cost(
     except (TypeError, ValueError) as exc:
         raise InvalidInput("bid/ask", (bid, ask), "must be numeric") from exc
     depth, floor_fraction, floor_usd = p.columns(kind)
-    q, mark, size, b, a, depth, floor_fraction, floor_usd = np.broadcast_arrays(
-        q, mark, size, b, a, depth, floor_fraction, floor_usd
-    )
-    with np.errstate(invalid="ignore"):
-        quoted = np.isfinite(b) & np.isfinite(a) & (b > 0) & (a >= b)
-    floor = np.maximum(floor_fraction * mark, floor_usd)
-    half_spread = np.where(
-        quoted, 0.5 * (np.where(quoted, a, 0.0) - np.where(quoted, b, 0.0)), floor
-    )
-    notional = np.abs(q) * size * mark
-    impact = p.impact_coefficient * notional / depth * _PERCENT * mark
-    side = np.sign(q)
-    execution = np.where(
-        side > 0,
-        np.maximum(mark - half_spread - impact, 0.0),
-        np.where(side < 0, mark + half_spread + impact, mark),
-    )
-    cost = q * size * (mark - execution)
-    return ClosingCost(
-        execution_price=np.asarray(execution, dtype=np.float64),
-        half_spread=np.asarray(half_spread, dtype=np.float64),
-        impact=np.asarray(impact, dtype=np.float64),
-        notional_usd=np.asarray(notional, dtype=np.float64),
-        cost_usd=np.asarray(cost, dtype=np.float64),
-        quote_missing=np.asarray(~quoted, dtype=np.bool_),
-    )
+    return cost_rule(q, mark, b, a, size, depth, floor_fraction, floor_usd,
+                     p.impact_coefficient)

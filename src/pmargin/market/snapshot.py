@@ -666,6 +666,24 @@ class MarketSnapshot:
         q = self._quotes.get(self._inst(instrument).name)
         return (None, None) if q is None else (q.bid_price, q.ask_price)
 
+    def activity(self, instrument: Instrument | str) -> tuple[float | None, float | None]:
+        """Open interest and 24-hour traded volume, in contracts, as the market supplied them.
+
+        Parameters
+        ----------
+        instrument : Instrument or str
+            Any instrument.
+
+        Returns
+        -------
+        tuple of (float or None, float or None)
+            ``(open_interest, volume)``; None where the market does not carry the figure (the
+            Deribit CSV carries both for options only; a JSON market may give them for any
+            instrument).
+        """
+        q = self._quotes.get(self._inst(instrument).name)
+        return (None, None) if q is None else (q.open_interest, q.volume)
+
     @cached_property
     def option_marks(self) -> pd.DataFrame:
         """Loaded option rows, indexed by instrument name.

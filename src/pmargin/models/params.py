@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pmargin.errors import ParamsError
+from pmargin.instruments import InstrumentKind
+from pmargin.liquidity_cost import KindLiquidity
 from pmargin.overrides import deep_merge
 from pmargin.paramfiles import Shipped, params_digest, read_params_file, validate_params
 from pmargin.scenarios import SkewShockParams
@@ -23,11 +25,13 @@ __all__ = [
     "PRESETS",
     "CollateralHaircut",
     "CompositionParams",
+    "ConcentrationParams",
     "DeltaShockParams",
     "DynamicParams",
     "ExtendedParams",
     "FutureRules",
     "GridParams",
+    "LiquidationPeriodParams",
     "MinChargeParams",
     "MinDeltaParams",
     "NakedShortParams",
@@ -259,6 +263,62 @@ class DynamicParams(_Frozen):
         return self
 
 
+class ConcentrationParams(_Frozen):
+    """Concentration / liquidity add-on: the cost of closing each position at once.
+
+    Per position of ``q`` units of instrument ``i`` (docs/models/liquidity-risk.md), the cost of
+    :func:`pmargin.liquidity_cost.cost_rule` (half-spread + ``k`` x linear impact) with the depth
+    of the instrument itself::
+
+        L_i = oi_share * OI_i + volume_share * V_i        (units that move the price by 1 %)
+        D_i = max(min_depth_fraction * D_kind, min(D_kind, L_i * mark_i))   (USD per 1 %)
+
+    Open interest ``OI_i`` and 24-hour volume ``V_i`` (contracts = units of underlying) come from
+    the market; a missing figure counts as 0, so it can only lower the depth (raise the cost).
+    Off in the venue presets.
+    """
+
+    impact_coefficient: float = Field(ge=0.0)
+    """``k`` of the impact term (``liquidity.toml`` uses 1)."""
+    oi_share: float = Field(ge=0.0)
+    """Units of depth per 1 % of impact per unit of open interest."""
+    volume_share: float = Field(ge=0.0)
+    """Units of depth per 1 % of impact per unit of 24-hour traded volume."""
+    min_depth_fraction: float = Field(gt=0.0, le=1.0)
+    """Floor of an instrument's depth as a fraction of its kind's (also the depth of an
+    instrument without open interest or volume)."""
+    mm_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of the add-on also added to MM (1: the whole closing cost, which is paid when the
+    account is liquidated, at MM)."""
+    kinds: dict[InstrumentKind, KindLiquidity] = Field(min_length=1)
+    """Charged kinds, each with its depth (``D_kind``, the cap of ``D_i``) and half-spread floors;
+    a kind not listed pays no add-on."""
+
+
+class LiquidationPeriodParams(_Frozen):
+    """Liquidation-period scaling: the margin period of risk grows with position size.
+
+    ``MPOR_eff = MPOR * min(max_multiple, max(1, max_i |q_i| / (participation * V_i)))`` over the
+    account's positions of the listed kinds (``V_i``: 24-hour volume, contracts), and the risk
+    measure is scaled by ``sqrt(MPOR_eff / MPOR)`` (docs/models/liquidity-risk.md): ``var-fhs``
+    multiplies its ES by it; the grid presets widen the account's scenario price moves and vol
+    shocks by it (rounded up to ``grid_scale_step``). A position whose volume is missing or 0
+    takes ``max_multiple``. Off in every shipped preset.
+    """
+
+    participation: float = Field(gt=0.0, le=1.0)
+    """Share of an instrument's daily volume a liquidator can trade per day."""
+    max_multiple: float = Field(ge=1.0)
+    """Cap of ``MPOR_eff / MPOR`` (and its value for positions without volume)."""
+    kinds: list[InstrumentKind] = Field(default=[InstrumentKind.OPTION, InstrumentKind.FUTURE,
+                                                 InstrumentKind.PERPETUAL], min_length=1)
+    """Kinds whose size lengthens the period (others never do)."""
+    grid_scale_step: float = Field(default=0.25, gt=0.0)
+    """Grid presets only: ``sqrt(MPOR_eff / MPOR)`` is rounded up to a multiple of this step (a
+    book is revalued once per level; rounding up never lowers margin). ``var-fhs`` scales its ES
+    by the exact root."""
+
+
 class CompositionParams(_Frozen):
     """How IM and MM follow from the risk: ``mm_from_im`` (MM = factor x IM) or ``im_from_mm``."""
 
@@ -282,6 +342,15 @@ class PMParams(_Frozen):
     fraction of its value is added to IM and MM (0 disables it)."""
     dynamic: DynamicParams | None = None
     """Vol-regime scaling of the price ranges (None: static ranges, as every venue preset)."""
+    concentration: ConcentrationParams | None = Field(default=None,
+                                                      exclude_if=lambda v: v is None)
+    """Concentration / liquidity add-on (None: off, as every venue preset; left out of the
+    digest when off, so the digests of presets without it are unchanged)."""
+    liquidation_period: LiquidationPeriodParams | None = Field(default=None,
+                                                               exclude_if=lambda v: v is None)
+    """Grids of accounts holding positions large against their volume widened by
+    ``sqrt(MPOR_eff / MPOR)`` (None: off, as every venue preset; left out of the digest when
+    off)."""
 
     @model_validator(mode="after")
     def _has_default(self) -> PMParams:

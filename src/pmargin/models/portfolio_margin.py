@@ -18,7 +18,7 @@ Risk units are margined separately and added (no diversification across underlyi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,15 @@ from pmargin.models.accounts import (
 from pmargin.models.base import MarginModel, position_frame
 from pmargin.models.dynamic import MAX_PRICE_RANGE, dynamic_scale, vol_regime
 from pmargin.models.grid import ScenarioGrid, build_grid, shocked_vol
+from pmargin.models.liquidity import (
+    ConcentrationColumns,
+    concentration_addon,
+    concentration_cells,
+    concentration_columns,
+    grid_scale,
+    period_columns,
+    period_multiple,
+)
 from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.models.params import PMParams, UnderlyingPMParams
 from pmargin.models.result import AccountMargin, BookMarginResult, Columns
@@ -135,6 +144,13 @@ class PMPrepared:
     dynamic_scale: dict[str, float] | None = None
     """Price-range scale per risk unit when the dynamic overlay is on (carry it to the next
     step with :meth:`PortfolioMarginModel.with_previous_scale`)."""
+    concentration: ConcentrationColumns | None = None
+    """Per-column inputs of the concentration add-on (None: off)."""
+    period_daily: FloatArray | None = None
+    """Units of each column a liquidator trades per day (liquidation-period scaling; None: off)."""
+    book: Book | None = None
+    """The book prepared (its columns and collateral currencies rebuild widened grids for the
+    liquidation-period scaling; None when the scaling is off)."""
 
 
 @dataclass(frozen=True)
@@ -325,6 +341,42 @@ def _capped(unit: RiskUnit, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
     return im, mm, relief
 
 
+def _widened(up: UnderlyingPMParams, scale: float) -> UnderlyingPMParams:
+    """An underlying's parameters with its scenario moves and vol shocks times ``scale``.
+
+    ``buckets`` grids: ``price_range`` (clipped at ``MAX_PRICE_RANGE``; the extended moves stay,
+    their weights ``range / |move|`` follow the range); ``explicit`` grids: every price shock
+    (clipped at ``-MAX_PRICE_RANGE``); vol shocks: ``up`` and ``down`` (the shocked vols keep
+    their floors).
+    """
+    g = up.grid
+    if g.explicit is not None:
+        grid = g.model_copy(update={
+            "price_range": min(g.price_range * scale, MAX_PRICE_RANGE),
+            "explicit": [sc.model_copy(update={
+                "price_shock": max(sc.price_shock * scale, -MAX_PRICE_RANGE)})
+                for sc in g.explicit]})
+    else:
+        grid = g.model_copy(update={"price_range": min(g.price_range * scale, MAX_PRICE_RANGE)})
+    vs = up.vol_shock.model_copy(update={"up": up.vol_shock.up * scale,
+                                         "down": up.vol_shock.down * scale})
+    return up.model_copy(update={"grid": grid, "vol_shock": vs})
+
+
+def _rows_of(pos: sp.csr_matrix | RowsCSR, rows: IntArray) -> sp.csr_matrix | RowsCSR:
+    """The given rows of CSR positions, of the same type."""
+    if isinstance(pos, sp.csr_matrix):
+        return sp.csr_matrix(pos[rows])
+    ptr = np.asarray(pos.indptr)
+    starts, ends = ptr[rows], ptr[rows + 1]
+    take = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist(),
+                                                            strict=True)]
+                          ) if rows.size else np.zeros(0, np.int64)
+    indptr = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+    return RowsCSR(indptr, np.asarray(pos.indices)[take].astype(np.int64),
+                   np.asarray(pos.data, np.float64)[take])
+
+
 class PortfolioMarginModel(MarginModel):
     """Scenario (risk-array) portfolio margin; venue methodologies are presets of it."""
 
@@ -507,6 +559,114 @@ class PortfolioMarginModel(MarginModel):
               entry: tuple[IntArray, IntArray, FloatArray] | None = None
               ) -> tuple[FloatArray, FloatArray, dict[str, FloatArray], list[FloatArray | None],
                          tuple[FloatArray, FloatArray] | None]:
+        """IM, MM and components of every row, with the liquidity-risk options when on.
+
+        The risk units' figures (:meth:`_core_units`), on grids widened by the liquidation-period
+        scale for the rows it concerns (:meth:`widened`), plus the concentration add-on
+        (:mod:`pmargin.models.liquidity`; after the loss-bound cap, to IM whole and to MM times
+        its ``mm_fraction``): orders, what-if rows and books all carry them.
+        """
+        im, mm, comps, pnls, vg = self._core_units(prep, pos, coll, need_pnl, entry)
+        lp = self.params.liquidation_period
+        level: FloatArray | None = None
+        if lp is not None and prep.period_daily is not None:
+            mult = period_multiple(prep.period_daily, np.asarray(pos.indptr),
+                                   np.asarray(pos.indices), np.asarray(pos.data),
+                                   lp.max_multiple)
+            level = grid_scale(mult, lp.grid_scale_step)
+            im, mm = im.copy(), mm.copy()
+            base = im.copy()
+            for s_ in np.unique(level[level > 1.0]).tolist():
+                rows = np.flatnonzero(level == s_)
+                im_s, mm_s, _, pnl_s, _ = self._core_units(
+                    self.widened(prep, s_), _rows_of(pos, rows), coll[rows], need_pnl)
+                im[rows] = im_s
+                mm[rows] = mm_s
+                if need_pnl and pos.shape[0] == 1:  # margin(): explain the widened grids
+                    pnls = pnl_s
+            comps["liquidation_period"] = im - base
+            comps["liquidation_period_multiple"] = mult
+        c = prep.concentration
+        if c is not None:
+            add = concentration_addon(c, np.asarray(pos.indptr), np.asarray(pos.indices),
+                                      np.asarray(pos.data))
+            rows = np.flatnonzero(add > 0.0)
+            if rows.size:  # the add-on only fills the room the largest possible loss leaves
+                cap = self._account_bound(prep, pos, coll, rows,
+                                          None if level is None else level[rows])
+                kept = np.minimum(add[rows], np.maximum(cap - im[rows], 0.0))
+                cut = add[rows] - kept
+                if cut.any():
+                    relief = comps.get("loss_bound_relief", np.zeros(add.size)).copy()
+                    relief[rows] += cut
+                    comps["loss_bound_relief"] = relief
+                    add = add.copy()
+                    add[rows] = kept
+            comps["concentration"] = add
+            im = im + add
+            mm = mm + c.mm_fraction * add
+        return im, mm, comps, pnls, vg
+
+    def _account_bound(self, prep: PMPrepared, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
+                       rows: IntArray, level: FloatArray | None) -> FloatArray:
+        """Largest possible loss of the given rows, summed over the risk units (``inf``: none).
+
+        Each unit's term is the cap :func:`_capped` applies to it (options' bound plus the worst
+        loss of the collateral in the unit's grid: the widened grid of the row's level when the
+        liquidation-period scaling widened it).
+        """
+        args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data))
+        cap = np.zeros(rows.size)
+        levels = [1.0] if level is None else np.unique(level).tolist()
+        for s_ in levels:
+            sel = np.arange(rows.size) if level is None else np.flatnonzero(level == s_)
+            r = rows[sel]
+            for unit in self.widened(prep, s_).units:
+                if unit.bound is None:
+                    cap[sel] = np.inf
+                    continue
+                term = loss_bound(*args, unit.colmap, unit.bound, r)
+                if coll.shape[1] and unit.collateral_risk.any():
+                    c_pnl = coll[r] @ unit.collateral_risk
+                    term = term + np.maximum(0.0, -c_pnl.min(axis=1))
+                cap[sel] += term
+        return cap
+
+    def widened(self, prep: PMPrepared, scale: float) -> PMPrepared:
+        """``prep`` with every grid widened by ``scale`` (liquidation-period scaling; cached).
+
+        Parameters
+        ----------
+        prep : PMPrepared
+            A market prepared with the scaling on.
+        scale : float
+            ``sqrt(MPOR_eff / MPOR)`` rounded up to ``grid_scale_step``; 1 returns ``prep``.
+
+        Returns
+        -------
+        PMPrepared
+            The same market and columns with the risk units of the widened grids.
+        """
+        if scale == 1.0:
+            return prep
+        cache: dict[float, PMPrepared] = prep.__dict__.setdefault("_widened", {})
+        out = cache.get(scale)
+        if out is None:
+            assert prep.book is not None, "prepared without liquidation_period"
+            p = self.params
+            wide = p.model_copy(update={"underlyings": {
+                k: _widened(v, scale) for k, v in p.underlyings.items()}})
+            units = build_risk_units(prep.book, prep.table, prep.market, wide,
+                                     prep.dynamic_scale)
+            out = replace(prep, units=units, period_daily=None)
+            cache[scale] = out
+        return out
+
+    def _core_units(self, prep: PMPrepared, pos: sp.csr_matrix | RowsCSR, coll: FloatArray,
+                    need_pnl: bool = False,
+                    entry: tuple[IntArray, IntArray, FloatArray] | None = None
+                    ) -> tuple[FloatArray, FloatArray, dict[str, FloatArray],
+                               list[FloatArray | None], tuple[FloatArray, FloatArray] | None]:
         """IM, MM and components of every row, summed over the risk units.
 
         With Numba (and no P&L matrix wanted) every unit's aggregates come from one fused pass
@@ -565,8 +725,12 @@ class PortfolioMarginModel(MarginModel):
         units = sorted({str(u) for u in t.underlying}
                        | {c for c in book.collateral_currencies if not is_stable(c)})
         scales = self.dynamic_scales(units, market)
+        conc, lp = self.params.concentration, self.params.liquidation_period
         return PMPrepared(t, build_risk_units(book, t, market, self.params, scales), market,
-                          collateral_terms(book, market, self.params.haircuts), scales)
+                          collateral_terms(book, market, self.params.haircuts), scales,
+                          None if conc is None else concentration_columns(t, market, conc),
+                          None if lp is None else period_columns(t, market, lp),
+                          None if lp is None else book)
 
     def evaluate(self, prep: PMPrepared, book: Book) -> BookMarginResult:
         """Margin every account of ``book`` against prepared risk arrays.
@@ -583,7 +747,8 @@ class PortfolioMarginModel(MarginModel):
         BookMarginResult
             IM, MM, equity and components ``worst_case``, ``roll_shock``, ``delta_shock``,
             ``naked_short``, ``perp_contingency`` (and ``min_delta``/``min_charge`` where
-            enabled), ``open_orders``, ``collateral_haircut_im``, ``collateral_haircut_mm``.
+            enabled), ``open_orders``, ``collateral_haircut_im``, ``collateral_haircut_mm``, and
+            ``concentration`` when the add-on is on (margin currency).
         """
         return self._evaluate(prep, book, need_pnl=False)[0]
 
@@ -684,7 +849,12 @@ class PortfolioMarginModel(MarginModel):
         prep = self.prepare(book, market)
         res, pnls_opt = self._evaluate(prep, book, need_pnl=True)
         pnls = [p for p in pnls_opt if p is not None]
-        units, t = prep.units, prep.table
+        lp = self.params.liquidation_period
+        shown = prep
+        if lp is not None and "liquidation_period_multiple" in res.components:
+            level = grid_scale(res.components["liquidation_period_multiple"], lp.grid_scale_step)
+            shown = self.widened(prep, float(level[0]))  # the grids the account was margined on
+        units, t = shown.units, prep.table
         pos = sp.csr_matrix(book.positions)
         rows: list[dict[str, Any]] = []
         worst: dict[str, Any] = {}
@@ -714,7 +884,10 @@ class PortfolioMarginModel(MarginModel):
             unit, k, s_star = col_unit[int(j)]
             contrib[n_] = pos.data[n_] * unit.risk[k, s_star]
         vals = position_values(pos, book.entry_notional, t).data
-        frame = position_frame(book, pos, t, value=vals, pnl_at_worst=contrib)
+        frame = position_frame(book, pos, t, value=vals, pnl_at_worst=contrib, **(
+            {} if prep.concentration is None else {
+                "concentration": concentration_cells(prep.concentration, pos.indices,
+                                                     pos.data)}))
         std = [r for r in rows if not r["extended"]]
         matrix = (Columns.from_records(std, pivot=(["underlying", "price_shock"], "vol_shock",
                                                    "pnl")) if std else None)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from pmargin._typing import FloatArray
+from pmargin._typing import FloatArray, IntArray
 from pmargin.book import Book
 from pmargin.errors import InvalidInput
 from pmargin.market import MarketSnapshot
@@ -32,6 +32,14 @@ from pmargin.models.accounts import (
     values_and_greeks,
 )
 from pmargin.models.base import MarginModel, position_frame
+from pmargin.models.liquidity import (
+    ConcentrationColumns,
+    concentration_addon,
+    concentration_cells,
+    concentration_columns,
+    period_columns,
+    period_multiple,
+)
 from pmargin.models.loss_bound import BoundTerms, loss_bound
 from pmargin.models.result import AccountMargin, BookMarginResult, Columns
 from pmargin.models.revaluation import bound_terms, option_columns, revalue
@@ -121,6 +129,10 @@ class VarFhsPrepared:
     """Stress: the ``apc.buffer`` is drawn down (IM = ES)."""
     lookback_shortfall: float = 0.0
     """Years the look-back falls short of ``apc.lookback_floor_years`` (0 = met or no floor)."""
+    concentration: ConcentrationColumns | None = None
+    """Per-column inputs of the concentration add-on (None: off)."""
+    period_daily: FloatArray | None = None
+    """Units of each column a liquidator trades per day (liquidation-period scaling; None: off)."""
 
 
 class VarFhsModel(MarginModel):
@@ -277,15 +289,28 @@ class VarFhsModel(MarginModel):
         coll = np.zeros((len(book.collateral_currencies), n_s))
         for k, c in enumerate(book.collateral_currencies):
             coll[k] = usd(c) / p_mc - market.collateral_price(c) / p_mc0
+        conc, lp = self.params.concentration, self.params.liquidation_period
         return VarFhsPrepared(t, market, collateral_terms(book, market, {}), sc, risk, coll,
-                              filtered, bounds, weights, released, short)
+                              filtered, bounds, weights, released, short,
+                              None if conc is None else concentration_columns(t, market, conc),
+                              None if lp is None else period_columns(t, market, lp))
 
     # ------------------------------------------------------------------ evaluate
+    def _multiple(self, prep: VarFhsPrepared, pos: sp.csr_matrix) -> FloatArray | None:
+        """``MPOR_eff / MPOR`` of every row (None when the scaling is off)."""
+        lp = self.params.liquidation_period
+        if lp is None or prep.period_daily is None:
+            return None
+        return period_multiple(prep.period_daily, np.asarray(pos.indptr),
+                               np.asarray(pos.indices), np.asarray(pos.data), lp.max_multiple)
+
     def _es(self, prep: VarFhsPrepared, pos: sp.csr_matrix, coll: FloatArray
-            ) -> tuple[FloatArray, FloatArray, FloatArray]:
+            ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """ES, and ES plus the APC buffer, per account, each capped at the largest possible loss.
 
-        Also returns the IM the cap removed from the buffered figure.
+        Also returns the IM the cap removed from the buffered figure, and the capped ES before
+        the liquidation-period scaling (with the scaling on, ES is first multiplied by
+        ``sqrt(MPOR_eff / MPOR)`` of the row; off, the last output is the first).
         """
         n = pos.shape[0]
         out = np.zeros(n)
@@ -297,21 +322,35 @@ class VarFhsModel(MarginModel):
             out[a:b] = expected_shortfall(pnl, self.params.confidence) if prep.weights is None \
                 else weighted_expected_shortfall(pnl, prep.weights, self.params.confidence)
         plain = np.maximum(out, 0.0)
+        base = plain
+        mult = self._multiple(prep, pos)
+        if mult is not None:
+            base = plain.copy()
+            plain = plain * np.sqrt(mult)
         es = buffered(plain, self.params.apc.buffer, prep.buffer_released)
         relief = np.zeros(n)
         rows = np.flatnonzero(es > 0.0)
         if rows.size == 0 or not prep.bounds:
-            return plain, es, relief
+            return plain, es, relief, base
+        cap = self._bound(prep, pos, coll, rows)
+        relief[rows] = np.maximum(es[rows] - cap, 0.0)
+        es[rows] = np.minimum(es[rows], cap)
+        plain[rows] = np.minimum(plain[rows], cap)
+        if mult is not None:
+            base[rows] = np.minimum(base[rows], cap)
+        return plain, es, relief, base
+
+    @staticmethod
+    def _bound(prep: VarFhsPrepared, pos: sp.csr_matrix, coll: FloatArray, rows: np.ndarray
+               ) -> FloatArray:
+        """Largest possible loss of the given rows (``inf`` where it is not bounded)."""
         cap = np.zeros(rows.size)
         args = (np.asarray(pos.indptr), np.asarray(pos.indices), np.asarray(pos.data))
         for colmap, terms in prep.bounds:
             cap += loss_bound(*args, colmap, terms, rows)
         if coll.shape[1] and prep.collateral_risk.any():
             cap += np.maximum(0.0, -(coll[rows] @ prep.collateral_risk).min(axis=1))
-        relief[rows] = np.maximum(es[rows] - cap, 0.0)
-        es[rows] = np.minimum(es[rows], cap)
-        plain[rows] = np.minimum(plain[rows], cap)
-        return plain, es, relief
+        return cap
 
     def pnl(self, prep: VarFhsPrepared, book: Book) -> FloatArray:
         """Scenario P&L of every account, shape (accounts, scenarios), margin currency."""
@@ -340,23 +379,66 @@ class VarFhsModel(MarginModel):
             released in stress or off), ``loss_bound_relief`` (what the cap removed),
             ``open_orders`` and ``lookback_floor_shortfall_years`` (years, not money: how far
             the look-back falls short of ``apc.lookback_floor_years``, the same for every
-            account; 0 when met or off).
+            account; 0 when met or off). With ``liquidation_period`` on, IM and MM use the ES
+            scaled by ``sqrt(MPOR_eff / MPOR)``: ``expected_shortfall`` is then the ES at the
+            preset's horizon, ``liquidation_period`` what the scaling adds and
+            ``liquidation_period_multiple`` is ``MPOR_eff / MPOR`` (a ratio, not money). With
+            ``concentration`` on, ``concentration`` (margin currency) is added to IM, and times
+            its ``mm_fraction`` to MM (docs/models/liquidity-risk.md).
         """
         t = prep.table
         pos = sp.csr_matrix(book.positions)
         coll = np.ascontiguousarray(book.collateral, dtype=np.float64)
-        plain, es, relief = self._es(prep, pos, coll)
-        orders_im = open_orders_im(book, t, es, lambda side, rows: self._es(
-            prep, sp.csr_matrix(pos[rows] + side[rows]), coll[rows])[1])
+        plain, es, relief, base_es = self._es(prep, pos, coll)
+        conc, cut = self._concentration(prep, pos, coll, es)
+
+        def filled_requirement(side: sp.csr_matrix, rows: IntArray) -> FloatArray:
+            filled = sp.csr_matrix(pos[rows] + side[rows])
+            r = self._es(prep, filled, coll[rows])[1]
+            c_f = self._concentration(prep, filled, coll[rows], r)[0]
+            return r if c_f is None else r + c_f
+
+        orders_im = open_orders_im(book, t, es if conc is None else es + conc,
+                                   filled_requirement)
         values, greeks = values_and_greeks(pos, book.entry_notional, t)
         equity = prep.collateral.value(coll) + values
-        return self.book_result(
-            book, t.mc_price, es + orders_im, self.params.mm_fraction * plain, equity,
-            {"expected_shortfall": plain, "apc_buffer": es - plain,
-             "loss_bound_relief": relief, "open_orders": orders_im,
-             "lookback_floor_shortfall_years": np.full(book.n_accounts, prep.lookback_shortfall)},
-            greeks,
-        )
+        components = {"expected_shortfall": plain, "apc_buffer": es - plain,
+                      "loss_bound_relief": relief, "open_orders": orders_im,
+                      "lookback_floor_shortfall_years":
+                          np.full(book.n_accounts, prep.lookback_shortfall)}
+        im = es + orders_im
+        mm = self.params.mm_fraction * plain
+        mult = self._multiple(prep, pos)
+        if mult is not None:  # ES at the base MPOR, and what the longer period adds
+            components["expected_shortfall"] = base_es
+            components["liquidation_period"] = plain - base_es
+            components["liquidation_period_multiple"] = mult
+        if conc is not None and prep.concentration is not None:
+            components["concentration"] = conc
+            components["loss_bound_relief"] = relief + cut
+            im = im + conc
+            mm = mm + prep.concentration.mm_fraction * conc
+        return self.book_result(book, t.mc_price, im, mm, equity, components, greeks)
+
+    def _concentration(self, prep: VarFhsPrepared, pos: sp.csr_matrix, coll: FloatArray,
+                       es: FloatArray) -> tuple[FloatArray | None, FloatArray]:
+        """Concentration add-on of every row, margin currency (None when off), and its cut.
+
+        The add-on only fills the room the largest possible loss leaves above ``es`` (the capped
+        requirement); the second output is what that removed (zeros when nothing).
+        """
+        if prep.concentration is None:
+            return None, np.zeros(pos.shape[0])
+        add = concentration_addon(prep.concentration, np.asarray(pos.indptr),
+                                  np.asarray(pos.indices), np.asarray(pos.data))
+        cut = np.zeros(add.size)
+        rows = np.flatnonzero(add > 0.0)
+        if rows.size and prep.bounds:
+            kept = np.minimum(add[rows],
+                              np.maximum(self._bound(prep, pos, coll, rows) - es[rows], 0.0))
+            cut[rows] = add[rows] - kept
+            add[rows] = kept
+        return add, cut
 
     # ------------------------------------------------------------------ one account
     def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
@@ -402,7 +484,10 @@ class VarFhsModel(MarginModel):
                     worst[u] = {"index": int(s), **row}
         pos = sp.csr_matrix(book.positions)
         s0 = int(order[0]) if order.size else 0
-        frame = position_frame(book, pos, prep.table,
-                               pnl_at_worst=pos.data * prep.risk[pos.indices, s0])
+        frame = position_frame(
+            book, pos, prep.table, pnl_at_worst=pos.data * prep.risk[pos.indices, s0],
+            **({} if prep.concentration is None else {
+                "concentration": concentration_cells(prep.concentration, pos.indices,
+                                                     pos.data)}))
         return self.account_margin(res, "portfolio", frame, scenarios=Columns.from_records(rows),
                                    worst_scenario=worst or None)

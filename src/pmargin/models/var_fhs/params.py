@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pmargin.errors import ParamsError
+from pmargin.models.params import ConcentrationParams, LiquidationPeriodParams
 from pmargin.overrides import deep_merge
 from pmargin.paramfiles import validate_params
 
@@ -95,6 +96,12 @@ class VarFhsParams(_Frozen):
     stressed_periods: list[StressedPeriod] = []
     apc: ApcParams = ApcParams()
     """Anti-procyclicality tools (EMIR Art. 28), off by default."""
+    concentration: ConcentrationParams | None = Field(default=None,
+                                                      exclude_if=lambda v: v is None)
+    """Concentration / liquidity add-on (None: off; docs/models/liquidity-risk.md)."""
+    liquidation_period: LiquidationPeriodParams | None = Field(default=None,
+                                                               exclude_if=lambda v: v is None)
+    """ES scaled by sqrt(MPOR_eff / MPOR) for positions large against their volume (None: off)."""
 
 
 def load_var_fhs_params(name_or_path: str | Path = MODEL_NAME,
