@@ -122,12 +122,24 @@ def test_overview_of_100k_accounts(browser: Any, big_venue: dict[str, Any], shot
         # behind the engine: from the market's book message (the book re-margined, server
         # clock) to the page showing that market's state (browser clock; same machine)
         lags.append(shown["at"] - published)
+    # the liquidation-proximity curve of the whole book, computed in the background
+    # (current, or outdated when the enforcer's steps moved the book on since: both drawn)
+    wait_for(browser, "document.querySelector('#proximity-stamp')", timeout=300)
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {keys['risk']}"},
+                      timeout=60) as c:
+        prox = c.get("/v1/book/proximity").json()
+    assert prox["status"] in ("current", "outdated"), prox["status"]
+    assert prox["curve"]["active_accounts"] > 0
+    stamp = browser.find_element("id", "proximity-stamp").get_attribute("data-seq")
+    assert int(stamp) <= prox["seq"]
     assert console_errors(browser) == []
     shots(browser, "overview-100k")
     report = {"accounts": ACCOUNTS, "first_render_ms": renders, "update_lag_ms": lags,
               "first_render_median_ms": statistics.median(renders),
               "update_lag_median_ms": statistics.median(lags),
               "after_post_200_ms": after_200,
+              "proximity_curve_s": prox["curve"]["seconds"],
+              "proximity_points": len(prox["curve"]["moves"]),
               "seed_and_start_s": big_venue["seed_seconds"]}
     print("\nDASHBOARD-TIMING " + json.dumps(report))
     out = os.environ.get("PMARGIN_DASHBOARD_TIMING")
