@@ -48,6 +48,7 @@ ROUTES = [
      set(ROLES)),
     ("GET", "/v1/book", None, {"risk"}),
     ("GET", "/v1/book/accounts", None, {"risk"}),
+    ("GET", "/v1/book/proximity", None, {"risk"}),
     ("GET", "/v1/accounts/{own}/events", None, {"trader", "risk"}),
     ("GET", "/v1/accounts/{other}/events", None, {"risk"}),
     ("GET", "/v1/instruments", None, set(ROLES)),
