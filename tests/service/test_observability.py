@@ -101,6 +101,9 @@ def test_metrics(svc_client) -> None:
     _seed(client, keys)
     for minutes in (1, 2):
         _post(client, keys["operator"], "/v1/market", market_json(minutes=minutes))
+    # the enforcer works in its own thread: stop it so that the state the metrics are compared
+    # with does not move between the two reads (its steps are events: seq and health change)
+    svc.enforcer.stop()
     book = client.get("/v1/book", headers={"Authorization": f"Bearer {keys['risk']}"}).json()
     client.get("/v1/accounts/obs0", headers={"Authorization": f"Bearer {keys['risk']}"})
     svc.metrics.liquidation_queue.labels(book="BTC").set(3)
