@@ -110,3 +110,6 @@ def test_example_presets_in_docs_load():
     apc = load_model(ex / "var-fhs-apc.toml")
     a = apc.params.apc  # type: ignore[attr-defined]
     assert (a.buffer, a.stressed_weight, a.lookback_floor_years) == (0.25, 0.25, 10.0)
+    assert a.release_full_quantile is None
+    gradual = load_model(ex / "var-fhs-apc-gradual.toml").params.apc  # type: ignore[attr-defined]
+    assert (gradual.stress_quantile, gradual.release_full_quantile) == (0.75, 0.95)

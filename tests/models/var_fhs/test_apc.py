@@ -99,16 +99,53 @@ def test_buffer_release_quantile_by_hand():
         buffer_release(0.1, np.array([np.nan]), 0.9)
 
 
+def test_gradual_release_by_hand():
+    hist = np.r_[np.arange(1, 101) / 1000.0, np.nan]
+    # q(0.8) = 0.0802, q(0.9) = 0.0901 (linear): half-way between them releases half
+    lo, hi = 0.0802, 0.0901
+    assert buffer_release(lo, hist, 0.8, 0.9) == 0.0
+    assert buffer_release(0.5 * (lo + hi), hist, 0.8, 0.9) == pytest.approx(0.5, abs=1e-12)
+    assert buffer_release(lo + 0.25 * (hi - lo), hist, 0.8, 0.9) == pytest.approx(0.25, abs=1e-12)
+    assert buffer_release(hi, hist, 0.8, 0.9) == pytest.approx(1.0, abs=1e-12)
+    assert buffer_release(0.2, hist, 0.8, 0.9) == 1.0
+    assert buffer_release(0.01, hist, 0.8, 0.9) == 0.0
+    # equal quantiles (a flat history): the step of the all-or-nothing rule
+    flat = np.full(10, 0.05)
+    assert buffer_release(0.0501, flat, 0.8, 0.9) == 1.0
+    assert buffer_release(0.05, flat, 0.8, 0.9) == 0.0
+
+
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.floats(0, 1e9), min_size=1, max_size=20), st.floats(0, 1), st.booleans())
+@given(st.floats(0, 0.2), st.floats(0.05, 0.9), st.floats(0.01, 0.09))
+def test_gradual_release_is_monotone_and_between_the_steps(sigma, q, width):
+    hist = np.linspace(0.01, 0.1, 37)
+    full = min(q + width, 0.99)
+    r = buffer_release(sigma, hist, q, full)
+    assert 0.0 <= r <= 1.0
+    # never more than the step at the full quantile, never less than the step at the start
+    assert buffer_release(sigma, hist, full) <= r <= buffer_release(sigma, hist, q)
+    assert buffer_release(sigma + 1e-3, hist, q, full) >= r
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0, 1e9), min_size=1, max_size=20), st.floats(0, 1),
+       st.one_of(st.booleans(), st.floats(0, 1)))
 def test_buffer_never_takes_im_below_the_unbuffered(es, buf, released):
     e = np.array(es)
-    out = buffered(e, buf, released)
+    out = buffered(e, buf, float(released))
     assert np.all(out >= e)
-    if released:
+    assert np.all(out <= e * (1 + buf))
+    if released == 1:
         assert np.array_equal(out, e)
+    elif released == 0:
+        assert np.array_equal(out, e * (1 + buf))
     else:
-        assert out == pytest.approx(e * (1 + buf))
+        assert out == pytest.approx(e * (1 + buf * (1 - released)))
+
+
+def test_buffered_refuses_a_release_outside_0_1():
+    with pytest.raises(InvalidInput, match="released"):
+        buffered(np.ones(2), 0.25, 1.5)
 
 
 # ----------------------------------------------------------------------------- look-back
@@ -156,6 +193,27 @@ def test_model_buffer_in_calm_and_in_stress():
         assert np.all(res.initial_margin >= plain.initial_margin)
         # MM stays a fraction of the un-buffered ES
         assert res.maintenance_margin == pytest.approx(plain.maintenance_margin, rel=1e-12)
+
+
+def test_model_gradual_release_sits_between_calm_and_stress():
+    plain = apc_model().compute(BOOK, MARKET)
+    m = apc_model(buffer=0.25, stress_quantile=0.05, release_full_quantile=0.999)
+    prep = m.prepare(BOOK, MARKET)
+    r = prep.buffer_released
+    # the hand figure from the same vol history the model compares with
+    coin = "BTC"
+    f = prep.filtered[coin]
+    hist = m._vol_history(coin, f, MARKET)
+    sigma = m._sigma_now(coin, f, MARKET)
+    assert r == buffer_release(sigma, hist, 0.05, 0.999)
+    assert 0.0 < r < 1.0, r  # this market sits between the two quantiles
+    res = m.evaluate(prep, BOOK)
+    factor = 1.0 + 0.25 * (1.0 - r)
+    assert res.initial_margin == pytest.approx(factor * plain.initial_margin, rel=1e-12)
+    assert res.maintenance_margin == pytest.approx(plain.maintenance_margin, rel=1e-12)
+    with pytest.raises(ParamsError, match="release_full_quantile"):
+        load_var_fhs_params(overrides={"apc": {"stress_quantile": 0.9,
+                                               "release_full_quantile": 0.8}})
 
 
 def test_model_stressed_weight_equals_weighted_es_of_its_scenarios():

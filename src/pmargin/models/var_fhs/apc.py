@@ -14,7 +14,9 @@ Three pure pieces, each an option of :class:`~pmargin.models.var_fhs.params.ApcP
 * **Buffer** (:func:`buffer_release`, :func:`buffered`): IM = ES x (1 + ``buffer``) in calm
   markets; the buffer is released (IM = ES, never below it) while the market is in stress:
   today's current volatility of some underlying is above the ``stress_quantile`` quantile of the
-  same volatility measure over the look-back.
+  same volatility measure over the look-back. With ``release_full_quantile`` the release is
+  gradual: linear in the volatility from the ``stress_quantile`` quantile (nothing released) to
+  the ``release_full_quantile`` quantile (all of it).
 * **Look-back floor** (:func:`lookback_shortfall_years`): the years by which the look-back falls
   short of ``lookback_floor_years``; refused or flagged in the result (``lookback_floor``).
 """
@@ -130,8 +132,9 @@ def tail_weights(pnl: FloatArray, weights: FloatArray, confidence: float) -> Flo
     return out
 
 
-def buffer_release(sigma_now: float, history: FloatArray, quantile: float) -> bool:
-    """Whether one underlying is in stress: today's vol above its look-back quantile.
+def buffer_release(sigma_now: float, history: FloatArray, quantile: float,
+                   full_quantile: float | None = None) -> float:
+    """Share of the buffer one underlying's stress releases: 0 (calm) to 1 (all of it).
 
     Parameters
     ----------
@@ -141,20 +144,31 @@ def buffer_release(sigma_now: float, history: FloatArray, quantile: float) -> bo
         The same volatility measure on each day of the look-back (NaN ignored).
     quantile : float
         Quantile (0 to 1) of ``history`` above which the market is in stress.
+    full_quantile : float or None
+        Quantile (above ``quantile``) at which the whole buffer is released. None: all of it at
+        ``quantile`` (a step).
 
     Returns
     -------
-    bool
-        ``sigma_now > quantile(history)`` (linear interpolation, :func:`numpy.nanquantile`).
+    float
+        Without ``full_quantile``: 1.0 if ``sigma_now > q(quantile)`` else 0.0. With it: the
+        position of ``sigma_now`` between ``lo = q(quantile)`` and ``hi = q(full_quantile)``,
+        ``clip((sigma_now - lo) / (hi - lo), 0, 1)`` (linear in the volatility; a step at ``lo``
+        when the two quantiles coincide). ``q`` is :func:`numpy.quantile` (linear
+        interpolation) of the finite values of ``history``.
     """
     h = history[np.isfinite(history)]
     if h.size == 0:
         raise InvalidInput("history", 0, "no volatility history to define stress")
-    return bool(sigma_now > float(np.quantile(h, quantile)))
+    lo = float(np.quantile(h, quantile))
+    hi = lo if full_quantile is None else float(np.quantile(h, full_quantile))
+    if hi <= lo:
+        return 1.0 if sigma_now > lo else 0.0
+    return float(min(max((sigma_now - lo) / (hi - lo), 0.0), 1.0))
 
 
-def buffered(es: FloatArray, buffer: float, released: bool) -> FloatArray:
-    """ES plus the anti-procyclicality buffer, or ES alone when the buffer is released.
+def buffered(es: FloatArray, buffer: float, released: float) -> FloatArray:
+    """ES plus what is left of the anti-procyclicality buffer.
 
     Parameters
     ----------
@@ -162,15 +176,18 @@ def buffered(es: FloatArray, buffer: float, released: bool) -> FloatArray:
         Un-buffered margin (ES, floored at 0), margin currency.
     buffer : float
         Buffer as a fraction of ES (0.25 for EMIR Art. 28(1)(a)).
-    released : bool
-        Stress: the buffer is drawn down.
+    released : float
+        Share of the buffer drawn down by stress (0 to 1, :func:`buffer_release`).
 
     Returns
     -------
     ndarray, shape (accounts,)
-        ``es * (1 + buffer)``, or ``es`` in stress; never below ``es``.
+        ``es * (1 + buffer * (1 - released))``: ``es * (1 + buffer)`` in calm markets, ``es``
+        when the whole buffer is released; never below ``es``.
     """
-    return np.asarray(es if released else es * (1.0 + buffer))
+    if not 0.0 <= released <= 1.0:
+        raise InvalidInput("released", released, "must be between 0 and 1")
+    return np.asarray(es * (1.0 + buffer * (1.0 - released)))
 
 
 def lookback_shortfall_years(first_day: np.datetime64, last_day: np.datetime64,

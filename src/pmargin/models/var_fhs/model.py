@@ -125,8 +125,8 @@ class VarFhsPrepared:
     """Per underlying: book column -> unit column map, and the loss-bound terms."""
     weights: FloatArray | None = None
     """(scenarios,) ES weights when ``apc.stressed_weight`` > 0 (else plain ES)."""
-    buffer_released: bool = False
-    """Stress: the ``apc.buffer`` is drawn down (IM = ES)."""
+    buffer_released: float = 0.0
+    """Share of the ``apc.buffer`` drawn down by stress (0 calm, 1 all: IM = ES)."""
     lookback_shortfall: float = 0.0
     """Years the look-back falls short of ``apc.lookback_floor_years`` (0 = met or no floor)."""
     concentration: ConcentrationColumns | None = None
@@ -211,16 +211,16 @@ class VarFhsModel(MarginModel):
         return np.asarray(np.fmax(iv, f.sigma_ret))
 
     def _apc(self, filtered: dict[str, FilteredSeries], sigma: dict[str, float],
-             sc: ScenarioSet, market: MarketSnapshot) -> tuple[FloatArray | None, bool, float]:
+             sc: ScenarioSet, market: MarketSnapshot) -> tuple[FloatArray | None, float, float]:
         """Scenario weights, buffer release and look-back shortfall (``apc`` options)."""
         a = self.params.apc
         weights = scenario_weights(sc.stressed, a.stressed_weight) \
             if a.stressed_weight > 0 else None
         if weights is not None and np.all(weights == weights[0]):
             weights = None  # equal weights: the plain ES (the stressed share is already met)
-        released = a.buffer > 0 and any(
-            buffer_release(sigma[c], self._vol_history(c, f, market), a.stress_quantile)
-            for c, f in filtered.items())
+        released = 0.0 if a.buffer == 0 else max(  # the market is in stress when any coin is
+            buffer_release(sigma[c], self._vol_history(c, f, market), a.stress_quantile,
+                           a.release_full_quantile) for c, f in filtered.items())
         short = 0.0
         if a.lookback_floor_years > 0:
             days = sc.day[~sc.stressed]
@@ -259,7 +259,7 @@ class VarFhsModel(MarginModel):
         when = market.valuation_time
         filtered = {c: self._history(c, when) for c in sorted(coins)}
         weights: FloatArray | None = None
-        released, short = False, 0.0
+        released, short = 0.0, 0.0
         if filtered:
             sigma = {c: self._sigma_now(c, f, market) for c, f in filtered.items()}
             sc = scenario_set(filtered, sigma, self.params)
@@ -375,8 +375,9 @@ class VarFhsModel(MarginModel):
         BookMarginResult
             IM (ES + APC buffer + open orders), MM (``mm_fraction`` x ES, without the buffer),
             equity; components ``expected_shortfall`` (weighted when ``apc.stressed_weight`` >
-            0; capped at the account's largest possible loss, issue 9.3), ``apc_buffer`` (0 when
-            released in stress or off), ``loss_bound_relief`` (what the cap removed),
+            0; capped at the account's largest possible loss, issue 9.3), ``apc_buffer`` (what
+            stress left of the buffer: 0 when all of it is released, or off),
+            ``loss_bound_relief`` (what the cap removed),
             ``open_orders`` and ``lookback_floor_shortfall_years`` (years, not money: how far
             the look-back falls short of ``apc.lookback_floor_years``, the same for every
             account; 0 when met or off). With ``liquidation_period`` on, IM and MM use the ES

@@ -42,9 +42,10 @@ class ApcParams(_Frozen):
 
     (a) ``buffer``: IM = ES x (1 + buffer), released (IM = ES) while the current volatility of
     some underlying is above the ``stress_quantile`` quantile of the same measure over the
-    look-back; (b) ``stressed_weight``: the stressed-period scenarios carry at least this total
-    weight in a weighted ES; (c) ``lookback_floor_years``: a look-back shorter than this is
-    refused (``lookback_floor_action = "refuse"``) or margined and flagged (``"flag"``: component
+    look-back (gradually up to the ``release_full_quantile`` quantile when it is set); (b)
+    ``stressed_weight``: the stressed-period scenarios carry at least this total weight in a
+    weighted ES; (c) ``lookback_floor_years``: a look-back shorter than this is refused
+    (``lookback_floor_action = "refuse"``) or margined and flagged (``"flag"``: component
     ``lookback_floor_shortfall_years``).
     """
 
@@ -52,12 +53,23 @@ class ApcParams(_Frozen):
     """Buffer as a fraction of ES (EMIR: 0.25); 0 disables it."""
     stress_quantile: float = Field(default=0.9, gt=0.0, lt=1.0)
     """Quantile of the look-back's volatility above which the buffer is released."""
+    release_full_quantile: float | None = Field(default=None, gt=0.0, lt=1.0)
+    """Quantile at which the whole buffer is released, the release linear in the volatility
+    from ``stress_quantile`` up to it (a gradual draw-down); None: all at ``stress_quantile``."""
     stressed_weight: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Minimum total weight of the stressed scenarios in the ES (EMIR: 0.25); 0 = plain ES."""
     lookback_floor_years: float = Field(default=0.0, ge=0.0, le=50.0)
     """Minimum look-back in years (EMIR: 10); 0 disables it."""
     lookback_floor_action: Literal["refuse", "flag"] = "flag"
     """What a shorter look-back does: refuse to margin, or margin and flag the shortfall."""
+
+    @model_validator(mode="after")
+    def _release_above_stress(self) -> ApcParams:
+        full = self.release_full_quantile
+        if full is not None and full <= self.stress_quantile:
+            raise ValueError(f"release_full_quantile {full} must be above stress_quantile "
+                             f"{self.stress_quantile}")
+        return self
 
 
 class VarFhsParams(_Frozen):
