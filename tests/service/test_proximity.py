@@ -9,6 +9,8 @@ background book computation on its copy of the engine's book.
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -146,3 +148,23 @@ def test_a_new_state_makes_the_curve_outdated_then_current_again(server: Server)
     later = _wait_current(server)
     assert later["curve"]["seq"] == later["seq"] > first["seq"]
     assert later["curve"]["active_accounts"] == first["curve"]["active_accounts"] + 1
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no setpriority on this system")
+def test_the_curve_thread_yields_the_cpu_to_the_live_path() -> None:
+    from pmargin.service.proximity import BACKGROUND_NICE, _lower_priority
+
+    seen: dict[str, int] = {}
+
+    def probe() -> None:
+        tid = threading.get_native_id()
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, tid)
+        _lower_priority()
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, tid)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    assert seen["after"] == min(seen["before"] + BACKGROUND_NICE, 19)
+    # the calling (main) thread is untouched
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == seen["before"]

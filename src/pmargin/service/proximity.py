@@ -28,6 +28,7 @@ re-margining are never blocked by it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -165,6 +166,7 @@ class ProximityCurves:
     def _compute(self, book: str, slot: _BookCurve, stamp: tuple[int, str]) -> None:
         svc = self.svc
         s = svc.state
+        _lower_priority()
         try:
             # the view lock only: every engine change happens under it (Service.read_engine)
             with svc.locks.view:
@@ -197,3 +199,22 @@ class ProximityCurves:
         finally:
             with slot.lock:
                 slot.running = False
+
+
+BACKGROUND_NICE = 10
+"""Niceness added to a curve's thread: the curve is background analytics, and the live path
+(writes, reads, the stream) gets the CPU first."""
+
+
+def _lower_priority() -> None:
+    """Lower the calling thread's CPU priority (Linux: ``setpriority`` on the thread id).
+
+    Elsewhere, or where it is refused, the thread keeps the process's priority (the curve is
+    then computed as before, only not yielding the CPU).
+    """
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid)
+                       + BACKGROUND_NICE)
+    except (AttributeError, OSError):  # no setpriority here, or not allowed
+        pass
