@@ -1,16 +1,9 @@
-r"""Liquidity cost of closing positions at once.
+r"""Liquidity cost of closing positions at once, with the liquidation engine's parameters.
 
-The price at which a position can be unwound is the mark moved against the closer by half the
-bid/ask spread and by a linear price impact:
-
-.. math::
-
-    P_{exec} = P_{mark} \mp \left(h + \frac{k\,|N|}{D}\,1\%\,P_{mark}\right),
-    \qquad N = |q|\,c\,P_{mark},
-
-with :math:`h` the half-spread (from the quotes, or a floor when a quote is missing), :math:`D`
-the depth in USD of notional per 1 % of price impact for the instrument kind and :math:`k` a
-coefficient. The cost of closing is :math:`q\,c\,(P_{mark} - P_{exec}) \ge 0`.
+The rule itself (half-spread plus linear price impact, the cost of closing
+:math:`q\,c\,(P_{mark} - P_{exec}) \ge 0`) is stated once, in :mod:`pmargin.liquidity_cost`;
+this module supplies its parameters per instrument kind (depth in USD of notional per 1 % of
+price impact, half-spread floors when a quote is missing) and applies it to positions.
 
 Currently implemented
 ---------------------
