@@ -244,9 +244,11 @@ def _compose_py(parallel: bool, agg: Any, c2m: Any, index: Any, ds_on: Any, ds_t
 
 
 if NUMBA_ENABLED:  # pragma: no branch - compiled lazily, on first call
+    # nogil: the pass touches only arrays, so the service's readers and writers (other threads)
+    # keep running while one thread composes a book
     _maximum = numba.njit(inline="always", cache=True)(_maximum)
     _minimum = numba.njit(inline="always", cache=True)(_minimum)
-    _compose = numba.njit(parallel=True, cache=True)(_compose_py)
+    _compose = numba.njit(parallel=True, cache=True, nogil=True)(_compose_py)
 
 
 def compose(terms: PackedTerms, agg: FloatArray
