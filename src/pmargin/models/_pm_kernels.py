@@ -70,9 +70,6 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
     n_rows = indptr.size - 1
     n_c = coll.shape[1]
     n_s = risk.shape[1]
-    width = 0
-    for r in range(n_rows):
-        width = max(width, indptr[r + 1] - indptr[r])
 
     def bound(ks: Any, qs: Any, m: int, coin: bool, usd_per_mc: float) -> float:
         """Loss bound of the gathered cells (the loss_bound specification, same order)."""
@@ -159,8 +156,8 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
                 pnl[s] = 0.0
             b0 = bucket_off[u] if u < n_units else 0
             b1 = bucket_off[u + 1] if u < n_units else 0
-            for bk in range(b0, b1):
-                nb[bk] = 0.0
+            for bk in range(b0, b1):  # unsigned: no negative-index fix-up, a plain store
+                nb[np.uint64(bk)] = 0.0
             nd = 0.0
             ld = 0.0
             sd = 0.0
@@ -180,8 +177,8 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
                         for m2 in range(e_indptr[r], e_indptr[r + 1]):
                             if e_indices[m2] == j:
                                 e += e_data[m2]
-                    if e != e:  # NaN: entry at the mark
-                        e = q * colf[j, 3]
+                    em = q * colf[j, 3]
+                    e = em if e != e else e  # NaN: entry at the mark (a select, not a branch)
                     v += q * colf[j, 1] + e * colf[j, 2]
                     g0 += q * colf[j, 4]
                     g1 += q * colf[j, 5]
@@ -190,9 +187,8 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
                     g4 += q * colf[j, 8]
                 if coli[j, 0] != u:
                     continue
-                row = risk[j]
                 for s in range(ns):
-                    pnl[s] += q * row[s]
+                    pnl[s] += q * risk[j, s]
                 dq = q * colf[j, 0]
                 nd += dq
                 if dq > 0:
@@ -229,20 +225,40 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
             for c in range(n_c):
                 bal = coll[r, c]
                 if bal != 0.0:
-                    crow = coll_risk[u, c]
                     for s in range(ns):
-                        pnl[s] += bal * crow[s]
-            m = 0.0
+                        pnl[s] += bal * coll_risk[u, c, s]
             if use_damp[u]:
                 # sign(x) max(|x| - d, 0) without branches (the same numbers, bit for bit:
                 # x - copysign(min(|x|, d), x) is 0 where |x| <= d, else x -+ d exactly)
                 for s in range(ns):
                     x = pnl[s]
                     pnl[s] = x - np.copysign(min(abs(x), damp[u, s]), x)
-            for s in range(ns):
-                x = pnl[s]
-                if s == 0 or x < m:
-                    m = x
+            # the first scenario's P&L, then any lower one (NaN first: NaN; later NaNs are
+            # skipped), in four independent chains merged in order: one chain is bound by the
+            # latency of each comparison. Only the sign of a zero minimum can differ from one
+            # chain, and the worst loss below is 0.0 for either zero.
+            m = pnl[0] if ns > 0 else 0.0
+            w1 = m
+            w2 = m
+            w3 = m
+            s = 1
+            while s + 3 < ns:
+                x0 = pnl[s]
+                x1 = pnl[s + 1]
+                x2 = pnl[s + 2]
+                x3 = pnl[s + 3]
+                m = x0 if x0 < m else m
+                w1 = x1 if x1 < w1 else w1
+                w2 = x2 if x2 < w2 else w2
+                w3 = x3 if x3 < w3 else w3
+                s += 4
+            while s < ns:
+                x0 = pnl[s]
+                m = x0 if x0 < m else m
+                s += 1
+            m = w1 if w1 < m else m
+            m = w2 if w2 < m else m
+            m = w3 if w3 < m else m
             rl = 0.0
             for bk in range(b0, b1):
                 rl += abs(nb[bk]) * rate[bk]
@@ -288,9 +304,14 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
         ng = np.empty(n_groups)
         for g in range(n_groups):
             ng[g] = 0.0
+        r0 = c * n_rows // n_chunks
+        r1 = (c + 1) * n_rows // n_chunks
+        width = 0  # the block's widest row (the gathered cells' scratch), in the block's thread
+        for r in range(r0, r1):
+            width = max(width, indptr[r + 1] - indptr[r])
         ks = np.empty(width, np.int64)
         qs = np.empty(width)
-        for r in range(c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks):
+        for r in range(r0, r1):
             one_row(r, pnl, nb, ng, ks, qs)
 
     if parallel:  # contiguous blocks of rows, several per thread (uneven rows balance out)

@@ -48,6 +48,8 @@ class CollateralTerms:
         """Collateral value per account (margin currency)."""
         if balances.shape[1] == 0:
             return np.zeros(balances.shape[0])
+        if balances.shape[1] == 1:  # one currency: the product's one term, 0.0 + b p (as BLAS)
+            return np.asarray(balances[:, 0] * self.price[0] + 0.0, dtype=np.float64)
         return np.asarray(balances @ self.price, dtype=np.float64)
 
     @cached_property
@@ -64,8 +66,8 @@ class CollateralTerms:
         """IM and MM haircut amounts on positive balances, per account."""
         used = self.used
         if used.size == 0:  # balances are finite (Book checks): every term would be 0
-            z = np.zeros(balances.shape[0])
-            return z, z.copy()
+            n = balances.shape[0]
+            return np.zeros(n), np.zeros(n)  # two arrays (callers may own them), no copy
         pos = np.maximum(balances[:, used], 0.0)
         return np.asarray(pos @ self.haircut_im[used]), np.asarray(pos @ self.haircut_mm[used])
 
