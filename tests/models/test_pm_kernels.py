@@ -213,3 +213,16 @@ def test_explicit_zero_cells_change_nothing():
     np.testing.assert_allclose(res.equity, clean.equity, **close)
     for g in GREEKS:
         np.testing.assert_allclose(res.greeks[g], clean.greeks[g], **close)
+
+
+@needs_numba
+def test_book_kernels_release_the_gil() -> None:
+    # the service margins in one thread while others answer reads: every book-wide compiled
+    # pass must run without the GIL (it touches arrays only)
+    from pmargin.models import _pm_compose
+
+    assert kernels._rows.targetoptions.get("nogil") is True
+    assert _pm_compose._compose.targetoptions.get("nogil") is True
+    for parallel in (False, True):
+        fn = kernels._get(kernels._row_sums_kernel, kernels._compiled_sums, parallel)
+        assert fn.targetoptions.get("nogil") is True

@@ -323,7 +323,7 @@ def _rows_py(parallel: bool, n_threads: int, n_groups: int, indptr: Any, indices
 
 
 if NUMBA_ENABLED:  # pragma: no branch - compiled lazily, on first call
-    _rows = numba.njit(parallel=True, cache=True)(_rows_py)
+    _rows = numba.njit(parallel=True, cache=True, nogil=True)(_rows_py)
 
 
 @dataclass(frozen=True)
@@ -563,7 +563,7 @@ def _get(kernel: Any, cache: dict[bool, Any], parallel: bool) -> Any:
     # the parallel variant is cached: sharing one cache entry between a serial and a parallel
     # build of the same function would hand one of them the other's machine code.
     if parallel not in cache:
-        cache[parallel] = numba.njit(parallel=parallel, cache=parallel)(kernel)
+        cache[parallel] = numba.njit(parallel=parallel, cache=parallel, nogil=True)(kernel)
     return cache[parallel]
 
 
