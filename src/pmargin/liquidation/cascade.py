@@ -236,9 +236,9 @@ class _Accounts:
     accounts in the ledger, whose balance is their own.
     """
 
-    def __init__(self, ledger: Ledger, names: list[str], equity: FloatArray, ccy: str) -> None:
+    def __init__(self, ledger: Ledger, names: list[str], ccy: str) -> None:
         self.ledger, self.names, self.ccy = ledger, names, ccy
-        self.settled = np.array(equity, dtype=np.float64, copy=True)
+        self.settled: FloatArray | None = None
         self.opened = np.zeros(len(names), dtype=bool)
 
     def touch(self, rows: Any) -> None:
@@ -246,6 +246,8 @@ class _Accounts:
 
         Balances add up, so an account may be touched after a posting to it (before any read).
         """
+        if self.settled is None:
+            raise RuntimeError("an account was touched before the first settlement")
         for i in np.unique(np.asarray(rows, dtype=np.int64)).tolist():
             if not self.opened[i]:
                 self.opened[i] = True
@@ -264,6 +266,8 @@ class _Accounts:
 
     def balances(self) -> FloatArray:
         """Every account's ledger balance as a float (the eager ledger's figures)."""
+        if self.settled is None:
+            raise RuntimeError("no settlement yet")
         out = _ledger_floats(self.ledger, self.settled, self.ccy)
         for i in np.flatnonzero(self.opened).tolist():
             out[i] = float(self.ledger.balance(self.names[i], self.ccy))
@@ -339,9 +343,11 @@ def run_cascade(
     idx0 = market.index_price(underlying)
     n = book.n_accounts
     fund.deposit(_dec(ledger, cp.insurance_fund_usd / market.collateral_price(ccy), ccy))
-    eq0 = model.compute(book, market).equity.copy()
+    # equity before the shock: only ADL needs it (profits since the start), so it is computed
+    # when a round first needs it, on the opening book (rounds replace the book, never change it)
+    eq0 = _OpeningEquity(model, book, market)
     names = [f"account:{a}" for a in book.account_ids]
-    accts = _Accounts(ledger, names, eq0, ccy)
+    accts = _Accounts(ledger, names, ccy)
     out = CascadeResult(label, model.name, shock, accounts=n)
     move = shock
     for rnd in range(cp.max_rounds):
@@ -374,7 +380,14 @@ def run_cascade(
         if stats.executed == 0:
             break
         move = (1.0 + move) * (1.0 + impact) - 1.0
-    final = model.compute(book, market.bumped({underlying: move}))
+    if out.rounds and liq.size == 0 and out.rounds[-1].move_from_start == move:
+        final = res  # the last round changed nothing: its margin is the final one
+    else:
+        final = model.compute(book, market.bumped({underlying: move}))
+        if not out.rounds or out.rounds[-1].move_from_start != move:
+            # max_rounds ended the cascade after a round that moved the index: settle that move
+            # too, so that the ledger holds the final equity (it missed the last impact's P&L)
+            accts.settle(final.equity, "final")
     bal = accts.balances()
     out.final_index = idx0 * (1.0 + move)
     out.final_move = move
@@ -382,6 +395,19 @@ def run_cascade(
     out.ledger_equity_max_error = float(np.max(np.abs(bal - final.equity))) if n else 0.0
     out.final_book = book
     return out
+
+
+class _OpeningEquity:
+    """Model equity of the opening book at the opening market, computed on first use."""
+
+    def __init__(self, model: MarginModel, book: Book, market: MarketSnapshot) -> None:
+        self.model, self.book, self.market = model, book, market
+        self.value: FloatArray | None = None
+
+    def __call__(self) -> FloatArray:
+        if self.value is None:
+            self.value = np.array(self.model.compute(self.book, self.market).equity, copy=True)
+        return self.value
 
 
 @dataclass
@@ -446,7 +472,7 @@ def _liquidate(book: Book, liq: IntArray, mkt: MarketSnapshot, model: MarginMode
 
 def _cover_bankruptcies(book: Book, bankrupt: list[tuple[int, float]], mkt: MarketSnapshot,
                         model: MarginModel, prep: Any, cp: CascadeParams, ledger: Ledger,
-                        fund: InsuranceFund, accts: _Accounts, eq0: FloatArray, km: int,
+                        fund: InsuranceFund, accts: _Accounts, opening: _OpeningEquity, km: int,
                         rate: float, ref: str, stats: _Round) -> Book:
     """Insurance fund first, then ADL (positions, then cash in ADL order) or socialised loss."""
     ccy = book.margin_currency
@@ -466,6 +492,7 @@ def _cover_bankruptcies(book: Book, bankrupt: list[tuple[int, float]], mkt: Mark
             if eq_now is None or gross is None:
                 eq_now = accts.balances()
                 gross = _gross_value(book, mkt)
+            eq0 = opening()
             profit = np.maximum(eq_now - eq0, 0.0)
             profit[i] = 0.0
             total = Decimal(0)
