@@ -343,6 +343,7 @@ def replay_markets(book: Book, markets: Sequence[MarketSnapshot], model: MarginM
         r = run_cascade(book, prev, hour_model, move, underlying, params, planner,
                         label=f"{outcome.regime} hour {h}")
         outcome.cascades += 1
+        _check_money(r, outcome, h)
         cons += abs(r.conservation_error)
         outcome.ledger_equity_max_error = max(outcome.ledger_equity_max_error,
                                               r.ledger_equity_max_error)
@@ -365,6 +366,20 @@ def replay_markets(book: Book, markets: Sequence[MarketSnapshot], model: MarginM
     outcome.insurance_fund_end_usd = fund_coin * last_px
     outcome.insurance_fund_min_usd = fund_min
     return book
+
+
+LEDGER_EQUITY_TOLERANCE = 1e-12
+"""Largest |ledger balance - model equity| of an account after a cascade (margin currency): the
+ledger holds each equity rounded to the currency quantum (1e-18 for coins), nothing more."""
+
+
+def _check_money(r: Any, outcome: RegimeOutcome, hour: int) -> None:
+    """Money conserves exactly in every cascade and every balance is the account's equity."""
+    if r.conservation_error != 0 or not r.ledger_equity_max_error <= LEDGER_EQUITY_TOLERANCE:
+        raise RuntimeError(
+            f"{outcome.episode} {outcome.asset} {outcome.regime} hour {hour}: the cascade's "
+            f"ledger does not conserve money (conservation error {r.conservation_error}, "
+            f"largest |balance - equity| {r.ledger_equity_max_error})")
 
 
 def regime_book(book: Book, model: MarginModel, market: MarketSnapshot) -> Book:
