@@ -358,6 +358,12 @@ def replay_markets(book: Book, markets: Sequence[MarketSnapshot], model: MarginM
             outcome.socialised_usd += rd.socialised_usd
             outcome.uncovered_usd += rd.uncovered_usd
             fund_min = min(fund_min, fund_coin * rate)
+        # the fund's coin balance is carried as a float from the rounds' USD figures: a fund the
+        # cascade emptied (its ledger balance exactly 0) can come out at -3e-17 coin here
+        if fund_coin < -1e-12:
+            raise RuntimeError(f"{outcome.regime} hour {h}: the insurance fund went negative "
+                               f"({fund_coin} {book.margin_currency})")
+        fund_coin = max(fund_coin, 0.0)
         assert r.final_book is not None
         book = r.final_book
     outcome.margin_calls = len(called)
