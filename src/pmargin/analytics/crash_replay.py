@@ -576,9 +576,7 @@ def _run_task(t: _Task) -> RegimeOutcome:
         return o
     accts = regime_book(funded, model, start)
     o.accounts, o.capital_demanded_usd = accts.n_accounts, capital
-    try:
-        replay_markets(accts, markets, model, t.asset, o, t.cascade, scales=scales)
-    except PmarginError as exc:
-        o.reason = f"stopped after {o.hours} of {len(markets) - 1} hours: {exc}"
+    # an error after the start is not a property of the regime: it stops the replay
+    replay_markets(accts, markets, model, t.asset, o, t.cascade, scales=scales)
     o.seconds = time.perf_counter() - t0
     return o
