@@ -316,8 +316,10 @@ class VarFhsModel(MarginModel):
         out = np.zeros(n)
         for a in range(0, n, CHUNK_ROWS):
             b = min(a + CHUNK_ROWS, n)
-            pnl = np.asarray(pos[a:b] @ prep.risk)
-            if coll.shape[1]:
+            pnl = np.asarray((pos if a == 0 and b == n else pos[a:b]) @ prep.risk)
+            if coll.shape[1] == 1:  # one balance: the product is an outer one, term by term
+                pnl += coll[a:b] * prep.collateral_risk
+            elif coll.shape[1]:
                 pnl += coll[a:b] @ prep.collateral_risk
             out[a:b] = expected_shortfall(pnl, self.params.confidence) if prep.weights is None \
                 else weighted_expected_shortfall(pnl, prep.weights, self.params.confidence)
