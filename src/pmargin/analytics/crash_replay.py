@@ -357,7 +357,8 @@ def replay_markets(book: Book, markets: Sequence[MarketSnapshot], model: MarginM
             outcome.adl_usd += rd.adl_usd
             outcome.socialised_usd += rd.socialised_usd
             outcome.uncovered_usd += rd.uncovered_usd
-            fund_min = min(fund_min, fund_coin * rate)
+            # an emptied fund's float carry can be -3e-17 coin (see below): its balance is 0
+            fund_min = min(fund_min, max(fund_coin, 0.0) * rate)
         # the fund's coin balance is carried as a float from the rounds' USD figures: a fund the
         # cascade emptied (its ledger balance exactly 0) can come out at -3e-17 coin here
         if fund_coin < -1e-12:
