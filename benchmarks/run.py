@@ -154,6 +154,7 @@ def main() -> None:
     lines += attest_section()
     lines += replay_section()
     lines += var_fhs_section()
+    lines += crash_replay_section()
     notes = ROOT / "docs" / "benchmarks-notes.md"
     if notes.exists():
         lines += [notes.read_text()]
@@ -233,6 +234,44 @@ def audit_section(accounts: int = 100_000, r: dict[str, Any] | None = None) -> l
             f"({m['curve_cpu_s']:.1f}) | {r['markets_s'] + m['curve_s']:.1f} | "
             f"{m['share_accounts_at_-60%']:.1%} / {m['share_accounts_at_0']:.1%} / "
             f"{m['share_accounts_at_+60%']:.1%} |")
+    return [*lines, "", "```", json.dumps(r), "```", ""]
+
+
+CRASH_HEADER = "## Crash replays: every episode x asset x regime"
+CRASH_TARGET_S = 600.0
+"""Issue 13: all crash replays of a 10,000-account book in <= 10 minutes."""
+
+
+def crash_replay_section(accounts: int = 10_000, jobs: int = 2,
+                         r: dict[str, Any] | None = None) -> list[str]:
+    """All crash replays (``benchmarks/crash_replay.py``, own process; ``r``: an earlier run)."""
+    if r is None:
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "crash_replay.py"), str(accounts),
+             str(jobs)], check=True, capture_output=True, text=True, cwd=ROOT)
+        r = json.loads(out.stdout)
+        print(json.dumps(r), flush=True)
+    regimes: dict[str, float] = r["regime_seconds"]
+    total = sum(regimes.values()) or 1.0
+    lines = [
+        CRASH_HEADER,
+        "",
+        f"`{r['command']}`: {r['rows']} replays ({r['rows_run']} run; the others say why not) "
+        f"of a generated book of {r['accounts']:,} accounts per asset and episode, hour by hour "
+        "through the four episodes of crash_replay.toml with a liquidation cascade whenever an "
+        "account is under MM (`pmargin.analytics.crash_replay`). CPU = the command and its "
+        f"worker processes (user + system). Target <= {CRASH_TARGET_S / 60:.0f} min wall.",
+        "",
+        "| accounts | jobs | wall s | CPU s | load average (start / end) | conservation errors "
+        "| largest ledger-equity gap | where the time goes (share of the replays' wall) |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {r['accounts']:,} | {r['jobs']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | "
+        f"{r['load_average_start']:.1f} / {r['load_average_end']:.1f} | "
+        f"{', '.join(r['conservation_errors'])} | {r['ledger_equity_max_error']:.1e} | "
+        + ", ".join(f"{k} {v / total:.0%}" for k, v in regimes.items()) + " |",
+        "",
+    ]
+    lines += [f"Not run: {x}" for x in r["not_run"]]
     return [*lines, "", "```", json.dumps(r), "```", ""]
 
 
@@ -520,6 +559,15 @@ if __name__ == "__main__":
         else:
             sec = backtest_section(args=rest or None)
         write_section(sec, BACKTEST_HEADER)
+        print("\n".join(sec))
+    elif sys.argv[1:2] == ["crash-replay"]:
+        # only the crash-replay section: `python benchmarks/run.py crash-replay [--from FILE]`
+        # (FILE: the JSON line of benchmarks/crash_replay.py) writes it into docs/benchmarks.md
+        rest = sys.argv[2:]
+        prior = json.loads(Path(rest[1]).read_text().strip().splitlines()[-1]) \
+            if rest[:1] == ["--from"] else None
+        sec = crash_replay_section(r=prior)
+        write_section(sec, CRASH_HEADER)
         print("\n".join(sec))
     elif sys.argv[1:] == ["cli"]:  # only the CLI latency section, printed
         print("\n".join(cli_latency_section(cli_latency())))

@@ -3,6 +3,7 @@ outputs; the figures themselves are tested in tests/analytics)."""
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from pmargin.cli import app
@@ -82,6 +83,33 @@ def test_replay_crash_unknown_episode_is_bad_input():
     res = runner.invoke(app, ["replay-crash", "luna-2022"])
     assert res.exit_code == 2
     assert "EPISODE" in res.stderr
+
+
+def test_replay_crash_refuses_zero_jobs():
+    res = runner.invoke(app, ["replay-crash", "ftx-2022", "--jobs", "0"])
+    assert res.exit_code == 2
+    assert "--jobs" in res.stderr
+
+
+@pytest.mark.data
+def test_replay_crash_names_the_regime_that_cannot_run():
+    from pmargin.demo import find_shared
+
+    if find_shared() is None:
+        pytest.skip("../shared/data not found")
+    args = ["replay-crash", "covid-2020", "--asset", "BTC", "--accounts", "10",
+            "--regimes", "var-fhs,deribit-sm", "--jobs", "2"]
+    res = runner.invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.stderr
+    rows = json.loads(res.stdout)["replays"]
+    assert [r["regime"] for r in rows] == ["var-fhs", "deribit-sm"]
+    assert "DVOL" in rows[0]["reason"]
+    assert rows[0]["bad_debt_usd"] is None
+    assert rows[1]["reason"] == ""
+    assert rows[1]["conservation_error"] == "0"
+    text = runner.invoke(app, args)
+    assert text.exit_code == 0, text.stderr
+    assert "var-fhs not run:" in " ".join(text.stdout.split())
 
 
 def test_report_refuses_a_non_html_output(tmp_path):

@@ -825,11 +825,13 @@ def replay_crash(
         help=f"Comma-separated models (default: crash_replay.toml); {MODELS_HELP}")] = None,
     loss_mode: Annotated[Literal["adl", "socialise"], typer.Option(
         help="Who covers a deficit once the insurance fund is empty")] = "adl",
+    jobs: Annotated[int, typer.Option(
+        help="Worker processes over episode x asset x regime (same results as 1)", min=1)] = 1,
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
 ) -> None:
     """Replay a crash hour by hour under each margin regime (docs/systemic.md)."""
-    from pmargin.analytics.crash_replay import load_replay_params, replay_episode
+    from pmargin.analytics.crash_replay import load_replay_params, replay_all
     from pmargin.liquidation.cascade import load_cascade_params
 
     check_output_path(plot, "--plot", _image_types if plot is not None else None)
@@ -853,8 +855,7 @@ def replay_crash(
     if regimes is not None and not names:
         raise InvalidInput("--regimes", regimes, "must name at least one model")
     cascade = load_cascade_params().model_copy(update={"loss_mode": loss_mode})
-    rows = [o.to_dict() for e in eps for a in assets
-            for o in replay_episode(e, a, p, names, accounts, bk, cascade)]
+    rows = [o.to_dict() for o in replay_all(eps, assets, p, names, accounts, bk, cascade, jobs)]
     written = None
     if plot is not None:
         from pmargin.reports.systemic import save_figure, tradeoff_figure

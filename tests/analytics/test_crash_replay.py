@@ -100,3 +100,98 @@ def test_replay_of_a_real_episode_conserves_money():
             pytest.approx(o.bad_debt_usd, rel=1e-6, abs=1e-6)
     # standard margin is additive per position: isolated and cross demand the same capital
     assert out[0].capital_demanded_usd == pytest.approx(out[1].capital_demanded_usd, rel=1e-9)
+
+
+def test_dynamic_regime_is_the_example_model_file():
+    from pathlib import Path
+
+    from pmargin.analytics.crash_replay import load_regime
+
+    ex = load_model(Path(__file__).parents[2] / "docs" / "examples" / "pmargin-dynamic.toml")
+    dyn = load_regime("pmargin-dynamic")
+    assert dyn.name == "pmargin-dynamic"
+    assert dyn.params.model_dump() == ex.params.model_dump()
+    # a venue grid preset takes the same overlay; a model without a grid refuses it
+    assert load_regime("deribit-pm-dynamic").params.dynamic == ex.params.dynamic
+    with pytest.raises(InvalidInput, match="grid"):
+        load_regime("deribit-sm-dynamic")
+
+
+def test_a_regime_that_did_not_run_has_a_reason_and_no_figures():
+    o = RegimeOutcome("covid-2020", "BTC", "var-fhs", 0, 0.0, reason="no DVOL history")
+    d = o.to_dict()
+    assert d["reason"] == "no DVOL history"
+    assert d["capital_demanded_usd"] is None
+    assert d["bad_debt_usd"] is None
+    assert d["losses_not_covered_usd"] is None
+    assert d["conservation_error"] is None
+
+
+def _shared_or_skip():
+    from pmargin.demo import find_shared
+
+    if find_shared() is None:
+        pytest.skip("../shared/data not found")
+
+
+@pytest.mark.data
+def test_var_fhs_on_covid_is_a_row_with_its_reason():
+    _shared_or_skip()
+    p = load_replay_params()
+    out = replay_episode(p.episode("covid-2020"), "BTC", p, regimes=["var-fhs", "deribit-sm"],
+                         accounts=10)
+    assert [o.regime for o in out] == ["var-fhs", "deribit-sm"]
+    assert not out[0].ran
+    assert "DVOL" in out[0].reason
+    assert out[0].to_dict()["capital_demanded_usd"] is None
+    assert out[1].ran
+    assert out[1].hours == 95
+    assert out[1].capital_demanded_usd > 0
+
+
+@pytest.mark.data
+def test_dynamic_scale_rises_at_most_ten_percent_a_day():
+    from datetime import timedelta
+
+    from pmargin.analytics import crash_replay as cr
+
+    _shared_or_skip()
+    p = load_replay_params()
+    e = p.episode("covid-2020")
+    short = cr.Episode(name="covid-36h", title="", start=e.start + timedelta(hours=12),
+                       end=e.start + timedelta(hours=48))
+    t = cr._Task(short, "BTC", "pmargin-dynamic", p, 10, None, None)
+    inputs = cr._inputs(t)
+    model = cr.load_regime("pmargin-dynamic", p)
+    scales = cr._scales_before(t, inputs, model)
+    first = model.with_previous_scale(scales[0])
+    scales.append(first.dynamic_scales(["BTC"], inputs.markets[0]))
+    funded, _ = fund_book(inputs.book, first, inputs.markets[0], p.funding_multiple)
+    o = RegimeOutcome("covid-36h", "BTC", "pmargin-dynamic", funded.n_accounts, 0.0)
+    replay_markets(funded, inputs.markets, model, "BTC", o, scales=scales)
+    s = [x["BTC"] for x in scales]  # hours -24 .. 36
+    assert len(s) == 24 + len(inputs.markets)
+    for h in range(24, len(s)):
+        assert s[h] <= s[h - 24] * 1.1 + 1e-12
+    assert max(s[24:]) > s[24] * 1.05  # the vol spike of 12 March lifted the scale (capped)
+    assert o.conservation_error == "0"
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_jobs_do_not_change_the_results():
+    from pmargin.analytics.crash_replay import replay_all
+
+    _shared_or_skip()
+    p = load_replay_params()
+    eps = [p.episode("ftx-2022")]
+    regs = ["deribit-sm-isolated", "pmargin-dynamic", "var-fhs"]
+    one = [o.to_dict() for o in replay_all(eps, ["BTC", "ETH"], p, regs, 40, jobs=1)]
+    two = [o.to_dict() for o in replay_all(eps, ["BTC", "ETH"], p, regs, 40, jobs=2)]
+    for a, b in zip(one, two, strict=True):
+        a.pop("seconds")
+        b.pop("seconds")
+        assert a == b
+    for r in one:
+        assert r["conservation_error"] == "0"
+        assert r["ledger_equity_max_error"] < 1e-12

@@ -121,3 +121,24 @@ def test_explicit_collateral_above_the_balance_is_refused(market) -> None:
 def test_mode_flag_is_gone() -> None:
     with pytest.raises(TypeError):
         load_model("deribit-sm", mode="isolated")  # type: ignore[call-arg]
+
+
+def test_a_book_already_split_is_margined_as_it_is(market) -> None:
+    # sub-accounts of one position (or none) take the fast path of evaluate: the same figures,
+    # components and health as isolating them again
+    accts = [pf("BTC", [(CALL, -1), (PUT, 2), ("BTC-PERPETUAL", 0.5)], {"BTC": 0.4}),
+             pf("BTC", [(PUT, -3)], {"BTC": 0.05}),
+             pf("BTC", [], {"BTC": 1.0})]
+    model = load_model("deribit-sm-isolated")
+    split = Book.from_portfolios(model.isolate_portfolios(accts, market))
+    assert int(np.diff(split.positions.indptr).max()) == 1
+    prep = model.prepare(split, market)
+    fast = model.evaluate(prep, split)
+    slow = model._evaluate(prep, split, None)[0]
+    for k in ("initial_margin", "maintenance_margin", "equity", "health"):
+        assert np.array_equal(getattr(fast, k), getattr(slow, k)), k
+    assert fast.components.keys() == slow.components.keys()
+    for k, v in slow.components.items():
+        assert np.array_equal(fast.components[k], v), k
+    for k, v in slow.greeks.items():
+        assert np.array_equal(fast.greeks[k], v), k

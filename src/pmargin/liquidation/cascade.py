@@ -10,6 +10,15 @@ socialised loss, and moves the index by ``-impact_k * net liquidated delta notio
 per cent. It stops when no account is in liquidation. Every cash flow is a double-entry
 :class:`~pmargin.liquidation.ledger.Ledger` transfer in Decimal; the ledger balance of every
 account equals its model equity after each round.
+
+The ledger is lazy (:class:`_Accounts`): an account enters it the first time money moves for
+it (liquidated, bankrupt, or paying ADL or a socialised loss), with an opening balance equal to
+its equity at the round's settlement, which is exactly the balance the eager ledger (every
+account opened at the start and settled every round against the market) would give it then. An
+account no money moved for keeps its equity as its balance (the round's market P&L settled
+against the rest of the market) without a posting: the balances, the conservation error (exactly
+0) and the ledger-equity check are those of the eager ledger, at the cost of the accounts
+touched instead of the whole book per round.
 """
 
 from __future__ import annotations
@@ -205,6 +214,66 @@ def _set_quantity(book: Book, row: int, col: int, qty: float) -> None:
             m.data[k] = m.data[k] * qty / old
 
 
+def _ledger_floats(ledger: Ledger, values: FloatArray, ccy: str) -> FloatArray:
+    """``float(_dec(ledger, x, ccy))`` of every value, converting only where it can differ.
+
+    ``repr`` of a float has at most 17 significant digits: for ``|x| >= 10**(17 - k)`` (quantum
+    ``10**-k``) its last digit is at or above the quantum, so ``x`` is on the grid and the
+    Decimal is ``x`` exactly; only smaller non-zero values are converted.
+    """
+    out = np.array(values, dtype=np.float64, copy=True)
+    k = -int(ledger.quantum(ccy).normalize().as_tuple().exponent)
+    idx = np.flatnonzero((np.abs(out) < 10.0 ** (17 - k)) & (out != 0.0))
+    for j in idx.tolist():
+        out[j] = float(_dec(ledger, float(out[j]), ccy))
+    return out
+
+
+class _Accounts:
+    """The accounts of a cascade in a lazy ledger (module doc).
+
+    ``settled`` is every account's model equity at the last settlement; ``opened`` marks the
+    accounts in the ledger, whose balance is their own.
+    """
+
+    def __init__(self, ledger: Ledger, names: list[str], ccy: str) -> None:
+        self.ledger, self.names, self.ccy = ledger, names, ccy
+        self.settled: FloatArray | None = None
+        self.opened = np.zeros(len(names), dtype=bool)
+
+    def touch(self, rows: Any) -> None:
+        """Open the accounts of ``rows`` not in the ledger yet at their settled balance.
+
+        Balances add up, so an account may be touched after a posting to it (before any read).
+        """
+        if self.settled is None:
+            raise RuntimeError("an account was touched before the first settlement")
+        for i in np.unique(np.asarray(rows, dtype=np.int64)).tolist():
+            if not self.opened[i]:
+                self.opened[i] = True
+                d = _dec(self.ledger, float(self.settled[i]), self.ccy)
+                if d != 0:
+                    self.ledger.opening(self.names[i], self.ccy, d)
+
+    def settle(self, equity: FloatArray, ref: str) -> None:
+        """Settle the round's market P&L: the opened accounts by posting, the others in place."""
+        self.settled = np.array(equity, dtype=np.float64, copy=True)
+        ledger, ccy = self.ledger, self.ccy
+        for i in np.flatnonzero(self.opened).tolist():
+            name = self.names[i]
+            diff = _dec(ledger, equity[i], ccy) - ledger.balance(name, ccy)
+            _post(ledger, MARKET_ACCOUNT, name, diff, ccy, "market P&L", ref)
+
+    def balances(self) -> FloatArray:
+        """Every account's ledger balance as a float (the eager ledger's figures)."""
+        if self.settled is None:
+            raise RuntimeError("no settlement yet")
+        out = _ledger_floats(self.ledger, self.settled, self.ccy)
+        for i in np.flatnonzero(self.opened).tolist():
+            out[i] = float(self.ledger.balance(self.names[i], self.ccy))
+        return out
+
+
 class _LazyDecimals(Sequence[Decimal]):
     """Decimal view of a float array, converted on access (only the accounts walked)."""
 
@@ -274,12 +343,11 @@ def run_cascade(
     idx0 = market.index_price(underlying)
     n = book.n_accounts
     fund.deposit(_dec(ledger, cp.insurance_fund_usd / market.collateral_price(ccy), ccy))
-    eq0 = model.compute(book, market).equity.copy()
+    # equity before the shock: only ADL needs it (profits since the start), so it is computed
+    # when a round first needs it, on the opening book (rounds replace the book, never change it)
+    eq0 = _OpeningEquity(model, book, market)
     names = [f"account:{a}" for a in book.account_ids]
-    for name, e in zip(names, eq0, strict=True):
-        d = _dec(ledger, e, ccy)
-        if d != 0:
-            ledger.opening(name, ccy, d)
+    accts = _Accounts(ledger, names, ccy)
     out = CascadeResult(label, model.name, shock, accounts=n)
     move = shock
     for rnd in range(cp.max_rounds):
@@ -289,22 +357,20 @@ def run_cascade(
         prep = model.prepare(book, mkt)
         res = model.evaluate(prep, book)
         # settle the round's market P&L against the rest of the market
-        for i, name in enumerate(names):
-            diff = _dec(ledger, res.equity[i], ccy) - ledger.balance(name, ccy)
-            _post(ledger, MARKET_ACCOUNT, name, diff, ccy, "market P&L", ref)
+        accts.settle(res.equity, ref)
         has_pos = np.diff(book.positions.indptr) > 0
         liq = np.flatnonzero((res.equity < res.maintenance_margin) & has_pos)
         stats = _Round()
         if liq.size:
             n_cols = book.n_instruments
             book = _liquidate(book, liq, mkt, model, pp, res.greeks["delta"], ledger, fund,
-                              names, underlying, rate, ref, stats, out, prep)
+                              accts, underlying, rate, ref, stats, out, prep)
             if book.n_instruments != n_cols:  # a delta hedge added a perpetual column
                 prep = model.prepare(book, mkt)
             bankrupt = [(int(i), d) for i, d in stats.bankrupt]
             if bankrupt:
                 book = _cover_bankruptcies(book, bankrupt, mkt, model, prep, cp, ledger, fund,
-                                           names, eq0, km, rate, ref, stats)
+                                           accts, eq0, km, rate, ref, stats)
         impact = -cp.impact_k * stats.delta_sold / cp.depth_usd_per_pct / 100.0
         impact = float(np.clip(impact, -cp.max_round_move, cp.max_round_move))
         out.rounds.append(RoundStats(rnd, mkt.index_price(underlying), move, int(liq.size),
@@ -314,14 +380,34 @@ def run_cascade(
         if stats.executed == 0:
             break
         move = (1.0 + move) * (1.0 + impact) - 1.0
-    final = model.compute(book, market.bumped({underlying: move}))
-    bal = np.array([float(ledger.balance(name, ccy)) for name in names])
+    if out.rounds and liq.size == 0 and out.rounds[-1].move_from_start == move:
+        final = res  # the last round changed nothing: its margin is the final one
+    else:
+        final = model.compute(book, market.bumped({underlying: move}))
+        if not out.rounds or out.rounds[-1].move_from_start != move:
+            # max_rounds ended the cascade after a round that moved the index: settle that move
+            # too, so that the ledger holds the final equity (it missed the last impact's P&L)
+            accts.settle(final.equity, "final")
+    bal = accts.balances()
     out.final_index = idx0 * (1.0 + move)
     out.final_move = move
     out.conservation_error = ledger.conservation_error(ccy)
     out.ledger_equity_max_error = float(np.max(np.abs(bal - final.equity))) if n else 0.0
     out.final_book = book
     return out
+
+
+class _OpeningEquity:
+    """Model equity of the opening book at the opening market, computed on first use."""
+
+    def __init__(self, model: MarginModel, book: Book, market: MarketSnapshot) -> None:
+        self.model, self.book, self.market = model, book, market
+        self.value: FloatArray | None = None
+
+    def __call__(self) -> FloatArray:
+        if self.value is None:
+            self.value = np.array(self.model.compute(self.book, self.market).equity, copy=True)
+        return self.value
 
 
 @dataclass
@@ -345,10 +431,11 @@ class _Round:
 
 def _liquidate(book: Book, liq: IntArray, mkt: MarketSnapshot, model: MarginModel,
                pp: PlannerParams, delta_before: FloatArray, ledger: Ledger, fund: InsuranceFund,
-               names: list[str], underlying: str, rate: float, ref: str, stats: _Round,
+               accts: _Accounts, underlying: str, rate: float, ref: str, stats: _Round,
                out: CascadeResult, prep: Any) -> Book:
     """Plan and execute every account in ``liq`` at once; post penalties and costs."""
     ccy = book.margin_currency
+    names = accts.names
     bp = plan_book(book.subset(liq), mkt, model, pp, prepared=prep)
     executed = bp.executed
     for i in liq[~executed]:
@@ -357,6 +444,7 @@ def _liquidate(book: Book, liq: IntArray, mkt: MarketSnapshot, model: MarginMode
     stats.executed = int(executed.sum())
     rows = liq[executed]
     k_exec = np.flatnonzero(executed)
+    accts.touch(rows)
     book = _replace_rows(book, rows, bp.book.subset(k_exec))
     index_cols = np.array([mkt.index_price(inst.underlying) for inst in bp.book.instruments])
     stats.delta_sold = float(np.sum(delta_before[rows] - bp.delta[k_exec])) * mkt.index_price(
@@ -384,10 +472,11 @@ def _liquidate(book: Book, liq: IntArray, mkt: MarketSnapshot, model: MarginMode
 
 def _cover_bankruptcies(book: Book, bankrupt: list[tuple[int, float]], mkt: MarketSnapshot,
                         model: MarginModel, prep: Any, cp: CascadeParams, ledger: Ledger,
-                        fund: InsuranceFund, names: list[str], eq0: FloatArray, km: int,
+                        fund: InsuranceFund, accts: _Accounts, opening: _OpeningEquity, km: int,
                         rate: float, ref: str, stats: _Round) -> Book:
     """Insurance fund first, then ADL (positions, then cash in ADL order) or socialised loss."""
     ccy = book.margin_currency
+    names = accts.names
     quantum = ledger.quantum(ccy)
     eq_now: FloatArray | None = None
     gross: FloatArray | None = None
@@ -401,8 +490,9 @@ def _cover_bankruptcies(book: Book, bankrupt: list[tuple[int, float]], mkt: Mark
         rest = cov.uncovered
         if rest > 0:
             if eq_now is None or gross is None:
-                eq_now = np.array([float(ledger.balance(name, ccy)) for name in names])
+                eq_now = accts.balances()
                 gross = _gross_value(book, mkt)
+            eq0 = opening()
             profit = np.maximum(eq_now - eq0, 0.0)
             profit[i] = 0.0
             total = Decimal(0)
@@ -410,6 +500,7 @@ def _cover_bankruptcies(book: Book, bankrupt: list[tuple[int, float]], mkt: Mark
                 col, trade = stats.plan_trades.get(i, (-1, 0.0))
                 paid = _adl_close_positions(held, ledger, rest, profit, eq_now, eq0, gross, i,
                                             col, trade, names, ref)
+                accts.touch(list(paid))  # they were settled this round: balance = their equity
                 for j, amount in paid.items():
                     profit[j] -= float(amount)
                     eq_now[j] -= float(amount)
@@ -429,6 +520,7 @@ def _cover_bankruptcies(book: Book, bankrupt: list[tuple[int, float]], mkt: Mark
                     rest, [_dec(ledger, float(profit[j]), ccy) for j in winners], quantum)
                 taken = {int(j): a for j, a in zip(winners, shares, strict=True) if a > 0}
             coll = book.collateral
+            accts.touch(list(taken))
             for j, amt in taken.items():
                 ledger.move(names[j], names[i], amt, ccy, cp.loss_mode, ref)
                 coll[j, km] -= float(amt)

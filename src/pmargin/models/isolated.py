@@ -252,6 +252,13 @@ class IsolatedMarginModel(MarginModel):
             One row per account (see the module docstring); the sub-account figures are
             ``self.base.evaluate(prep.base, self.isolate(prep, book).book)``.
         """
+        counts = np.diff(sp.csr_matrix(book.positions).indptr)
+        if book.n_accounts and not len(book.orders) and int(counts.max()) <= 1:
+            # every account is already its own sub-account (one position or none, e.g. a book
+            # split by isolate_portfolios): the split would give the same rows, each with all of
+            # its account's collateral (weight exactly 1), so the base margins the book as it is
+            sub = self.base.evaluate(prep.base, book)
+            return self._combine(book, sub, np.arange(book.n_accounts), prep)
         return self._evaluate(prep, book, None)[0]
 
     def _evaluate(self, prep: IsolatedPrepared, book: Book,
@@ -259,10 +266,15 @@ class IsolatedMarginModel(MarginModel):
                   ) -> tuple[BookMarginResult, IsolatedBook, BookMarginResult]:
         iso = self.isolate(prep, book, assigned)
         sub = self.base.evaluate(prep.base, iso.book)
+        return self._combine(book, sub, iso.parent, prep), iso, sub
+
+    def _combine(self, book: Book, sub: BookMarginResult, parent: IntArray,
+                 prep: IsolatedPrepared) -> BookMarginResult:
+        """Account figures: sums of the sub-accounts' (``parent`` = account of each sub row)."""
         n = book.n_accounts
 
         def total(x: FloatArray) -> FloatArray:
-            return np.bincount(iso.parent, weights=x, minlength=n).astype(np.float64)
+            return np.bincount(parent, weights=x, minlength=n).astype(np.float64)
 
         comps = {k: total(v) for k, v in sub.components.items()}
         comps["isolated_deficit"] = total(np.maximum(0.0, -sub.equity))
@@ -273,10 +285,9 @@ class IsolatedMarginModel(MarginModel):
         if len(book.orders):
             orders = self.base.evaluate(prep.base, book).components.get("open_orders", orders)
         comps["open_orders"] = np.asarray(orders, np.float64)
-        res = self.book_result(book, sub.mc_usd, total(sub.initial_margin) + comps["open_orders"],
-                               total(sub.maintenance_margin), total(sub.equity), comps,
-                               {k: total(v) for k, v in sub.greeks.items()})
-        return res, iso, sub
+        return self.book_result(book, sub.mc_usd, total(sub.initial_margin) + comps["open_orders"],
+                                total(sub.maintenance_margin), total(sub.equity), comps,
+                                {k: total(v) for k, v in sub.greeks.items()})
 
     def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> AccountMargin:
         """Compute and explain isolated margin of one account.

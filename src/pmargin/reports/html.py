@@ -282,10 +282,15 @@ def render_html(data: Mapping[str, Any]) -> str:
              "socialised USD", "uncovered USD", "conservation"],
             [[_fmt(r["episode"]), _fmt(r["asset"]), _fmt(r["regime"]),
               _fmt(r["capital_demanded_usd"]), _fmt(r["margin_calls"]),
-              f"{r['accounts_liquidated']}/{r['accounts']}", _fmt(r["liquidated_notional_usd"]),
+              f"{r['accounts_liquidated']}/{r['accounts']}" if not r.get("reason") else "n/a",
+              _fmt(r["liquidated_notional_usd"]),
               _fmt(r["bad_debt_usd"]), _fmt(r["insurance_fund_used_usd"]), _fmt(r["adl_usd"]),
               _fmt(r["socialised_usd"]), _fmt(r["uncovered_usd"]),
               _fmt(r["conservation_error"])] for r in rp]))
+        for r in rp:
+            if r.get("reason"):
+                parts.append(f"<p>{_fmt(r['episode'])} {_fmt(r['asset'])} {_fmt(r['regime'])} "
+                             f"not run: {_fmt(r['reason'])}</p>")
         parts.append(_img(figs, "tradeoff", "Capital demanded before the crash against losses "
                           "beyond the defaulters' collateral, one point per regime and episode"))
     else:

@@ -131,6 +131,10 @@ def print_replays(console: Console, rows: Sequence[Mapping[str, Any]]) -> None:
                 "uncovered", "conservation"):
         t.add_column(col, justify="right")
     for r in rows:
+        if r.get("reason"):
+            t.add_row(r["episode"], r["asset"], r["regime"], "not run", "", "", "", "", "", "",
+                      "", "", "")
+            continue
         t.add_row(r["episode"], r["asset"], r["regime"], f"{r['capital_demanded_usd']:,.0f}",
                   str(r["margin_calls"]), f"{r['accounts_liquidated']}/{r['accounts']}",
                   f"{r['liquidated_notional_usd']:,.0f}", f"{r['bad_debt_usd']:,.0f}",
@@ -138,6 +142,10 @@ def print_replays(console: Console, rows: Sequence[Mapping[str, Any]]) -> None:
                   f"{r['socialised_usd']:,.0f}", f"{r['uncovered_usd']:,.0f}",
                   r["conservation_error"])
     console.print(t)
+    for r in rows:
+        if r.get("reason"):
+            console.print(f"{r['episode']} {r['asset']} {r['regime']} not run: {r['reason']}",
+                          highlight=False)
 
 
 def tradeoff_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
@@ -150,6 +158,7 @@ def tradeoff_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
     """
     plt = _pyplot("tradeoff")
     fig, ax = plt.subplots(figsize=(9, 6))
+    rows = [r for r in rows if not r.get("reason")]  # a regime that did not run has no point
     regimes = sorted({r["regime"] for r in rows})
     markers = "osD^v<>px*"
     cmap = plt.get_cmap("tab10")
