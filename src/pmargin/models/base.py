@@ -103,7 +103,7 @@ class MarginModel(ABC):
             params_digest=self.digest,
             margin_currency=book.margin_currency,
             mc_usd=mc_usd,
-            account_ids=list(book.account_ids),
+            account_ids=book.account_ids,  # the book's own list: its rows are never renamed
             initial_margin=initial_margin,
             maintenance_margin=maintenance_margin,
             equity=equity,

@@ -190,7 +190,8 @@ class BookMarginResult:
     mc_usd : float
         USD price of the margin currency (multiply to get USD).
     account_ids : list of str
-        Row labels.
+        Row labels: the list of the book margined (shared, not copied; a book's rows are
+        not renamed in place).
     initial_margin, maintenance_margin, equity : ndarray
         Per account.
     components : dict of str to ndarray

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -209,6 +210,33 @@ def build_table(
     priced_by = np.empty(n, dtype=object)
     mc_stable = is_stable(margin_currency)
     mc_price = market.collateral_price(margin_currency)
+    # per-underlying and per-expiry inputs, asked of the market once per call (the same values:
+    # the market does not change during the call)
+    index_of: dict[str, float] = {}
+    settle_of: dict[str, float] = {}
+    tau_of: dict[datetime, float] = {}
+    fwd_of: dict[tuple[str, datetime | None], float] = {}
+
+    def index_px(u: str) -> float:
+        if u not in index_of:
+            index_of[u] = market.index_price(u)
+        return index_of[u]
+
+    def settle(c: str) -> float:
+        if c not in settle_of:
+            settle_of[c] = market.collateral_price(c)
+        return settle_of[c]
+
+    def tau_at(e: datetime) -> float:
+        if e not in tau_of:
+            tau_of[e] = market.tau(e)
+        return tau_of[e]
+
+    def forward(u: str, e: datetime | None) -> float:
+        if (u, e) not in fwd_of:
+            fwd_of[(u, e)] = market.forward(u, e)
+        return fwd_of[(u, e)]
+
     for j, inst in enumerate(instruments):
         fld = f"positions[{inst.name}]"
         if inst.kind is InstrumentKind.SPOT:
@@ -222,16 +250,16 @@ def build_table(
         how = priced_by[j] = market.priced_by(inst)
         und[j] = inst.underlying
         inverse[j] = inst.is_inverse
-        index[j] = market.index_price(inst.underlying)
-        settle_px[j] = market.collateral_price(inst.settle_currency)
+        index[j] = index_px(inst.underlying)
+        settle_px[j] = settle(inst.settle_currency)
         if inst.kind is InstrumentKind.PERPETUAL:
             kind[j] = KIND_PERPETUAL
-            fwd[j] = market.forward(inst.underlying, None)
+            fwd[j] = forward(inst.underlying, None)
             mark[j] = fwd[j]
             continue
         assert inst.expiry is not None
         exp_key[j] = int(inst.expiry.timestamp())
-        t = market.tau(inst.expiry)
+        t = tau_at(inst.expiry)
         if how == "settlement":
             expired[j] = True
             fwd[j] = market.settlement_price(inst.underlying, inst.expiry)
@@ -243,7 +271,7 @@ def build_table(
                 is_call[j] = inst.is_call
             continue
         tau[j] = t
-        fwd[j] = market.forward(inst.underlying, inst.expiry)
+        fwd[j] = forward(inst.underlying, inst.expiry)
         mark[j] = market.mark_price(inst)
         if inst.kind is InstrumentKind.FUTURE:
             kind[j] = KIND_FUTURE
