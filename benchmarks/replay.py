@@ -100,6 +100,15 @@ def main() -> None:
             server_cpu = cpu_s(srv.proc.pid) - cpu0
             client_cpu = time.process_time() - me0
             rss = srv.rss_mb()
+            deadline = time.monotonic() + 60  # the last epoch's attestation may still run
+            while True:
+                attested = latest_attestation(srv.url, s["key"])
+                vt = attested["valuation_time"]
+                if summ["last"] is None or time.monotonic() > deadline or (
+                        vt is not None and datetime.fromisoformat(str(vt))
+                        == datetime.fromisoformat(summ["last"])):
+                    break
+                time.sleep(0.5)
         finally:
             srv.stop()
     finally:
@@ -119,7 +128,24 @@ def main() -> None:
         "server_rss_mb": round(rss), "load_average_start": round(load0, 2),
         "load_average_end": round(os.getloadavg()[0], 2),
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "attested": False, "via": command}))
+        # every accepted update is an epoch: the last one attested means all were
+        "attested": attested["valuation_time"] is not None and summ["last"] is not None
+        and datetime.fromisoformat(str(attested["valuation_time"]))
+        == datetime.fromisoformat(summ["last"]),
+        "attested_epoch": attested["epoch"], "via": command}))
+
+
+def latest_attestation(url: str, key: str) -> dict[str, object]:
+    """Epoch and valuation time of the service's latest signed attestation (None if none)."""
+    import httpx
+
+    r = httpx.get(f"{url}/v1/attestations/latest", timeout=60,
+                  headers={"Authorization": f"Bearer {key}"})
+    if r.status_code != 200:
+        return {"epoch": None, "valuation_time": None}
+    doc = r.json()
+    body = doc.get("attestation", doc)
+    return {"epoch": body.get("epoch"), "valuation_time": body.get("valuation_time")}
 
 
 if __name__ == "__main__":
