@@ -115,6 +115,10 @@ def test_dynamic_regime_is_the_example_model_file():
     assert load_regime("deribit-pm-dynamic").params.dynamic == ex.params.dynamic
     with pytest.raises(InvalidInput, match="grid"):
         load_regime("deribit-sm-dynamic")
+    # an unknown name names the regime and says what a regime can be
+    with pytest.raises(InvalidInput, match=r"regime: unknown model .*-dynamic") as err:
+        load_regime("bogus")
+    assert err.value.value == "bogus"
 
 
 def test_a_regime_that_did_not_run_has_a_reason_and_no_figures():

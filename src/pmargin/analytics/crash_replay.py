@@ -154,7 +154,14 @@ def load_regime(name: str, params: ReplayParams | None = None) -> MarginModel:
             raise InvalidInput("regime", name,
                                f"the dynamic overlay scales a scenario grid; {base} has none")
         return load_model(base, {"name": name, "dynamic": p.dynamic.model_dump()})
-    return load_model(name)
+    try:
+        return load_model(name)
+    except InvalidInput as exc:
+        if exc.field != "model":
+            raise
+        raise InvalidInput("regime", name, f"{exc.reason}, or <grid preset>{DYNAMIC_SUFFIX} "
+                           "(the preset with the [dynamic] overlay of crash_replay.toml), "
+                           "or a preset file") from exc
 
 
 def _is_dynamic(model: MarginModel) -> bool:
