@@ -40,11 +40,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -164,7 +164,7 @@ def load_regime(name: str, params: ReplayParams | None = None) -> MarginModel:
                            "or a preset file") from exc
 
 
-def _is_dynamic(model: MarginModel) -> bool:
+def _is_dynamic(model: MarginModel) -> TypeGuard[PortfolioMarginModel]:
     return isinstance(model, PortfolioMarginModel) and model.params.dynamic is not None
 
 
@@ -257,11 +257,11 @@ class RegimeOutcome:
         return d
 
 
-_FIGURES = ("accounts", "capital_demanded_usd", "hours", "margin_calls", "accounts_liquidated",
-            "liquidated_notional_usd", "penalties_usd", "bad_debt_usd", "insurance_fund_used_usd",
-            "insurance_fund_start_usd", "insurance_fund_end_usd", "insurance_fund_min_usd",
-            "adl_usd", "socialised_usd", "uncovered_usd", "cascades", "conservation_error",
-            "ledger_equity_max_error", "losses_not_covered_usd")
+_LABELS = frozenset({"episode", "asset", "regime", "seconds", "notes", "reason"})
+"""Keys of :meth:`RegimeOutcome.to_dict` that are not figures (kept for a regime that did not
+run)."""
+_FIGURES = (*(f.name for f in fields(RegimeOutcome) if f.name not in _LABELS),
+            "losses_not_covered_usd")
 """Keys of :meth:`RegimeOutcome.to_dict` that are None when the regime did not run."""
 
 
@@ -323,7 +323,6 @@ def replay_markets(book: Book, markets: Sequence[MarketSnapshot], model: MarginM
         last_px = px
         hour_model = model
         if _is_dynamic(model):
-            assert isinstance(model, PortfolioMarginModel)
             if scales is None:
                 scales = [None]
             back = len(scales) - DAY_HOURS
@@ -502,6 +501,10 @@ class _Inputs:
     key: tuple[Any, ...]
     book: Book
     markets: list[MarketSnapshot]
+    series: Any
+    """The asset's history (:func:`pmargin.analytics.history.load_series`)."""
+    template: Any
+    """Its smile template (:func:`pmargin.analytics.history.load_template`)."""
     before: list[MarketSnapshot] | None = None
     """The markets of the DAY_HOURS hours before the start (dynamic overlay), built on demand."""
 
@@ -542,20 +545,20 @@ def _inputs(t: _Task) -> _Inputs:
     insts = list(book.instruments)
     markets = [market_at(a, h, series=series, template=template, instruments=insts,
                          tenors_days=p.book_tenors_days) for h in e.hours()]
-    _INPUTS.append(_Inputs(key, book, markets))
+    _INPUTS.append(_Inputs(key, book, markets, series, template))
     return _INPUTS[0]
 
 
 def _scales_before(t: _Task, inputs: _Inputs, model: PortfolioMarginModel
                    ) -> list[dict[str, float] | None]:
     """Dynamic scales of the DAY_HOURS hours before the start (each without a previous one)."""
-    from pmargin.analytics.history import load_series, load_template, market_at
+    from pmargin.analytics.history import market_at
 
     if inputs.before is None:
         a, e = t.asset, t.episode
-        series, template = load_series(a), load_template(a)
-        inputs.before = [market_at(a, e.start - timedelta(hours=k), series=series,
-                                   template=template, tenors_days=t.params.book_tenors_days)
+        inputs.before = [market_at(a, e.start - timedelta(hours=k), series=inputs.series,
+                                   template=inputs.template,
+                                   tenors_days=t.params.book_tenors_days)
                          for k in range(DAY_HOURS, 0, -1)]
     return [model.dynamic_scales([t.asset], m) for m in inputs.before]
 
@@ -572,7 +575,6 @@ def _run_task(t: _Task) -> RegimeOutcome:
     try:
         fund_model = model
         if _is_dynamic(model):
-            assert isinstance(model, PortfolioMarginModel)
             scales = _scales_before(t, inputs, model)
             fund_model = model.with_previous_scale(scales[0])
             scales.append(fund_model.dynamic_scales([t.asset], start))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -212,30 +212,8 @@ def build_table(
     mc_price = market.collateral_price(margin_currency)
     # per-underlying and per-expiry inputs, asked of the market once per call (the same values:
     # the market does not change during the call)
-    index_of: dict[str, float] = {}
-    settle_of: dict[str, float] = {}
-    tau_of: dict[datetime, float] = {}
-    fwd_of: dict[tuple[str, datetime | None], float] = {}
-
-    def index_px(u: str) -> float:
-        if u not in index_of:
-            index_of[u] = market.index_price(u)
-        return index_of[u]
-
-    def settle(c: str) -> float:
-        if c not in settle_of:
-            settle_of[c] = market.collateral_price(c)
-        return settle_of[c]
-
-    def tau_at(e: datetime) -> float:
-        if e not in tau_of:
-            tau_of[e] = market.tau(e)
-        return tau_of[e]
-
-    def forward(u: str, e: datetime | None) -> float:
-        if (u, e) not in fwd_of:
-            fwd_of[(u, e)] = market.forward(u, e)
-        return fwd_of[(u, e)]
+    index_px, settle = cache(market.index_price), cache(market.collateral_price)
+    tau_at, forward = cache(market.tau), cache(market.forward)
 
     for j, inst in enumerate(instruments):
         fld = f"positions[{inst.name}]"
